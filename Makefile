@@ -1,0 +1,58 @@
+# nanochat — set-up, build, tests and runs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+SETUP_STAMP := $(VENV)/.setup-done
+BIN := $(CURDIR)/target/release/nanochat
+PRESET ?= d20
+SMOKE_DIR ?= $(CURDIR)/target/smoke
+
+# torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH, DESIGN.md "libtorch and the build").
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export NANOCHAT_PYTHON := $(VENV)/bin/python
+
+.PHONY: help setup build test smoke speedrun clean
+
+help:
+	@echo "make setup     install the pinned torch wheel + CUDA headers into .venv and libgloo-dev (idempotent)"
+	@echo "make build     build the release binary target/release/nanochat"
+	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
+	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md"
+	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
+
+setup: $(SETUP_STAMP) /usr/include/gloo/config.h
+
+$(SETUP_STAMP): manifests/python.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
+	  { echo "error: manifests/python.lock pins CPython 3.11 wheels; install python3.11 (or set PYTHON=...)"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r manifests/python.lock
+	touch $@
+
+/usr/include/gloo/config.h:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev
+
+build: setup
+	cargo build --release --locked
+
+test: build
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo test --release --locked
+
+smoke: build
+	$(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR)
+	cp $(SMOKE_DIR)/report/report.md $(CURDIR)/report.md
+	@echo "report: $(CURDIR)/report.md"
+
+speedrun: build
+	$(BIN) speedrun --preset $(PRESET)
+	cp $${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat}/report/report.md $(CURDIR)/report.md
+
+clean:
+	cargo clean

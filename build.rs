@@ -1,0 +1,67 @@
+//! Build script: links libtorch_cuda into every artifact (so the binary is CUDA-capable even when built
+//! on a machine without a GPU; tch's own link args do not reach dependents, tch-rs #980), sets an rpath
+//! to the torch lib dir so the binary runs without LD_LIBRARY_PATH, and records build facts
+//! (git commit, rustc, libtorch version) for `--version` and the report header.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> anyhow::Result<()> {
+    let torch_lib = PathBuf::from(
+        std::env::var("DEP_TCH_LIBTORCH_LIB")
+            .map_err(|_| anyhow::anyhow!("torch-sys did not report DEP_TCH_LIBTORCH_LIB; build with `make build`"))?,
+    );
+    link_libtorch_cuda(&torch_lib);
+    emit_build_facts(&torch_lib);
+    println!("cargo:rerun-if-changed=build.rs");
+    Ok(())
+}
+
+/// `--no-as-needed` keeps libtorch_cuda.so in DT_NEEDED although no symbol of it is referenced directly:
+/// its static initialisers register the CUDA backend with the dispatcher.
+fn link_libtorch_cuda(torch_lib: &Path) {
+    println!("cargo:rustc-link-search=native={}", torch_lib.display());
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch_cuda");
+    println!("cargo:rustc-link-arg=-ltorch");
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    // The venv's lib dir for local builds; $ORIGIN/../lib/torch for the container image layout.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", torch_lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/torch");
+}
+
+fn emit_build_facts(torch_lib: &Path) {
+    let commit = std::env::var("NANOCHAT_GIT_COMMIT").ok().or_else(git_commit).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=NANOCHAT_BUILD_COMMIT={commit}");
+    println!("cargo:rerun-if-env-changed=NANOCHAT_GIT_COMMIT");
+    for git_file in [".git/HEAD", ".git/refs/heads/main"] {
+        if Path::new(git_file).exists() {
+            println!("cargo:rerun-if-changed={git_file}");
+        }
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = command_output(Command::new(rustc).arg("--version")).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=NANOCHAT_BUILD_RUSTC={rustc_version}");
+    let torch_version = torch_version(torch_lib).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=NANOCHAT_BUILD_LIBTORCH={torch_version}");
+    println!("cargo:rustc-env=NANOCHAT_BUILD_TORCH_LIB={}", torch_lib.display());
+}
+
+fn git_commit() -> Option<String> {
+    let commit = command_output(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]))?;
+    let dirty = command_output(Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]))
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    Some(if dirty { format!("{commit}-dirty") } else { commit })
+}
+
+/// The wheel's torch/version.py holds `__version__ = '2.11.0+cu130'`.
+fn torch_version(torch_lib: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(torch_lib.parent()?.join("version.py")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("__version__"))?;
+    Some(line.split(['\'', '"']).nth(1)?.to_string())
+}
+
+fn command_output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

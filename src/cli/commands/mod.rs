@@ -1,0 +1,16 @@
+//! One handler per subcommand; each returns an error with context for the CLI edge to print.
+mod config;
+mod doctor;
+mod report;
+mod speedrun;
+
+use super::{Cli, Command};
+
+pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Speedrun(args) => speedrun::run(&cli.global, args),
+        Command::Doctor(args) => doctor::run(&cli.global, args),
+        Command::Report(command) => report::run(&cli.global, command),
+        Command::Config(command) => config::run(&cli.global, command),
+    }
+}

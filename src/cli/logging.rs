@@ -1,0 +1,78 @@
+//! Console logging for every command: plain lines on stderr at the chosen verbosity (-v/-q), and,
+//! for a stage run on its own, a copy with timestamps in `base_dir/logs/<stage>.log`. Under
+//! `speedrun` the parent already captures the stage's output, so no second copy is written.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct ConsoleLogger {
+    level: LevelFilter,
+    file: Mutex<Option<File>>,
+}
+
+impl Log for ConsoleLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = match record.level() {
+            Level::Error => format!("error: {}", record.args()),
+            Level::Warn => format!("warning: {}", record.args()),
+            Level::Info => record.args().to_string(),
+            Level::Debug | Level::Trace => format!("[{}] {}", record.target(), record.args()),
+        };
+        crate::cli::progress::suspend_bars(|| eprintln!("{line}"));
+        if let Ok(mut guard) = self.file.lock() {
+            if let Some(file) = guard.as_mut() {
+                let _ = writeln!(file, "{} {line}", crate::report::now_timestamp());
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: std::sync::OnceLock<ConsoleLogger> = std::sync::OnceLock::new();
+
+/// Verbosity from the count of -v and -q flags: default info, -v debug, -vv trace, -q warnings only.
+pub fn level_from_flags(verbose: u8, quiet: bool) -> LevelFilter {
+    match (quiet, verbose) {
+        (true, _) => LevelFilter::Warn,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
+}
+
+pub fn init(level: LevelFilter) {
+    let logger = LOGGER.get_or_init(|| ConsoleLogger { level, file: Mutex::new(None) });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Also append log lines to `path`, unless a speedrun parent already captures this process's output.
+pub fn tee_to_file(path: &Path) {
+    if std::env::var_os(crate::speedrun::runner::CAPTURED_ENV).is_some() {
+        return;
+    }
+    let Some(logger) = LOGGER.get() else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match OpenOptions::new().create(true).append(true).open(path) {
+        Ok(file) => {
+            if let Ok(mut guard) = logger.file.lock() {
+                *guard = Some(file);
+            }
+        }
+        Err(e) => log::warn!("cannot write the log file {}: {e}", path.display()),
+    }
+}

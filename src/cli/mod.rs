@@ -1,0 +1,141 @@
+//! The `nanochat` command line: global options shared by every stage and one subcommand per stage,
+//! plus `speedrun` (all stages in order), `doctor` (hardware preflight), `report` and `config`.
+pub mod commands;
+pub mod logging;
+pub mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RunConfig;
+use crate::paths::Paths;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nanochat",
+    version = crate::build_info::VERSION,
+    long_version = long_version(),
+    about = "The nanochat LLM pipeline in one binary: tokenizer, pretraining, chat fine-tuning, evaluation, inference",
+    after_help = "Start with `nanochat doctor` to see which preset fits this machine, then `nanochat speedrun --preset NAME`.\n\
+                  Every artifact lives under the base dir (--base-dir, NANOCHAT_BASE_DIR, default ~/.cache/nanochat)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn long_version() -> &'static str {
+    Box::leak(crate::build_info::version_line().into_boxed_str())
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOptions {
+    /// Directory holding every artifact: data/, tok/, base_dNN/, report/, logs/, speedrun/.
+    #[arg(long, global = true, env = "NANOCHAT_BASE_DIR", value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Run preset: smoke, d20, d26, d32, or a path to a preset TOML file.
+    #[arg(long, global = true, env = "NANOCHAT_PRESET", default_value = "d20", value_name = "NAME|FILE")]
+    pub preset: String,
+    /// Override a preset value, e.g. --set base_train.depth=12 (repeatable; unknown keys are errors).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Base seed (overrides run.seed); every stage and rank derives its seed from it.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// More output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl GlobalOptions {
+    pub fn paths(&self) -> Paths {
+        Paths::new(self.base_dir.clone().unwrap_or_else(Paths::default_base_dir))
+    }
+
+    pub fn resolve_config(&self) -> Result<RunConfig, crate::config::ConfigError> {
+        crate::config::resolve(&self.preset, &self.overrides, self.seed)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every stage of the preset in order, skipping stages whose records still verify.
+    #[command(long_about = "Run every stage of the preset in order (the hardware preflight first).\n\n\
+        Reads: the preset, and each stage's inputs under the base dir.\n\
+        Writes: each stage's outputs; a record per stage in speedrun/<stage>.json (resolved config, \
+        sha256 of inputs and outputs, wall time, exit status); its console output in logs/<stage>.log; \
+        speedrun/config.toml (the resolved configuration); report/report.md.\n\n\
+        A stage whose record verifies is skipped; one whose inputs or configuration changed is redone. \
+        A failed stage stops the run (exit code non-zero) and names its log; finished work is kept, \
+        so running the same command again resumes.")]
+    Speedrun(SpeedrunArgs),
+    /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
+    #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
+        capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
+        under the base dir, checked against what the preset expects.\n\n\
+        Reads: the preset. Writes: report/hardware-check.json (report section).\n\
+        Exits non-zero on a mismatch, naming what was found, what is needed and which preset or flag fits.")]
+    Doctor(DoctorArgs),
+    /// Render or reset the run report (report/report.md).
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Show the resolved configuration or the built-in presets.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SpeedrunArgs {
+    /// Start at this stage (earlier stages are neither checked nor run).
+    #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+    pub from: Option<String>,
+    /// Consider only this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub only: Option<String>,
+    /// Redo the selected stages even when their records verify.
+    #[arg(long)]
+    pub force: bool,
+    /// Go on although the hardware does not match the preset.
+    #[arg(long)]
+    pub allow_mismatch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Exit 0 even when the hardware does not match the preset.
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    /// Print the findings as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Render report/report.md from the sections under report/ (stages that did not run stay empty).
+    #[command(long_about = "Render the report from whatever sections exist.\n\n\
+        Reads: report/*.json (sections written by stages), report/started.json, report/run.json.\n\
+        Writes: report/report.md, and ./report.md when run by `make smoke`/`make speedrun`.")]
+    Generate {
+        /// USD per GPU-hour for the cost line (default: the preset's report.gpu_hour_cost_usd, or by GPU name).
+        #[arg(long, value_name = "USD")]
+        gpu_hour_cost: Option<f64>,
+    },
+    /// Start a new report: delete every section and report.md, record the start time.
+    #[command(long_about = "Start a new report.\n\nDeletes: report/*.json and report/report.md. Writes: report/started.json.")]
+    Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the resolved configuration (preset + --set + --seed) as TOML.
+    Show,
+    /// List the built-in presets with their descriptions and hardware.
+    Presets,
+}

@@ -1,0 +1,207 @@
+//! The typed run configuration: every hyperparameter of every stage, as held by a preset
+//! (manifests/runs/*.toml). Values come from the reference (NANOCHAT.md §4 base training, §5 chat stages,
+//! §6 evaluation, §10 speedrun). A preset must name every key; unknown keys are rejected.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub run: RunSection,
+    pub hardware: HardwareExpectation,
+    pub data: DataConfig,
+    pub tok_train: TokTrainConfig,
+    pub tok_eval: TokEvalConfig,
+    pub base_train: BaseTrainConfig,
+    pub base_loss: BaseLossConfig,
+    pub base_eval: BaseEvalConfig,
+    pub mid_train: MidTrainConfig,
+    pub chat_sft: ChatSftConfig,
+    pub chat_rl: ChatRlConfig,
+    pub chat_eval: ChatEvalConfig,
+    pub report: ReportConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub name: String,
+    pub description: String,
+    /// Base seed; every stage and rank derives its own seed from it (reference: 42 everywhere, §4.4).
+    pub seed: u64,
+    /// Pipeline stages in order; `nanochat speedrun` runs them.
+    pub stages: Vec<String>,
+}
+
+/// What the preset expects of the machine; checked by `nanochat doctor` before anything expensive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareExpectation {
+    /// "cuda" or "cpu".
+    pub device: String,
+    /// GPUs the preset is tuned for (fewer still work, with more gradient accumulation and more time).
+    pub gpus: u32,
+    pub min_gpu_memory_gib: f64,
+    /// bf16 training needs Ampere or newer.
+    pub min_compute_capability: f64,
+    /// The cu130 libtorch needs driver >= 580 (DESIGN.md).
+    pub min_driver_major: u32,
+    /// Disk the run downloads and writes under the base dir.
+    pub disk_gib: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Data manifest (manifests/data/<name>.toml) the shards come from.
+    pub manifest: String,
+    /// Shards fetched before tokenizer training (reference: 8, ~2B chars; §10.1).
+    pub tokenizer_shards: u32,
+    /// Shards for pretraining; the last one present is validation (§2.1).
+    pub train_shards: u32,
+    pub download_workers: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokTrainConfig {
+    /// Including the 9 special tokens (§1.2, §1.4).
+    pub vocab_size: u32,
+    pub max_chars: u64,
+    pub doc_cap: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokEvalConfig {
+    /// Compare against the GPT-2 and GPT-4 tokenizers when their files are available (§1.6).
+    pub compare_baselines: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseTrainConfig {
+    pub depth: u32,
+    pub max_seq_len: u32,
+    pub device_batch_size: u32,
+    pub total_batch_size: u64,
+    /// Horizon precedence: num_iterations > target_flops > target_param_data_ratio; -1 disables (§4.4).
+    pub num_iterations: i64,
+    pub target_flops: f64,
+    pub target_param_data_ratio: f64,
+    pub embedding_lr: f64,
+    pub unembedding_lr: f64,
+    pub matrix_lr: f64,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    pub muon_momentum_start: f64,
+    pub muon_momentum_end: f64,
+    pub muon_momentum_warmup_steps: u32,
+    pub muon_ns_steps: u32,
+    pub grad_clip: f64,
+    pub warmup_ratio: f64,
+    pub warmdown_ratio: f64,
+    pub final_lr_frac: f64,
+    pub eval_every: i64,
+    pub eval_tokens: u64,
+    pub core_metric_every: i64,
+    pub core_metric_max_per_task: i64,
+    pub sample_every: i64,
+    pub save_every: i64,
+    /// "bfloat16" on GPU, "float32" on CPU (§3.5).
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseLossConfig {
+    pub device_batch_size: u32,
+    pub split_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseEvalConfig {
+    /// -1 = every example of every CORE task (§6.1).
+    pub max_per_task: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidTrainConfig {
+    pub device_batch_size: u32,
+    pub max_seq_len: u32,
+    pub total_batch_size: u64,
+    pub num_iterations: i64,
+    pub init_lr_frac: f64,
+    pub embedding_lr: f64,
+    pub unembedding_lr: f64,
+    pub matrix_lr: f64,
+    pub weight_decay: f64,
+    /// LR multiplier is 1 until this fraction of the data, then linear to 0 (§5.3).
+    pub warmdown_start: f64,
+    pub eval_every: i64,
+    pub eval_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSftConfig {
+    pub source: String,
+    pub device_batch_size: u32,
+    pub target_examples_per_step: u32,
+    pub num_epochs: u32,
+    pub num_iterations: i64,
+    pub init_lr_frac: f64,
+    pub embedding_lr: f64,
+    pub unembedding_lr: f64,
+    pub matrix_lr: f64,
+    pub weight_decay: f64,
+    pub eval_every: i64,
+    pub eval_steps: u32,
+    pub eval_metrics_every: i64,
+    pub eval_metrics_max_problems: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRlConfig {
+    /// RL is optional in the reference speedrun (§10.1).
+    pub enabled: bool,
+    pub source: String,
+    pub device_batch_size: u32,
+    pub examples_per_step: u32,
+    pub num_samples: u32,
+    pub max_new_tokens: u32,
+    pub temperature: f64,
+    pub top_k: u32,
+    pub num_epochs: u32,
+    pub init_lr_frac: f64,
+    pub embedding_lr: f64,
+    pub unembedding_lr: f64,
+    pub matrix_lr: f64,
+    pub weight_decay: f64,
+    pub eval_every: i64,
+    pub eval_examples: u32,
+    pub save_every: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatEvalConfig {
+    pub temperature: f64,
+    pub max_new_tokens: u32,
+    pub num_samples: u32,
+    pub top_k: u32,
+    pub batch_size: u32,
+    /// -1 = all problems.
+    pub max_problems: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// USD per GPU-hour for the cost line; a negative value means "from the GPU name" (§8.2).
+    pub gpu_hour_cost_usd: f64,
+}

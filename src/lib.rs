@@ -1,0 +1,10 @@
+//! nanochat: Karpathy's nanochat LLM pipeline as one Rust binary (see DESIGN.md and
+//! shared/reference/NANOCHAT.md). Each module is one concern; `cli` is the edge.
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod hw;
+pub mod paths;
+pub mod report;
+pub mod speedrun;

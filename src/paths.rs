@@ -1,0 +1,46 @@
+//! Where every artifact lives under the base directory (`--base-dir`, env NANOCHAT_BASE_DIR,
+//! default ~/.cache/nanochat; NANOCHAT.md §0 and DESIGN.md "Data and artifacts").
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    base: PathBuf,
+}
+
+impl Paths {
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        Self { base: base.into() }
+    }
+
+    /// `$HOME/.cache/nanochat`, or `./.cache/nanochat` when HOME is unset.
+    pub fn default_base_dir() -> PathBuf {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".cache/nanochat")
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+    pub fn data(&self) -> PathBuf {
+        self.base.join("data")
+    }
+    pub fn tokenizer(&self) -> PathBuf {
+        self.base.join("tok")
+    }
+    pub fn eval_bundle(&self) -> PathBuf {
+        self.base.join("eval_bundle")
+    }
+    /// Checkpoints of a training phase ("base", "mid", "sft", "rl") at a depth: e.g. base_d20/.
+    pub fn checkpoints(&self, phase: &str, depth: u32) -> PathBuf {
+        self.base.join(format!("{phase}_d{depth}"))
+    }
+    pub fn report(&self) -> PathBuf {
+        self.base.join("report")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.base.join("logs")
+    }
+    /// Stage records of the speedrun orchestrator.
+    pub fn speedrun(&self) -> PathBuf {
+        self.base.join("speedrun")
+    }
+}
