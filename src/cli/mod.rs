@@ -128,7 +128,9 @@ pub enum ReportCommand {
         gpu_hour_cost: Option<f64>,
     },
     /// Start a new report: delete every section and report.md, record the start time.
-    #[command(long_about = "Start a new report.\n\nDeletes: report/*.json and report/report.md. Writes: report/started.json.")]
+    #[command(
+        long_about = "Start a new report.\n\nDeletes: report/*.json and report/report.md. Writes: report/started.json."
+    )]
     Reset,
 }
 

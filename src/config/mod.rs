@@ -30,8 +30,8 @@ pub enum ConfigError {
 /// Loads `preset` (name or path), applies `overrides` in order, then `seed` if given.
 pub fn resolve(preset: &str, overrides: &[String], seed: Option<u64>) -> Result<RunConfig, ConfigError> {
     let text = preset_text(preset)?;
-    let mut tree: toml::Table =
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid { preset: preset.to_string(), message: e.to_string() })?;
+    let mut tree: toml::Table = toml::from_str(&text)
+        .map_err(|e| ConfigError::Invalid { preset: preset.to_string(), message: e.to_string() })?;
     for assignment in overrides {
         overrides::apply_override(&mut tree, assignment)?;
     }
@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let err = resolve("smoke", &["base_train.depth=deep".into()], None).unwrap_err();
-        assert!(matches!(&err, ConfigError::WrongType { key, expected, .. } if key == "base_train.depth" && expected == "integer"));
+        assert!(
+            matches!(&err, ConfigError::WrongType { key, expected, .. } if key == "base_train.depth" && expected == "integer")
+        );
         let err = resolve("smoke", &["chat_rl.enabled=1".into()], None).unwrap_err();
         assert!(matches!(err, ConfigError::WrongType { .. }));
         let err = resolve("smoke", &["base_train.depth=-3".into()], None).unwrap_err();

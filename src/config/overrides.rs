@@ -6,9 +6,8 @@ use toml::{Table, Value};
 use super::ConfigError;
 
 pub fn apply_override(root: &mut Table, assignment: &str) -> Result<(), ConfigError> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| ConfigError::MalformedOverride { given: assignment.to_string() })?;
+    let (key, raw) =
+        assignment.split_once('=').ok_or_else(|| ConfigError::MalformedOverride { given: assignment.to_string() })?;
     let key = key.trim();
     let slot = lookup_mut(root, key)?;
     *slot = typed_value(key, slot, raw.trim())?;

@@ -23,7 +23,8 @@ pub fn preset_text(name_or_path: &str) -> Result<String, ConfigError> {
     }
     let path = Path::new(name_or_path);
     if name_or_path.ends_with(".toml") || path.is_file() {
-        return std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source });
+        return std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source });
     }
     Err(ConfigError::UnknownPreset { name: name_or_path.to_string(), available: builtin_names().join(", ") })
 }

@@ -46,9 +46,15 @@ impl CudaBackend {
 
     pub fn describe(&self) -> String {
         match self {
-            CudaBackend::Available { devices } => format!("CUDA backend linked, {devices} device(s) usable"),
-            CudaBackend::NoDriver { message } => format!("CUDA backend linked; no GPU usable here ({message})"),
-            CudaBackend::NotLinked { message } => format!("CUDA backend NOT linked into this binary ({message}); rebuild with `make build`"),
+            CudaBackend::Available { devices } => {
+                format!("CUDA backend linked, {devices} device(s) usable")
+            }
+            CudaBackend::NoDriver { message } => {
+                format!("CUDA backend linked; no GPU usable here ({message})")
+            }
+            CudaBackend::NotLinked { message } => {
+                format!("CUDA backend NOT linked into this binary ({message}); rebuild with `make build`")
+            }
             CudaBackend::Failed { message } => format!("CUDA backend linked but failed: {message}"),
         }
     }
@@ -61,7 +67,10 @@ mod tests {
     #[test]
     fn classifies_libtorch_messages() {
         let no_driver = "Internal torch error: Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU.\nException raised from ...";
-        assert_eq!(CudaBackend::classify(no_driver), CudaBackend::NoDriver { message: "Found no NVIDIA driver on your system.".into() });
+        assert_eq!(
+            CudaBackend::classify(no_driver),
+            CudaBackend::NoDriver { message: "Found no NVIDIA driver on your system.".into() }
+        );
         let unlinked = "Could not run 'aten::empty.memory_format' with arguments from the 'CUDA' backend. This could be because...";
         assert!(matches!(CudaBackend::classify(unlinked), CudaBackend::NotLinked { .. }));
         assert!(!CudaBackend::classify(unlinked).is_linked());

@@ -55,7 +55,9 @@ impl GpuInventory {
     pub fn summary(&self) -> String {
         match self.gpus.first() {
             None => "none".to_string(),
-            Some(first) if self.gpus.iter().all(|g| g.name == first.name) => format!("{} x {}", self.gpus.len(), first.name),
+            Some(first) if self.gpus.iter().all(|g| g.name == first.name) => {
+                format!("{} x {}", self.gpus.len(), first.name)
+            }
             Some(_) => self.gpus.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", "),
         }
     }

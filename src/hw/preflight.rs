@@ -68,8 +68,11 @@ fn check_gpus(expect: &HardwareExpectation, inv: &GpuInventory, out: &mut Vec<Fi
         found: format!("{driver} (CUDA {})", inv.cuda_driver_version.as_deref().unwrap_or("?")),
         needed: format!(">= {}", expect.min_driver_major),
         verdict: if major >= expect.min_driver_major { Verdict::Pass } else { Verdict::Fail },
-        hint: Some("the pinned libtorch is a CUDA 13 build: upgrade the NVIDIA driver, or build against a CUDA 12 libtorch".into())
-            .filter(|_| major < expect.min_driver_major),
+        hint: Some(
+            "the pinned libtorch is a CUDA 13 build: upgrade the NVIDIA driver, or build against a CUDA 12 libtorch"
+                .into(),
+        )
+        .filter(|_| major < expect.min_driver_major),
     });
     let count = inv.gpus.len() as u32;
     out.push(Finding {
@@ -110,7 +113,9 @@ fn check_gpus(expect: &HardwareExpectation, inv: &GpuInventory, out: &mut Vec<Fi
         .gpus
         .iter()
         .filter(|g| !g.processes.is_empty())
-        .map(|g| format!("GPU {}: {} process(es), {}% busy", g.index, g.processes.len(), g.utilization_percent.unwrap_or(0)))
+        .map(|g| {
+            format!("GPU {}: {} process(es), {}% busy", g.index, g.processes.len(), g.utilization_percent.unwrap_or(0))
+        })
         .collect();
     if !busy.is_empty() {
         out.push(Finding {
@@ -208,7 +213,9 @@ mod tests {
         let failed: Vec<&str> = f.iter().filter(|x| x.verdict == Verdict::Fail).map(|x| x.check.as_str()).collect();
         assert_eq!(failed, ["NVIDIA driver", "GPU count", "memory per GPU", "disk"]);
         let count = f.iter().find(|x| x.check == "GPU count").unwrap();
-        assert!(count.hint.as_ref().unwrap().contains("--allow-mismatch") && count.hint.as_ref().unwrap().contains("2.0x"));
+        assert!(
+            count.hint.as_ref().unwrap().contains("--allow-mismatch") && count.hint.as_ref().unwrap().contains("2.0x")
+        );
         let mem = f.iter().find(|x| x.check == "memory per GPU").unwrap();
         assert!(mem.hint.as_ref().unwrap().contains("device_batch_size"));
         let disk = f.iter().find(|x| x.check == "disk").unwrap();

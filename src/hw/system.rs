@@ -21,8 +21,10 @@ impl SystemInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = field_values(&cpuinfo, "model name").next().unwrap_or("unknown").to_string();
         let logical_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let mut cores: Vec<(String, String)> =
-            field_values(&cpuinfo, "physical id").map(String::from).zip(field_values(&cpuinfo, "core id").map(String::from)).collect();
+        let mut cores: Vec<(String, String)> = field_values(&cpuinfo, "physical id")
+            .map(String::from)
+            .zip(field_values(&cpuinfo, "core id").map(String::from))
+            .collect();
         cores.sort();
         cores.dedup();
         let physical_cpus = if cores.is_empty() { logical_cpus } else { cores.len() };
@@ -76,7 +78,9 @@ pub fn free_disk_gib(path: &Path) -> Option<f64> {
 /// Bytes already stored under `path` (so a resumed run does not need the whole budget again).
 pub fn used_disk_gib(path: &Path) -> f64 {
     fn walk(path: &Path) -> u64 {
-        let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return 0;
+        };
         if meta.is_dir() {
             std::fs::read_dir(path).map(|rd| rd.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0)
         } else {

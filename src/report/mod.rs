@@ -150,7 +150,10 @@ pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) ->
         _ => env.gpus.summary(),
     };
     ctx.insert("gpus", &gpus);
-    ctx.insert("gpu_memory", &(!env.gpus.gpus.is_empty()).then(|| format!("{:.1} GiB in all", env.gpus.total_memory_gib())));
+    ctx.insert(
+        "gpu_memory",
+        &(!env.gpus.gpus.is_empty()).then(|| format!("{:.1} GiB in all", env.gpus.total_memory_gib())),
+    );
     let driver = match (&env.gpus.driver_version, &env.gpus.cuda_driver_version) {
         (Some(d), Some(c)) => format!("{d} (CUDA {c})"),
         (Some(d), None) => d.clone(),
@@ -172,7 +175,8 @@ pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) ->
 
     let text = tera::Tera::one_off(TEMPLATE, &ctx, false).map_err(|e| ReportError::Template(format!("{e:?}")))?;
     let path = report_dir.join("report.md");
-    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+    crate::fsutil::write_atomic(&path, text.as_bytes())
+        .map_err(|source| ReportError::Io { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -217,7 +221,11 @@ mod tests {
     fn fills_summary_cells_of_stages_that_ran_and_leaves_others_empty() {
         let dir = tempfile::tempdir().unwrap();
         reset(dir.path()).unwrap();
-        ReportSection::new("Base model evaluation").value("Model", "base_model (step 21400)").value("CORE metric", 0.22191).write(dir.path()).unwrap();
+        ReportSection::new("Base model evaluation")
+            .value("Model", "base_model (step 21400)")
+            .value("CORE metric", 0.22191)
+            .write(dir.path())
+            .unwrap();
         ReportSection::new("Chat evaluation sft")
             .value("ARC-Easy", 0.3876)
             .value("GSM8K", 0.04548)
@@ -225,7 +233,11 @@ mod tests {
             .write(dir.path())
             .unwrap();
         ReportSection::new("Chat evaluation rl").value("GSM8K", 0.0758).value("MMLU", 0.5).write(dir.path()).unwrap();
-        ReportSection::new("Tokenizer training").value("vocab_size", 65536).markdown("| a | b |\n|---|---|").write(dir.path()).unwrap();
+        ReportSection::new("Tokenizer training")
+            .value("vocab_size", 65536)
+            .markdown("| a | b |\n|---|---|")
+            .write(dir.path())
+            .unwrap();
         let md = std::fs::read_to_string(generate(dir.path(), &env(), -1.0).unwrap()).unwrap();
         assert!(md.contains("| CORE | 0.2219 | - | - | - |"), "{md}");
         assert!(md.contains("| ARC-Easy | - | - | 0.3876 | - |"), "{md}");

@@ -74,7 +74,8 @@ impl ReportSection {
 }
 
 pub fn slug(title: &str) -> String {
-    let lowered: String = title.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let lowered: String =
+        title.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     lowered.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
 }
 
@@ -86,11 +87,16 @@ pub fn now_timestamp() -> String {
 pub fn read_sections(report_dir: &Path) -> (Vec<ReportSection>, Vec<String>) {
     let mut found = Vec::new();
     let mut problems = Vec::new();
-    let Ok(entries) = std::fs::read_dir(report_dir) else { return (found, problems) };
+    let Ok(entries) = std::fs::read_dir(report_dir) else {
+        return (found, problems);
+    };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.retain(|p| p.extension().is_some_and(|e| e == "json") && !crate::report::is_bookkeeping_file(p));
     for path in paths {
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<ReportSection>(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<ReportSection>(&b).map_err(|e| e.to_string()))
+        {
             Ok(section) => found.push(section),
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }

@@ -94,7 +94,9 @@ impl<'a> Orchestrator<'a> {
         if stage.always_run {
             return run("runs every time");
         }
-        let Some(record) = StageRecord::load(&self.records_dir, &stage.name) else { return run("no record of an earlier run") };
+        let Some(record) = StageRecord::load(&self.records_dir, &stage.name) else {
+            return run("no record of an earlier run");
+        };
         if record.exit_code != 0 {
             return run(&format!("the last attempt failed (exit code {})", record.exit_code));
         }
@@ -173,7 +175,11 @@ impl<'a> Orchestrator<'a> {
         Ok(wall_time_s)
     }
 
-    fn digest(&mut self, stage: &StageSpec, paths: &[PathBuf]) -> Result<std::collections::BTreeMap<String, String>, SpeedrunError> {
+    fn digest(
+        &mut self,
+        stage: &StageSpec,
+        paths: &[PathBuf],
+    ) -> Result<std::collections::BTreeMap<String, String>, SpeedrunError> {
         self.digests.digest_paths(paths).map_err(|source| SpeedrunError::Io {
             stage: stage.name.clone(),
             context: "cannot hash its files".into(),
@@ -186,10 +192,12 @@ pub fn config_digest(config: &serde_json::Value) -> String {
     sha256_bytes(config.to_string().as_bytes())
 }
 
-fn first_difference(recorded: &std::collections::BTreeMap<String, String>, now: &std::collections::BTreeMap<String, String>) -> Option<String> {
+fn first_difference(
+    recorded: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
     if let Some((path, _)) = now.iter().find(|(path, digest)| recorded.get(*path) != Some(digest)) {
         return Some(path.clone());
     }
     recorded.keys().find(|path| !now.contains_key(*path)).cloned()
 }
-

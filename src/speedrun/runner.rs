@@ -27,7 +27,13 @@ impl StageRunner for ProcessRunner {
             std::fs::create_dir_all(dir)?;
         }
         let mut log_file = OpenOptions::new().create(true).append(true).open(log)?;
-        writeln!(log_file, "==== {} nanochat {} {}", crate::report::now_timestamp(), self.global_args.join(" "), stage.args.join(" "))?;
+        writeln!(
+            log_file,
+            "==== {} nanochat {} {}",
+            crate::report::now_timestamp(),
+            self.global_args.join(" "),
+            stage.args.join(" ")
+        )?;
         let log_file = Arc::new(Mutex::new(log_file));
         let mut child = Command::new(&self.executable)
             .args(&self.global_args)

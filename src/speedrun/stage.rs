@@ -40,12 +40,19 @@ fn section(config: &RunConfig, key: &str) -> Value {
     serde_json::to_value(config).ok().and_then(|v| v.get(key).cloned()).unwrap_or(Value::Null)
 }
 
-pub fn stage_spec(name: &str, config: &RunConfig, paths: &Paths, options: &PipelineOptions) -> Result<StageSpec, UnknownStage> {
+pub fn stage_spec(
+    name: &str,
+    config: &RunConfig,
+    paths: &Paths,
+    options: &PipelineOptions,
+) -> Result<StageSpec, UnknownStage> {
     let report_dir = paths.report();
     let spec = match name {
         "doctor" => StageSpec {
             name: name.into(),
-            args: std::iter::once("doctor".to_string()).chain(options.allow_mismatch.then(|| "--allow-mismatch".to_string())).collect(),
+            args: std::iter::once("doctor".to_string())
+                .chain(options.allow_mismatch.then(|| "--allow-mismatch".to_string()))
+                .collect(),
             inputs: vec![],
             outputs: vec![report_dir.join("hardware-check.json")],
             config: section(config, "hardware"),

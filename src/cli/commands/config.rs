@@ -11,7 +11,10 @@ pub fn run(global: &GlobalOptions, command: &ConfigCommand) -> anyhow::Result<()
                 let machine = if hw.device == "cpu" {
                     "CPU".to_string()
                 } else {
-                    format!("{} GPU(s) >= {:.0} GiB, compute >= {:.1}", hw.gpus, hw.min_gpu_memory_gib, hw.min_compute_capability)
+                    format!(
+                        "{} GPU(s) >= {:.0} GiB, compute >= {:.1}",
+                        hw.gpus, hw.min_gpu_memory_gib, hw.min_compute_capability
+                    )
                 };
                 println!("{name:6} {} [{machine}, {:.0} GiB disk]", c.run.description, hw.disk_gib);
             }

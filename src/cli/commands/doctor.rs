@@ -42,7 +42,16 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
         .value("preset", config.run.name.clone())
         .value("GPUs", inventory.summary())
         .value("CUDA backend", cuda.describe())
-        .value("result", if passed { "pass" } else if args.allow_mismatch { "mismatch, allowed" } else { "refused" });
+        .value(
+            "result",
+            if passed {
+                "pass"
+            } else if args.allow_mismatch {
+                "mismatch, allowed"
+            } else {
+                "refused"
+            },
+        );
     for f in &findings {
         let verdict = match f.verdict {
             Verdict::Pass => "ok",
@@ -51,7 +60,9 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
         };
         section = section.value(&f.check, format!("{verdict}: found {}; needed {}", f.found, f.needed));
     }
-    section.write(&paths.report()).with_context(|| format!("writing the report section under {}", paths.report().display()))?;
+    section
+        .write(&paths.report())
+        .with_context(|| format!("writing the report section under {}", paths.report().display()))?;
 
     if passed {
         log::info!("preflight passed for preset `{}`", config.run.name);
@@ -63,7 +74,10 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
         (_, true) => "no built-in preset fits this machine".to_string(),
     };
     if args.allow_mismatch {
-        log::warn!("hardware does not match preset `{}` ({advice}); going on because of --allow-mismatch", config.run.name);
+        log::warn!(
+            "hardware does not match preset `{}` ({advice}); going on because of --allow-mismatch",
+            config.run.name
+        );
         return Ok(());
     }
     bail!(
@@ -73,7 +87,14 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     )
 }
 
-fn print_table(preset: &str, device: &str, sys: &SystemInfo, inv: &GpuInventory, cuda: &CudaBackend, findings: &[Finding]) {
+fn print_table(
+    preset: &str,
+    device: &str,
+    sys: &SystemInfo,
+    inv: &GpuInventory,
+    cuda: &CudaBackend,
+    findings: &[Finding],
+) {
     println!("nanochat doctor: preset `{preset}` ({device})");
     println!("  build    {}", crate::build_info::version_line());
     println!("  host     {} ({}), {} cores, {:.1} GiB RAM", sys.hostname, sys.os, sys.logical_cpus, sys.memory_gib);

@@ -9,13 +9,19 @@ use crate::speedrun::{pipeline, Decision, Orchestrator, PipelineOptions, Process
 pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
-    std::fs::create_dir_all(paths.base()).with_context(|| format!("creating the base dir {}", paths.base().display()))?;
+    std::fs::create_dir_all(paths.base())
+        .with_context(|| format!("creating the base dir {}", paths.base().display()))?;
     crate::cli::logging::tee_to_file(&paths.logs().join("speedrun.log"));
 
     let mut stages = pipeline(&config, &paths, &PipelineOptions { allow_mismatch: args.allow_mismatch })?;
     if stages.first().map(|s| s.name.as_str()) != Some("doctor") {
         // The preflight always comes first, before anything expensive.
-        let doctor = crate::speedrun::stage_spec("doctor", &config, &paths, &PipelineOptions { allow_mismatch: args.allow_mismatch })?;
+        let doctor = crate::speedrun::stage_spec(
+            "doctor",
+            &config,
+            &paths,
+            &PipelineOptions { allow_mismatch: args.allow_mismatch },
+        )?;
         stages.insert(0, doctor);
     }
     let resolved = config.write_beside(&paths.speedrun()).context("writing the resolved configuration")?;
@@ -30,7 +36,8 @@ pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
         global_args.push("-q".into());
     }
     global_args.extend(std::iter::repeat_n("-v".to_string(), global.verbose as usize));
-    let runner = ProcessRunner { executable: std::env::current_exe().context("locating the nanochat binary")?, global_args };
+    let runner =
+        ProcessRunner { executable: std::env::current_exe().context("locating the nanochat binary")?, global_args };
     let mut orchestrator = Orchestrator::new(paths.speedrun(), paths.logs(), &runner);
 
     let selection = Selection { from: args.from.clone(), only: args.only.clone(), force: args.force };
@@ -49,7 +56,12 @@ pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
         },
     )?;
 
-    log::info!("speedrun: preset `{}`, {} stage(s), base dir {}", config.run.name, stages.len(), paths.base().display());
+    log::info!(
+        "speedrun: preset `{}`, {} stage(s), base dir {}",
+        config.run.name,
+        stages.len(),
+        paths.base().display()
+    );
     let outcomes = orchestrator.run(&stages, &selection)?;
     for o in &outcomes {
         let what = match &o.decision {
@@ -64,7 +76,11 @@ pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
 
 /// The command that redoes this run: same preset, seed and overrides.
 fn reproduce_command(global: &GlobalOptions, config: &crate::config::RunConfig) -> String {
-    let mut parts = vec!["nanochat speedrun".to_string(), format!("--preset {}", global.preset), format!("--seed {}", config.run.seed)];
+    let mut parts = vec![
+        "nanochat speedrun".to_string(),
+        format!("--preset {}", global.preset),
+        format!("--seed {}", config.run.seed),
+    ];
     parts.extend(global.overrides.iter().map(|o| format!("--set '{o}'")));
     parts.join(" ")
 }
