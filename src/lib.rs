@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod hw;
+pub mod model;
 pub mod paths;
 pub mod report;
 pub mod speedrun;

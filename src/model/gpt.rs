@@ -1,0 +1,172 @@
+//! The GPT of NANOCHAT.md §3 ([A'] 10231df): token embedding, RMSNorm without weights, pre-norm blocks
+//! of causal self-attention (rotary then QK-norm, MQA/GQA through SDPA) and a ReLU² MLP, a final norm,
+//! an untied lm_head over the padded vocab, logits in fp32 soft-capped at 15.
+//! Parameter names and shapes are the reference's state_dict keys (§3.2), so weights move both ways.
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::config::GptConfig;
+use super::kv_cache::KvCache;
+use super::rotary;
+
+/// Logits are squashed into (−SOFTCAP, SOFTCAP) (§3.3).
+pub const SOFTCAP: f64 = 15.0;
+
+struct Block {
+    c_q: Tensor,
+    c_k: Tensor,
+    c_v: Tensor,
+    attn_proj: Tensor,
+    c_fc: Tensor,
+    mlp_proj: Tensor,
+}
+
+impl Block {
+    /// In the reference's module registration order, which is also its initialisation order.
+    fn matrices(&self) -> [&Tensor; 6] {
+        [&self.c_q, &self.c_k, &self.c_v, &self.attn_proj, &self.c_fc, &self.mlp_proj]
+    }
+}
+
+pub struct Gpt {
+    pub config: GptConfig,
+    pub vs: VarStore,
+    wte: Tensor,
+    blocks: Vec<Block>,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// RMSNorm over the last dimension with no weight and eps = fp32 machine epsilon (§3.3).
+pub fn norm(x: &Tensor) -> Tensor {
+    let d = *x.size().last().unwrap_or(&1);
+    x.rms_norm([d], None::<Tensor>, None)
+}
+
+/// y = x·Wᵀ with W cast to x's dtype (bf16 compute on GPU, fp32 on CPU; NANOCHAT.md §12.6).
+fn linear(x: &Tensor, w: &Tensor) -> Tensor {
+    if w.kind() == x.kind() {
+        x.linear(w, None::<Tensor>)
+    } else {
+        x.linear(&w.to_kind(x.kind()), None::<Tensor>)
+    }
+}
+
+impl Gpt {
+    /// Builds the parameters (uninitialised zeros; call [`Gpt::init_weights`] or load a checkpoint).
+    pub fn new(config: GptConfig, device: Device) -> Result<Self, String> {
+        config.validate()?;
+        let vs = VarStore::new(device);
+        let root = vs.root();
+        let (d, v) = (config.n_embd, config.padded_vocab_size());
+        let kv = config.n_kv_head * config.head_dim();
+        let wte = (&root / "transformer" / "wte").zeros("weight", &[v, d]);
+        let blocks = (0..config.n_layer)
+            .map(|i| {
+                let h = &root / "transformer" / "h" / i;
+                let attn = &h / "attn";
+                let mlp = &h / "mlp";
+                Block {
+                    c_q: (&attn / "c_q").zeros("weight", &[config.n_head * config.head_dim(), d]),
+                    c_k: (&attn / "c_k").zeros("weight", &[kv, d]),
+                    c_v: (&attn / "c_v").zeros("weight", &[kv, d]),
+                    attn_proj: (&attn / "c_proj").zeros("weight", &[d, d]),
+                    c_fc: (&mlp / "c_fc").zeros("weight", &[4 * d, d]),
+                    mlp_proj: (&mlp / "c_proj").zeros("weight", &[d, 4 * d]),
+                }
+            })
+            .collect();
+        let lm_head = (&root / "lm_head").zeros("weight", &[v, d]);
+        let (cos, sin) = rotary::precompute(config.sequence_len * rotary::ROTARY_OVERCOMPUTE, config.head_dim(), device);
+        Ok(Gpt { config, vs, wte, blocks, lm_head, cos, sin })
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The reference's `init_weights` (§3.4), drawing from libtorch's generator in the same order and
+    /// with the same shapes, so the same seed gives the same weights on CPU: every Linear
+    /// N(0, 1/sqrt(fan_in)·min(1, sqrt(fan_out/fan_in))), wte N(0, 1), then lm_head and both c_proj zeroed.
+    pub fn init_weights(&mut self) {
+        tch::no_grad(|| {
+            let _ = self.wte.shallow_clone().normal_(0.0, 1.0);
+            let linears = self.blocks.iter().flat_map(|b| b.matrices()).chain(std::iter::once(&self.lm_head));
+            for w in linears {
+                let (fan_out, fan_in) = (w.size()[0] as f64, w.size()[1] as f64);
+                let std = 1.0 / fan_in.sqrt() * (fan_out / fan_in).sqrt().min(1.0);
+                let _ = w.shallow_clone().normal_(0.0, std);
+            }
+            let _ = self.lm_head.shallow_clone().zero_();
+            for b in &self.blocks {
+                let _ = b.attn_proj.shallow_clone().zero_();
+                let _ = b.mlp_proj.shallow_clone().zero_();
+            }
+        });
+    }
+
+    /// Logits (B, T, vocab_size) in fp32. With a cache, positions continue from `cache.pos()`.
+    pub fn forward(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+        let t = idx.size()[1];
+        let t0 = cache.as_ref().map_or(0, |c| c.pos());
+        let cos = self.cos.narrow(1, t0, t);
+        let sin = self.sin.narrow(1, t0, t);
+        let mut x = norm(&Tensor::embedding(&self.wte, idx, -1, false, false));
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = &x + self.attention(block, layer, &norm(&x), &cos, &sin, cache.as_deref_mut());
+            let hidden = linear(&norm(&x), &block.c_fc).relu().square();
+            x = &x + linear(&hidden, &block.mlp_proj);
+        }
+        let logits = linear(&norm(&x), &self.lm_head).narrow(2, 0, self.config.vocab_size).to_kind(Kind::Float);
+        (logits / SOFTCAP).tanh() * SOFTCAP
+    }
+
+    /// Cross-entropy of the next-token targets; targets of −1 are ignored (§3.3 step 4).
+    pub fn loss(&self, idx: &Tensor, targets: &Tensor, reduction: Reduction) -> Tensor {
+        let logits = self.forward(idx, None);
+        let v = logits.size()[2];
+        logits.view([-1, v]).cross_entropy_loss(&targets.view([-1]), None::<Tensor>, reduction, -1, 0.0)
+    }
+
+    fn attention(&self, b: &Block, layer: usize, x: &Tensor, cos: &Tensor, sin: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        let (bsz, t) = (x.size()[0], x.size()[1]);
+        let (h, h_kv, hd) = (self.config.n_head, self.config.n_kv_head, self.config.head_dim());
+        let q = linear(x, &b.c_q).view([bsz, t, h, hd]);
+        let k = linear(x, &b.c_k).view([bsz, t, h_kv, hd]);
+        let v = linear(x, &b.c_v).view([bsz, t, h_kv, hd]);
+        // Rotary first, then QK-norm (§3.3); heads become the batch dimension.
+        let q = norm(&rotary::apply(&q, cos, sin)).transpose(1, 2);
+        let k = norm(&rotary::apply(&k, cos, sin)).transpose(1, 2);
+        let v = v.transpose(1, 2);
+        let (k, v) = match cache {
+            Some(cache) => cache.insert(layer, &k, &v),
+            None => (k, v),
+        };
+        let (tq, tk) = (q.size()[2], k.size()[2]);
+        let gqa = h != h_kv;
+        let y = if tq == tk {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, gqa)
+        } else if tq == 1 {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, gqa)
+        } else {
+            // A chunk after a cached prefix: the whole prefix, then causal within the chunk.
+            let prefix = Tensor::ones([tq, tk - tq], (Kind::Bool, q.device()));
+            let chunk = Tensor::ones([tq, tq], (Kind::Bool, q.device())).tril(0);
+            let mask = Tensor::cat(&[prefix, chunk], 1);
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, gqa)
+        };
+        linear(&y.transpose(1, 2).contiguous().view([bsz, t, h * hd]), &b.attn_proj)
+    }
+
+    /// Parameters by state_dict name, sorted (a stable order for optimizers and collectives).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    pub fn root(&self) -> nn::Path<'_> {
+        self.vs.root()
+    }
+}

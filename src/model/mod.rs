@@ -1,0 +1,9 @@
+//! The GPT model (NANOCHAT.md §3): sizing, rotary embeddings, the network and its KV cache.
+pub mod config;
+pub mod gpt;
+pub mod kv_cache;
+pub mod rotary;
+
+pub use config::GptConfig;
+pub use gpt::Gpt;
+pub use kv_cache::KvCache;

@@ -1,0 +1,120 @@
+//! The GPT against the reference's gpt.py on CPU (fp32), using tests/golden/gpt_tiny.safetensors made
+//! by tests/golden/make_gpt_golden.py from karpathy/nanochat 10231df: identical initial weights for
+//! the same seed, and the same logits and losses for the same weights and tokens.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nanochat::model::{Gpt, GptConfig, KvCache};
+use tch::{Device, Kind, Reduction, Tensor};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gpt_tiny.safetensors");
+
+struct Golden {
+    tensors: BTreeMap<String, Tensor>,
+    meta: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Golden {
+    fn load() -> Self {
+        let bytes = std::fs::read(GOLDEN).expect("golden file is committed");
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+        let meta = header["__metadata__"].as_object().unwrap().clone();
+        let tensors = Tensor::read_safetensors(Path::new(GOLDEN)).unwrap().into_iter().collect();
+        Golden { tensors, meta }
+    }
+    fn get(&self, name: &str) -> &Tensor {
+        self.tensors.get(name).unwrap_or_else(|| panic!("golden tensor {name}"))
+    }
+    fn meta_json(&self, key: &str) -> serde_json::Value {
+        serde_json::from_str(self.meta[key].as_str().unwrap()).unwrap()
+    }
+    fn config(&self) -> GptConfig {
+        serde_json::from_value(self.meta_json("config")).unwrap()
+    }
+}
+
+fn tensor_sha256(t: &Tensor) -> String {
+    let t = t.contiguous().to_kind(Kind::Float);
+    let mut bytes = vec![0u8; t.numel() * 4];
+    t.view_as(&t).to_kind(Kind::Float).flatten(0, -1).view_dtype(Kind::Uint8).copy_data_u8(&mut bytes, t.numel() * 4);
+    nanochat::speedrun::digest::sha256_bytes(&bytes)
+}
+
+fn load_into(model: &Gpt, golden: &Golden, prefix: &str) {
+    tch::no_grad(|| {
+        for (name, mut var) in model.named_parameters() {
+            var.copy_(golden.get(&format!("{prefix}{name}")));
+        }
+    });
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
+    let golden = Golden::load();
+    tch::manual_seed(42);
+    let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    model.init_weights();
+    let expected = golden.meta_json("init_sha256");
+    let expected = expected.as_object().unwrap();
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, expected.keys().cloned().collect::<Vec<_>>(), "state_dict names and order");
+    for (name, var) in model.named_parameters() {
+        assert_eq!(tensor_sha256(&var), expected[&name].as_str().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn forward_matches_the_reference_logits_and_losses() {
+    let golden = Golden::load();
+    let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    load_into(&model, &golden, "dense.");
+    let tokens = golden.get("tokens");
+    let t = tokens.size()[1] - 1;
+    let x = tokens.narrow(1, 0, t);
+    let y = tokens.narrow(1, 1, t).contiguous();
+    let _ = y.narrow(0, 0, 1).narrow(1, 0, 5).fill_(-1);
+    let logits = tch::no_grad(|| model.forward(&x, None));
+    let diff = max_abs_diff(&logits, golden.get("logits"));
+    eprintln!("max |logits - reference| = {diff:e}");
+    assert!(diff < 1e-4, "max |logits - reference| = {diff:e}");
+    let mean = tch::no_grad(|| model.loss(&x, &y, Reduction::Mean));
+    let none = tch::no_grad(|| model.loss(&x, &y, Reduction::None));
+    assert!(max_abs_diff(&mean.view([1]), golden.get("loss_mean")) < 1e-5);
+    assert!(max_abs_diff(&none, golden.get("loss_none")) < 1e-5);
+}
+
+#[test]
+fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
+    let golden = Golden::load();
+    let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    load_into(&model, &golden, "dense.");
+    let tokens = golden.get("tokens").narrow(0, 0, 1).narrow(1, 0, 20);
+    let full = tch::no_grad(|| model.forward(&tokens, None));
+    let mut cache = KvCache::new(golden.config().n_layer as usize);
+    // A prefill of 12 tokens, a chunk of 3 (prefix + causal mask), then one token at a time.
+    let mut pieces = vec![tch::no_grad(|| model.forward(&tokens.narrow(1, 0, 12), Some(&mut cache)))];
+    pieces.push(tch::no_grad(|| model.forward(&tokens.narrow(1, 12, 3), Some(&mut cache))));
+    for i in 15..20 {
+        pieces.push(tch::no_grad(|| model.forward(&tokens.narrow(1, i, 1), Some(&mut cache))));
+    }
+    assert_eq!(cache.pos(), 20);
+    let cached = Tensor::cat(&pieces, 1);
+    let diff = max_abs_diff(&cached, &full);
+    assert!(diff < 1e-5, "cached vs uncached logits differ by {diff:e}");
+}
+
+#[test]
+fn initial_loss_is_ln_vocab_because_lm_head_starts_at_zero() {
+    tch::manual_seed(0);
+    let config = GptConfig::from_depth(1, 500, 16);
+    let mut model = Gpt::new(config, Device::Cpu).unwrap();
+    model.init_weights();
+    let x = Tensor::randint(500, [2, 16], (Kind::Int64, Device::Cpu));
+    let loss = model.loss(&x, &x, Reduction::Mean).double_value(&[]);
+    assert!((loss - (500f64).ln()).abs() < 1e-5, "{loss}");
+}
