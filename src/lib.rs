@@ -6,6 +6,7 @@ pub mod config;
 pub mod fsutil;
 pub mod hw;
 pub mod model;
+pub mod optim;
 pub mod paths;
 pub mod report;
 pub mod speedrun;

@@ -7,6 +7,9 @@ use std::path::Path;
 use nanochat::model::{Gpt, GptConfig, KvCache};
 use tch::{Device, Kind, Reduction, Tensor};
 
+/// libtorch's generator is global: tests that seed it and draw from it take turns.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gpt_tiny.safetensors");
 
 struct Golden {
@@ -56,6 +59,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
     let golden = Golden::load();
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(42);
     let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
     model.init_weights();
@@ -110,6 +114,7 @@ fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
 
 #[test]
 fn initial_loss_is_ln_vocab_because_lm_head_starts_at_zero() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let config = GptConfig::from_depth(1, 500, 16);
     let mut model = Gpt::new(config, Device::Cpu).unwrap();
@@ -117,4 +122,88 @@ fn initial_loss_is_ln_vocab_because_lm_head_starts_at_zero() {
     let x = Tensor::randint(500, [2, 16], (Kind::Int64, Device::Cpu));
     let loss = model.loss(&x, &x, Reduction::Mean).double_value(&[]);
     assert!((loss - (500f64).ln()).abs() < 1e-5, "{loss}");
+}
+
+#[test]
+fn optimizer_steps_follow_the_reference_loss_curve() {
+    let golden = Golden::load();
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(42);
+    let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    model.init_weights();
+    let (mut adamw, mut muon) =
+        nanochat::optim::setup_optimizers(&model, &nanochat::optim::OptimizerSettings::reference());
+    let batches = golden.get("train_batches");
+    let expected: Vec<f32> = Vec::try_from(golden.get("train_losses")).unwrap();
+    let t = batches.size()[2] - 1;
+    let mut losses = Vec::new();
+    for (step, _) in expected.iter().enumerate() {
+        muon.momentum = nanochat::optim::schedule::muon_momentum(step as i64, 0.85, 0.95, 300);
+        let batch = batches.get(step as i64);
+        let loss = model.loss(&batch.narrow(1, 0, t), &batch.narrow(1, 1, t).contiguous(), Reduction::Mean);
+        losses.push(loss.double_value(&[]) as f32);
+        loss.backward();
+        nanochat::optim::clip_grad_norm(&model.parameters_in_reference_order(), 1.0);
+        adamw.step();
+        muon.step();
+        model.zero_grad();
+    }
+    eprintln!("ours      {losses:?}\nreference {expected:?}");
+    for (ours, reference) in losses.iter().zip(&expected) {
+        assert!((ours - reference).abs() < 2e-3, "loss curves diverge: {losses:?} vs {expected:?}");
+    }
+}
+
+/// Gives `p` the gradient `g` (a leaf parameter's .grad) by backpropagating sum(p * g).
+fn set_grad(p: &Tensor, g: &Tensor) {
+    let mut grad = p.grad();
+    if grad.defined() {
+        let _ = grad.zero_();
+    }
+    (p * g).sum(Kind::Float).backward();
+}
+
+#[test]
+fn adamw_step_matches_torch_fused_adamw() {
+    let golden = Golden::load();
+    let p = golden.get("adam_p0").copy().set_requires_grad(true);
+    let group =
+        nanochat::optim::AdamGroup { name: "p".into(), params: vec![p.shallow_clone()], initial_lr: 0.01, lr: 0.01 };
+    let mut opt = nanochat::optim::AdamW::new(vec![group], (0.8, 0.95), 1e-10, 0.1);
+    let grads = golden.get("adam_grads");
+    for i in 0..grads.size()[0] {
+        set_grad(&p, &grads.get(i));
+        opt.step();
+    }
+    let diff = max_abs_diff(&p, golden.get("adam_out"));
+    eprintln!("AdamW after 3 steps: max |ours - torch| = {diff:e}");
+    assert!(diff < 1e-6, "{diff:e}");
+}
+
+#[test]
+fn newton_schulz_matches_the_reference_in_bf16() {
+    let golden = Golden::load();
+    let ours = nanochat::optim::muon::newton_schulz(golden.get("ns_in"), 5).to_kind(Kind::Float);
+    let reference = golden.get("ns_out");
+    // Outputs are bf16 (8 bits of mantissa): agree to bf16 resolution, almost all bit for bit.
+    let diff = max_abs_diff(&ours, reference);
+    let differing = (&ours - reference).abs().gt(0.0).sum(Kind::Int64).int64_value(&[]);
+    eprintln!("Newton-Schulz: max diff {diff:e}, {differing} of {} entries differ", reference.numel());
+    assert!(diff < 2e-2, "{diff:e}");
+    assert!((differing as f64) < 0.01 * reference.numel() as f64, "{differing}");
+}
+
+#[test]
+fn muon_steps_match_the_reference() {
+    let golden = Golden::load();
+    let p = golden.get("muon_p0").copy().set_requires_grad(true);
+    let mut opt = nanochat::optim::Muon::new(vec![p.shallow_clone()], 0.02, 0.95, 5);
+    let grads = golden.get("muon_grads");
+    for i in 0..grads.size()[0] {
+        set_grad(&p, &grads.get(i));
+        opt.step();
+    }
+    let diff = max_abs_diff(&p, golden.get("muon_out"));
+    eprintln!("Muon after 3 steps: max |ours - reference| = {diff:e}");
+    assert!(diff < 1e-3, "{diff:e}");
 }

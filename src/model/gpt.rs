@@ -2,7 +2,7 @@
 //! of causal self-attention (rotary then QK-norm, MQA/GQA through SDPA) and a ReLU² MLP, a final norm,
 //! an untied lm_head over the padded vocab, logits in fp32 soft-capped at 15.
 //! Parameter names and shapes are the reference's state_dict keys (§3.2), so weights move both ways.
-use tch::nn::{self, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::config::GptConfig;
@@ -78,7 +78,8 @@ impl Gpt {
             })
             .collect();
         let lm_head = (&root / "lm_head").zeros("weight", &[v, d]);
-        let (cos, sin) = rotary::precompute(config.sequence_len * rotary::ROTARY_OVERCOMPUTE, config.head_dim(), device);
+        let (cos, sin) =
+            rotary::precompute(config.sequence_len * rotary::ROTARY_OVERCOMPUTE, config.head_dim(), device);
         Ok(Gpt { config, vs, wte, blocks, lm_head, cos, sin })
     }
 
@@ -129,7 +130,15 @@ impl Gpt {
         logits.view([-1, v]).cross_entropy_loss(&targets.view([-1]), None::<Tensor>, reduction, -1, 0.0)
     }
 
-    fn attention(&self, b: &Block, layer: usize, x: &Tensor, cos: &Tensor, sin: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+    fn attention(
+        &self,
+        b: &Block,
+        layer: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor {
         let (bsz, t) = (x.size()[0], x.size()[1]);
         let (h, h_kv, hd) = (self.config.n_head, self.config.n_kv_head, self.config.head_dim());
         let q = linear(x, &b.c_q).view([bsz, t, h, hd]);
@@ -166,7 +175,32 @@ impl Gpt {
         named
     }
 
-    pub fn root(&self) -> nn::Path<'_> {
-        self.vs.root()
+    /// Every parameter in the reference's registration order (wte, blocks, lm_head), which is the
+    /// order `clip_grad_norm_` reduces in.
+    pub fn parameters_in_reference_order(&self) -> Vec<Tensor> {
+        let blocks = self.blocks.iter().flat_map(|b| b.matrices()).map(Tensor::shallow_clone);
+        std::iter::once(self.wte()).chain(blocks).chain(std::iter::once(self.lm_head())).collect()
+    }
+
+    /// The matrices Muon optimises, block by block.
+    pub fn block_matrices(&self) -> Vec<Tensor> {
+        self.blocks.iter().flat_map(|b| b.matrices()).map(Tensor::shallow_clone).collect()
+    }
+
+    pub fn wte(&self) -> Tensor {
+        self.wte.shallow_clone()
+    }
+
+    pub fn lm_head(&self) -> Tensor {
+        self.lm_head.shallow_clone()
+    }
+
+    pub fn zero_grad(&self) {
+        for (_, p) in self.named_parameters() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
     }
 }

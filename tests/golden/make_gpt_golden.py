@@ -67,7 +67,25 @@ for step in range(STEPS):
     model.zero_grad(set_to_none=True)
 final = {k: v.detach().clone() for k, v in sorted(model.state_dict().items())}
 
-tensors = {"tokens": tokens, "logits": logits, "loss_mean": loss_mean.reshape(1), "loss_none": loss_none,
+# 4. each optimizer on its own, on well-conditioned data (no near-zero gradients for Adam to amplify)
+from nanochat.muon import Muon, zeropower_via_newtonschulz5
+gen = torch.Generator().manual_seed(99)
+adam_p0, adam_grads = torch.randn(64, 32, generator=gen), torch.randn(3, 64, 32, generator=gen)
+pa = adam_p0.clone().requires_grad_()
+opt = torch.optim.AdamW([pa], lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1, fused=True)
+for g_ in adam_grads:
+    pa.grad = g_.clone(); opt.step()
+ns_in = torch.randn(48, 80, generator=gen)
+ns_out = zeropower_via_newtonschulz5(ns_in, 5).float()
+muon_p0, muon_grads = torch.randn(96, 32, generator=gen), torch.randn(3, 96, 32, generator=gen)
+pm = muon_p0.clone().requires_grad_()
+mopt = Muon([pm], lr=0.02, momentum=0.95)
+for g_ in muon_grads:
+    pm.grad = g_.clone(); mopt.step()
+
+tensors = {"adam_p0": adam_p0, "adam_grads": adam_grads, "adam_out": pa.detach(), "ns_in": ns_in, "ns_out": ns_out,
+           "muon_p0": muon_p0, "muon_grads": muon_grads, "muon_out": pm.detach(),
+           "tokens": tokens, "logits": logits, "loss_mean": loss_mean.reshape(1), "loss_none": loss_none,
            "train_batches": batches, "train_losses": torch.tensor(losses, dtype=torch.float32)}
 for name, p in sorted(dense.state_dict().items()):
     tensors["dense." + name] = p.detach()

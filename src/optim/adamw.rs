@@ -1,0 +1,69 @@
+//! AdamW for the embedding and lm_head (NANOCHAT.md §4.1, §4.3): the standard bias-corrected update
+//! p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps), as PyTorch's fused AdamW.
+//! Moments have the parameter's dtype (bf16 for a bf16 wte, §4.3).
+use tch::Tensor;
+
+pub struct AdamGroup {
+    pub name: String,
+    pub params: Vec<Tensor>,
+    /// The group's base learning rate; the schedule sets `lr = initial_lr · multiplier`.
+    pub initial_lr: f64,
+    pub lr: f64,
+}
+
+pub struct AdamW {
+    pub groups: Vec<AdamGroup>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Steps taken so far (bias correction uses step + 1 during a step).
+    pub step: i64,
+    /// (exp_avg, exp_avg_sq) per parameter, group by group; created on the first step.
+    pub(crate) moments: Vec<Vec<(Tensor, Tensor)>>,
+}
+
+impl AdamW {
+    pub fn new(groups: Vec<AdamGroup>, betas: (f64, f64), eps: f64, weight_decay: f64) -> Self {
+        AdamW { groups, beta1: betas.0, beta2: betas.1, eps, weight_decay, step: 0, moments: Vec::new() }
+    }
+
+    pub fn set_lr_multiplier(&mut self, multiplier: f64) {
+        for g in &mut self.groups {
+            g.lr = g.initial_lr * multiplier;
+        }
+    }
+
+    /// One update from the parameters' `.grad()`. Parameters without a gradient are left alone.
+    pub fn step(&mut self) {
+        if self.moments.is_empty() {
+            self.moments = self
+                .groups
+                .iter()
+                .map(|g| g.params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect())
+                .collect();
+        }
+        self.step += 1;
+        let t = self.step as f64;
+        let bias1 = 1.0 - self.beta1.powf(t);
+        let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
+        tch::no_grad(|| {
+            for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
+                for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
+                    let g = p.grad();
+                    if !g.defined() {
+                        continue;
+                    }
+                    let mut p = p.shallow_clone();
+                    if self.weight_decay != 0.0 {
+                        let _ = p.g_mul_scalar_(1.0 - group.lr * self.weight_decay);
+                    }
+                    let _ = m.lerp_(&g, 1.0 - self.beta1);
+                    let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
+                    let denom = v.sqrt() / bias2_sqrt + self.eps;
+                    let _ = p.g_sub_(&(&*m / &denom * (group.lr / bias1)));
+                }
+            }
+        });
+    }
+}

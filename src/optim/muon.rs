@@ -1,0 +1,72 @@
+//! Muon for the transformer's matrices (NANOCHAT.md §4.2): momentum buffer lerp, Nesterov, then
+//! orthogonalisation by a 5-step Newton–Schulz iteration in bf16, and a step scaled by
+//! sqrt(max(1, rows/cols)).
+use tch::{Kind, Tensor};
+
+/// Quintic Newton–Schulz coefficients (a, b, c) (§4.2).
+pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
+
+/// Approximately orthogonalises `g` (its "zeroth power") in bf16.
+pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
+    let (a, b, c) = NS_COEFFICIENTS;
+    let tall = g.size()[0] > g.size()[1];
+    let mut x = g.to_kind(Kind::BFloat16);
+    if tall {
+        x = x.transpose(-2, -1);
+    }
+    let norm = x.norm_scalaropt_dim(2, [-2i64, -1].as_slice(), true);
+    x = &x / (norm + 1e-7);
+    for _ in 0..steps {
+        let a_mat = x.matmul(&x.transpose(-2, -1));
+        // The reference writes `b*A + c*A @ A`, which Python evaluates as b*A + (c*A) @ A.
+        let b_mat = a_mat.g_mul_scalar(b) + a_mat.g_mul_scalar(c).matmul(&a_mat);
+        x = x.g_mul_scalar(a) + b_mat.matmul(&x);
+    }
+    if tall {
+        x = x.transpose(-2, -1);
+    }
+    x
+}
+
+pub struct Muon {
+    pub params: Vec<Tensor>,
+    pub initial_lr: f64,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub ns_steps: u32,
+    pub(crate) buffers: Vec<Option<Tensor>>,
+}
+
+impl Muon {
+    pub fn new(params: Vec<Tensor>, lr: f64, momentum: f64, ns_steps: u32) -> Self {
+        let buffers = params.iter().map(|_| None).collect();
+        Muon { params, initial_lr: lr, lr, momentum, nesterov: true, ns_steps, buffers }
+    }
+
+    pub fn set_lr_multiplier(&mut self, multiplier: f64) {
+        self.lr = self.initial_lr * multiplier;
+    }
+
+    pub fn step(&mut self) {
+        tch::no_grad(|| {
+            for (p, buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+                let mut g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let buf = buf.get_or_insert_with(|| g.zeros_like());
+                let _ = buf.lerp_(&g, 1.0 - self.momentum);
+                let update = if self.nesterov {
+                    let _ = g.lerp_(buf, self.momentum);
+                    newton_schulz(&g, self.ns_steps)
+                } else {
+                    newton_schulz(buf, self.ns_steps)
+                };
+                let (rows, cols) = (p.size()[0] as f64, p.size()[1] as f64);
+                let scale = (rows / cols).max(1.0).sqrt();
+                let _ = p.shallow_clone().g_add_(&(update.to_kind(p.kind()) * (-self.lr * scale)));
+            }
+        });
+    }
+}
