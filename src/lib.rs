@@ -3,6 +3,7 @@
 pub mod build_info;
 pub mod cli;
 pub mod config;
+pub mod eval;
 pub mod fsutil;
 pub mod hw;
 pub mod model;
@@ -10,3 +11,4 @@ pub mod optim;
 pub mod paths;
 pub mod report;
 pub mod speedrun;
+pub mod train;

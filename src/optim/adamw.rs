@@ -67,3 +67,45 @@ impl AdamW {
         });
     }
 }
+
+impl AdamW {
+    /// Moments and step count as named tensors, for checkpoints.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("adamw.step".to_string(), Tensor::from(self.step))];
+        for (group, moments) in self.groups.iter().zip(&self.moments) {
+            for (i, (m, v)) in moments.iter().enumerate() {
+                out.push((format!("adamw.{}.{i}.exp_avg", group.name), m.shallow_clone()));
+                out.push((format!("adamw.{}.{i}.exp_avg_sq", group.name), v.shallow_clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores what [`AdamW::state_tensors`] saved; every moment must be present.
+    pub fn load_state_tensors(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        let get = |name: &str| state.get(name).ok_or_else(|| format!("optimizer state lacks `{name}`"));
+        self.step = get("adamw.step")?.int64_value(&[]);
+        let mut moments = Vec::new();
+        for group in &self.groups {
+            let mut per_param = Vec::new();
+            for (i, p) in group.params.iter().enumerate() {
+                let load = |kind: &str| -> Result<Tensor, String> {
+                    let t = get(&format!("adamw.{}.{i}.{kind}", group.name))?;
+                    if t.size() != p.size() {
+                        return Err(format!(
+                            "optimizer state for {} has shape {:?}, expected {:?}",
+                            group.name,
+                            t.size(),
+                            p.size()
+                        ));
+                    }
+                    Ok(t.to_device(p.device()).to_kind(p.kind()))
+                };
+                per_param.push((load("exp_avg")?, load("exp_avg_sq")?));
+            }
+            moments.push(per_param);
+        }
+        self.moments = moments;
+        Ok(())
+    }
+}

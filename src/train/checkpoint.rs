@@ -1,0 +1,152 @@
+//! Checkpoints (NANOCHAT.md §8.1, DESIGN.md): `model_XXXXXX.safetensors` (the reference's state_dict
+//! names), `optim_XXXXXX_rankR.safetensors` and `meta_XXXXXX.json`. Each file is written under a
+//! temporary name and renamed; the meta file goes last, so a checkpoint exists only once complete.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::model::{Gpt, GptConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot write checkpoint file {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("cannot read checkpoint file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("no complete checkpoint (meta_*.json) in {0}")]
+    NoneFound(PathBuf),
+    #[error("checkpoint {path} does not fit the model: {message}")]
+    Mismatch { path: PathBuf, message: String },
+}
+
+/// Loop state needed to resume exactly (§8.1 `loop_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// +inf before the first evaluation (stored as null: JSON has no infinity).
+    #[serde(with = "infinity_as_null")]
+    pub min_val_bpb: f64,
+    pub smooth_train_loss: f64,
+    pub total_training_time: f64,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        LoopState { min_val_bpb: f64::INFINITY, smooth_train_loss: 0.0, total_training_time: 0.0 }
+    }
+}
+
+mod infinity_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+/// `meta_XXXXXX.json`, with the reference's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub step: u64,
+    pub val_bpb: Option<f64>,
+    pub model_config: GptConfig,
+    pub user_config: serde_json::Value,
+    pub device_batch_size: u32,
+    pub max_seq_len: u32,
+    pub dataloader_state_dict: serde_json::Value,
+    pub loop_state: LoopState,
+}
+
+pub fn model_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("model_{step:06}.safetensors"))
+}
+pub fn optim_path(dir: &Path, step: u64, rank: usize) -> PathBuf {
+    dir.join(format!("optim_{step:06}_rank{rank}.safetensors"))
+}
+pub fn meta_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("meta_{step:06}.json"))
+}
+
+fn write_tensors_atomic(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
+    let err = |message: String| CheckpointError::Write { path: path.to_path_buf(), message };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tensors");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let contiguous: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.contiguous().to_device(tch::Device::Cpu))).collect();
+    Tensor::write_safetensors(&contiguous, &tmp).map_err(|e| err(e.to_string()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Saves the model (rank 0 only, as the reference), this rank's optimizer state, then the meta file.
+pub fn save(
+    dir: &Path,
+    model: &Gpt,
+    optimizer_state: &[(String, Tensor)],
+    meta: &CheckpointMeta,
+    rank: usize,
+) -> Result<(), CheckpointError> {
+    if rank == 0 {
+        write_tensors_atomic(&model_path(dir, meta.step), &model.named_parameters())?;
+    }
+    write_tensors_atomic(&optim_path(dir, meta.step, rank), optimizer_state)?;
+    if rank == 0 {
+        let path = meta_path(dir, meta.step);
+        crate::fsutil::write_json_atomic(&path, meta)
+            .map_err(|e| CheckpointError::Write { path, message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// The largest step with a complete checkpoint in `dir`.
+pub fn latest_step(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("meta_")?.strip_suffix(".json")?.parse().ok())
+        .max()
+}
+
+pub fn load_meta(dir: &Path, step: u64) -> Result<CheckpointMeta, CheckpointError> {
+    let path = meta_path(dir, step);
+    let bytes =
+        std::fs::read(&path).map_err(|e| CheckpointError::Read { path: path.clone(), message: e.to_string() })?;
+    serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Read { path, message: e.to_string() })
+}
+
+pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| CheckpointError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(tensors.into_iter().map(|(name, t)| (name.strip_prefix("_orig_mod.").unwrap_or(&name).to_string(), t)).collect())
+}
+
+/// Copies named weights into the model: every parameter must be present with its shape (strict, as the
+/// reference's `load_state_dict(strict=True)`); dtypes are converted to the model's.
+pub fn load_weights(model: &Gpt, weights: &HashMap<String, Tensor>, source: &Path) -> Result<(), CheckpointError> {
+    let mismatch = |message: String| CheckpointError::Mismatch { path: source.to_path_buf(), message };
+    let params = model.named_parameters();
+    if let Some(extra) = weights.keys().find(|k| !params.iter().any(|(n, _)| n == *k)) {
+        return Err(mismatch(format!("unexpected tensor `{extra}`")));
+    }
+    tch::no_grad(|| {
+        for (name, mut var) in params {
+            let w = weights.get(&name).ok_or_else(|| mismatch(format!("missing tensor `{name}`")))?;
+            if w.size() != var.size() {
+                return Err(mismatch(format!("`{name}` has shape {:?}, the model expects {:?}", w.size(), var.size())));
+            }
+            var.copy_(&w.to_device(var.device()).to_kind(var.kind()));
+        }
+        Ok(())
+    })
+}
