@@ -3,6 +3,7 @@
 pub mod build_info;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod eval;
 pub mod fsutil;
 pub mod hw;

@@ -1,0 +1,2 @@
+//! Data: the distributed dataloader (NANOCHAT.md §2).
+pub mod dataloader;
