@@ -2,6 +2,7 @@
 //! them against a preset (`nanochat doctor`).
 pub mod cuda_backend;
 pub mod gpu;
+pub mod peak_flops;
 pub mod preflight;
 pub mod system;
 
