@@ -10,9 +10,44 @@ fn main() -> anyhow::Result<()> {
         std::env::var("DEP_TCH_LIBTORCH_LIB")
             .map_err(|_| anyhow::anyhow!("torch-sys did not report DEP_TCH_LIBTORCH_LIB; build with `make build`"))?,
     );
+    compile_c10d_shim(&torch_lib)?;
     link_libtorch_cuda(&torch_lib);
     emit_build_facts(&torch_lib);
     println!("cargo:rerun-if-changed=build.rs");
+    Ok(())
+}
+
+/// The C++ shim over c10d (src/dist/c10d_shim.cpp). Gloo headers come from Debian's libgloo-dev,
+/// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
+fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
+    let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
+    let site = torch.parent().ok_or_else(|| anyhow::anyhow!("torch dir has no parent"))?;
+    if !Path::new("/usr/include/gloo/config.h").exists() {
+        anyhow::bail!("gloo headers are missing: run `make setup` (installs Debian's libgloo-dev)");
+    }
+    let cuda_include = site.join("nvidia/cu13/include");
+    if !cuda_include.join("cuda_runtime_api.h").exists() {
+        anyhow::bail!("CUDA headers missing under {}: run `make setup`", cuda_include.display());
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("src/dist/c10d_shim.cpp")
+        .std("c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .define("GLOG_USE_GLOG_EXPORT", None)
+        .define("USE_C10D_GLOO", None)
+        .define("USE_C10D_NCCL", None)
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .include(&cuda_include)
+        .include(site.join("nvidia/nccl/include"))
+        .flag("-w")
+        .compile("nanochat_c10d");
+    println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
+    // The shim's own dependencies, after it on the link line.
+    for lib in ["torch_cuda", "torch_cpu", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
     Ok(())
 }
 

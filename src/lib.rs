@@ -4,6 +4,7 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod eval;
 pub mod fsutil;
 pub mod hw;

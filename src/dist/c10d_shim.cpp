@@ -1,0 +1,178 @@
+// C API over libtorch's c10d (the engine under torchrun and DDP): TCPStore rendezvous, then
+// ProcessGroupNCCL (CUDA tensors) or ProcessGroupGloo (CPU tensors), and the collectives nanochat
+// needs. Tensors arrive as tch's `at::Tensor*`. Every call catches c10::Error and copies its message
+// (without backtrace) into the caller's buffer, returning non-zero. DESIGN.md "libtorch and the build".
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  bool gloo;
+  int world;
+  std::chrono::milliseconds timeout;
+};
+
+void set_error(char* err, size_t len, const std::string& msg) {
+  if (err && len > 0) {
+    std::strncpy(err, msg.c_str(), len - 1);
+    err[len - 1] = '\0';
+  }
+}
+
+template <typename F>
+int guarded(char* err, size_t len, F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const c10::Error& e) {
+    set_error(err, len, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(err, len, e.what());
+  } catch (...) {
+    set_error(err, len, "unknown C++ exception in c10d");
+  }
+  return 1;
+}
+
+c10d::ReduceOp reduce_op(int op) {
+  switch (op) {
+    case 0: return c10d::ReduceOp::SUM;
+    case 1: return c10d::ReduceOp::AVG;
+    case 2: return c10d::ReduceOp::MAX;
+    case 3: return c10d::ReduceOp::MIN;
+    default: TORCH_CHECK(false, "unknown reduce op ", op);
+  }
+}
+
+// Gloo has no AVG: sum, then divide by the world size.
+bool needs_manual_avg(const Group* g, int op) { return g->gloo && op == 1; }
+int effective_op(const Group* g, int op) { return needs_manual_avg(g, op) ? 0 : op; }
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group* g) {
+  work->wait(g->timeout);
+}
+
+}  // namespace
+
+extern "C" {
+
+// backend: "gloo" or "nccl". Returns NULL and fills `err` on failure.
+void* nc_group_new(const char* backend, const char* master_addr, int port, int rank, int world, int timeout_ms,
+                   char* err, size_t err_len) {
+  Group* result = nullptr;
+  guarded(err, err_len, [&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<std::uint16_t>(port);
+    opts.isServer = rank == 0;
+    opts.numWorkers = world;
+    opts.waitWorkers = true;
+    opts.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), opts);
+    std::string name(backend);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(name, tcp);
+    auto g = std::make_unique<Group>();
+    g->store = store;
+    g->world = world;
+    g->timeout = timeout;
+    if (name == "gloo") {
+      auto gopts = c10d::ProcessGroupGloo::Options::create(timeout);
+      gopts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(std::string(master_addr)));
+      g->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gopts);
+      g->gloo = true;
+    } else if (name == "nccl") {
+#ifdef USE_C10D_NCCL
+      auto nopts = c10d::ProcessGroupNCCL::Options::create();
+      nopts->timeout = timeout;
+      g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, nopts);
+      g->gloo = false;
+#else
+      TORCH_CHECK(false, "this build has no NCCL support");
+#endif
+    } else {
+      TORCH_CHECK(false, "unknown backend ", name, " (expected gloo or nccl)");
+    }
+    result = g.release();
+  });
+  return result;
+}
+
+void nc_group_free(void* group) { delete static_cast<Group*>(group); }
+
+int nc_allreduce(void* group, at::Tensor* t, int op, char* err, size_t err_len) {
+  auto* g = static_cast<Group*>(group);
+  return guarded(err, err_len, [&] {
+    std::vector<at::Tensor> ts{*t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = reduce_op(effective_op(g, op));
+    o.timeout = g->timeout;
+    wait(g->backend->allreduce(ts, o), g);
+    if (needs_manual_avg(g, op)) t->div_(g->world);
+  });
+}
+
+// input: world * output.numel() elements (flat, rank-major); output receives this rank's slice.
+int nc_reduce_scatter(void* group, at::Tensor* output, at::Tensor* input, int op, char* err, size_t err_len) {
+  auto* g = static_cast<Group*>(group);
+  return guarded(err, err_len, [&] {
+    c10d::ReduceScatterOptions o;
+    o.reduceOp = reduce_op(effective_op(g, op));
+    o.timeout = g->timeout;
+    if (g->gloo) {
+      // Gloo's reduce_scatter takes a list of per-rank inputs.
+      std::vector<at::Tensor> outs{*output};
+      std::vector<std::vector<at::Tensor>> ins(1);
+      auto chunks = input->reshape({g->world, -1});
+      for (int r = 0; r < g->world; ++r) ins[0].push_back(chunks[r].reshape(output->sizes()).contiguous());
+      wait(g->backend->reduce_scatter(outs, ins, o), g);
+    } else {
+      wait(g->backend->_reduce_scatter_base(*output, *input, o), g);
+    }
+    if (needs_manual_avg(g, op)) output->div_(g->world);
+  });
+}
+
+// output: world * input.numel() elements (flat, rank-major).
+int nc_all_gather(void* group, at::Tensor* output, at::Tensor* input, char* err, size_t err_len) {
+  auto* g = static_cast<Group*>(group);
+  return guarded(err, err_len, [&] {
+    c10d::AllgatherOptions o;
+    o.timeout = g->timeout;
+    wait(g->backend->_allgather_base(*output, *input, o), g);
+  });
+}
+
+int nc_broadcast(void* group, at::Tensor* t, int root, char* err, size_t err_len) {
+  auto* g = static_cast<Group*>(group);
+  return guarded(err, err_len, [&] {
+    std::vector<at::Tensor> ts{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.timeout = g->timeout;
+    wait(g->backend->broadcast(ts, o), g);
+  });
+}
+
+int nc_barrier(void* group, char* err, size_t err_len) {
+  auto* g = static_cast<Group*>(group);
+  return guarded(err, err_len, [&] {
+    c10d::BarrierOptions o;
+    o.timeout = g->timeout;
+    wait(g->backend->barrier(o), g);
+  });
+}
+
+}  // extern "C"

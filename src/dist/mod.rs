@@ -1,0 +1,6 @@
+//! Multi-process collectives through libtorch's c10d (NCCL on GPU, Gloo on CPU) via a C++ shim
+//! compiled by build.rs (DESIGN.md "libtorch and the build").
+mod ffi;
+pub mod process_group;
+
+pub use process_group::{Backend, DistError, ProcessGroup, ReduceOp};

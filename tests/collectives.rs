@@ -1,0 +1,126 @@
+//! c10d collectives over Gloo with 2 and 4 processes on 127.0.0.1. The test re-runs its own binary
+//! as the worker ranks (selected by environment variables) and checks every op's result.
+use std::process::Command;
+use std::time::Duration;
+
+use nanochat::dist::{Backend, ProcessGroup, ReduceOp};
+use tch::{Device, Kind, Tensor};
+
+const ROLE: &str = "NANOCHAT_TEST_COLLECTIVE_RANK";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `test_name` in `world` worker processes and asserts they all succeed.
+fn spawn_workers(test_name: &str, world: usize) {
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..world)
+        .map(|rank| {
+            Command::new(&exe)
+                .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+                .env(ROLE, format!("{rank}/{world}/{port}"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "rank {rank} failed");
+    }
+}
+
+/// In a worker: (rank, world, group). In the parent: None.
+fn worker() -> Option<(usize, usize, ProcessGroup)> {
+    let role = std::env::var(ROLE).ok()?;
+    let parts: Vec<usize> = role.split('/').map(|p| p.parse().unwrap()).collect();
+    let (rank, world, port) = (parts[0], parts[1], parts[2] as u16);
+    let pg = ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, rank, world, Duration::from_secs(60)).unwrap();
+    Some((rank, world, pg))
+}
+
+fn ops_body(rank: usize, world: usize, pg: &ProcessGroup) {
+    let w = world as f64;
+    for kind in [Kind::Float, Kind::BFloat16, Kind::Double, Kind::Int64] {
+        // all_reduce sum / avg / max of rank-dependent values.
+        let mut t = Tensor::arange(6, (Kind::Float, Device::Cpu)).to_kind(kind) + (rank as f64);
+        pg.all_reduce(&mut t, ReduceOp::Sum).unwrap();
+        let expected = (Tensor::arange(6, (Kind::Float, Device::Cpu)) * w + w * (w - 1.0) / 2.0).to_kind(kind);
+        assert!(t.equal(&expected), "{kind:?} sum: {t:?}");
+        let mut m = Tensor::from_slice(&[rank as f32, -(rank as f32)]).to_kind(kind);
+        pg.all_reduce(&mut m, ReduceOp::Max).unwrap();
+        assert!(m.equal(&Tensor::from_slice(&[(world - 1) as f32, 0.0]).to_kind(kind)), "{kind:?} max");
+    }
+    let mut a = Tensor::from_slice(&[rank as f32 * 2.0, 1.0]);
+    pg.all_reduce(&mut a, ReduceOp::Avg).unwrap();
+    assert!(a.allclose(&Tensor::from_slice(&[(world - 1) as f32, 1.0]), 1e-6, 1e-6, false), "avg {a:?}");
+
+    // reduce_scatter: rank r contributes [r*10 + i for i in 0..world*3]; slice s gets the sum over ranks.
+    let mut input = Tensor::arange((world * 3) as i64, (Kind::Float, Device::Cpu)) + (rank * 10) as f64;
+    let mut out = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+    pg.reduce_scatter(&mut out, &mut input, ReduceOp::Avg).unwrap();
+    let base = Tensor::arange_start((rank * 3) as i64, (rank * 3 + 3) as i64, (Kind::Float, Device::Cpu));
+    let mean_offset = 10.0 * (w - 1.0) / 2.0;
+    assert!(out.allclose(&(base + mean_offset), 1e-5, 1e-5, false), "reduce_scatter avg {out:?}");
+
+    // all_gather: every rank sends [rank, rank]; everyone gets [0,0,1,1,...].
+    let mut mine = Tensor::from_slice(&[rank as f32, rank as f32]);
+    let mut all = Tensor::zeros([2 * world as i64], (Kind::Float, Device::Cpu));
+    pg.all_gather(&mut all, &mut mine).unwrap();
+    let want: Vec<f32> = (0..world).flat_map(|r| [r as f32, r as f32]).collect();
+    assert!(all.equal(&Tensor::from_slice(&want)));
+
+    // broadcast from the last rank, then a barrier.
+    let mut b = Tensor::from_slice(&[rank as i64; 4]);
+    pg.broadcast(&mut b, world - 1).unwrap();
+    assert!(b.equal(&Tensor::from_slice(&[(world - 1) as i64; 4])));
+    pg.barrier().unwrap();
+
+    // Misuse gives an error with the reason, not a crash.
+    let mut wrong = Tensor::zeros([5], (Kind::Float, Device::Cpu));
+    let err = pg.all_gather(&mut wrong, &mut mine).unwrap_err();
+    assert!(err.to_string().contains("expected"), "{err}");
+}
+
+#[test]
+fn every_collective_on_two_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => ops_body(rank, world, &pg),
+        None => spawn_workers("every_collective_on_two_ranks", 2),
+    }
+}
+
+#[test]
+fn every_collective_on_four_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => ops_body(rank, world, &pg),
+        None => spawn_workers("every_collective_on_four_ranks", 4),
+    }
+}
+
+#[test]
+fn unreachable_master_is_a_clear_error() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let port = free_port(); // nothing listens there
+    let started = std::time::Instant::now();
+    let err =
+        ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, 1, 2, Duration::from_secs(3)).err().expect("no master");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(err.op, "init");
+    assert!(!err.message.is_empty(), "{err}");
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let err =
+        ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, 0, 1, Duration::from_secs(3)).err().expect("port busy");
+    assert!(err.message.to_lowercase().contains("address already in use") || err.message.contains("bind"), "{err}");
+}
