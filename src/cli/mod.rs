@@ -88,6 +88,55 @@ pub enum Command {
     /// Show the resolved configuration or the built-in presets.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure speed: collective bandwidth across processes/GPUs.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// How many processes to run and how they find each other (torchrun's options). A process started
+/// with RANK/WORLD_SIZE (torchrun, a PyTorchJob) or SLURM_PROCID (srun) in its environment is a worker
+/// and ignores these.
+#[derive(Debug, Args, Clone)]
+pub struct LaunchArgs {
+    /// Processes on this node (default: the visible GPUs, or 1 without a GPU).
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nnodes: usize,
+    /// This node's index among the nodes.
+    #[arg(long, default_value_t = 0, value_name = "I")]
+    pub node_rank: usize,
+    /// Address of the node running rank 0.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub master_addr: String,
+    /// Port of the rendezvous store on the master.
+    #[arg(long, default_value_t = crate::dist::env::DEFAULT_MASTER_PORT, value_name = "PORT")]
+    pub master_port: u16,
+    /// Print every rank's output on the console (default: rank 0 only; all ranks always go to logs).
+    #[arg(long)]
+    pub all_ranks_output: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// All-reduce bandwidth between processes (NCCL on GPUs, Gloo on CPU).
+    #[command(long_about = "All-reduce bandwidth between processes: NCCL between GPUs, Gloo between CPU \
+        processes. Prints algorithm and bus bandwidth per message size.\n\n\
+        Reads nothing. Writes: logs/bench-collectives/rank<r>.log.")]
+    Collectives(CollectivesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectivesArgs {
+    /// Largest message in MiB (sizes double from 1 MiB up to this).
+    #[arg(long, default_value_t = 64)]
+    pub max_mib: usize,
+    /// Timed all-reduces per size (after 2 warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,12 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
+mod bench_collectives;
 mod config;
 mod doctor;
+pub mod launch;
 mod report;
 mod speedrun;
 
-use super::{Cli, Command};
+use super::{BenchCommand, Cli, Command};
 
 pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
@@ -12,5 +14,6 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(&cli.global, args),
         Command::Report(command) => report::run(&cli.global, command),
         Command::Config(command) => config::run(&cli.global, command),
+        Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
     }
 }
