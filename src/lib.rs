@@ -13,4 +13,5 @@ pub mod optim;
 pub mod paths;
 pub mod report;
 pub mod speedrun;
+pub mod tokenizer;
 pub mod train;
