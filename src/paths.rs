@@ -23,6 +23,14 @@ impl Paths {
     pub fn data(&self) -> PathBuf {
         self.base.join("data")
     }
+    /// Parquet shards of one data manifest (e.g. data/fineweb-edu-100b/shard_00000.parquet).
+    pub fn shards(&self, manifest: &str) -> PathBuf {
+        self.data().join(manifest)
+    }
+    /// tiktoken rank files of the GPT-2/GPT-4 tokenizers that tok-eval compares against.
+    pub fn baseline_tokenizers(&self) -> PathBuf {
+        self.data().join("tokenizers")
+    }
     pub fn tokenizer(&self) -> PathBuf {
         self.base.join("tok")
     }

@@ -75,6 +75,25 @@ pub enum Command {
         A failed stage stops the run (exit code non-zero) and names its log; finished work is kept, \
         so running the same command again resumes.")]
     Speedrun(SpeedrunArgs),
+    /// Train the BPE tokenizer (vocab from the preset) on the train shards or --input.
+    #[command(
+        name = "tok-train",
+        long_about = "Train the byte-level BPE tokenizer (rustbpe-identical merges) with the \
+        preset's vocab size, character budget and document cap.\n\n\
+        Reads: the train shards under data/<manifest>/ (all but the last), or --input.\n\
+        Writes: tok/tokenizer.json (HuggingFace), tok/tokenizer.ranks, tok/token_bytes.json, tok/config.toml, \
+        report/tokenizer-training.json."
+    )]
+    TokTrain(TokTrainArgs),
+    /// Compare the tokenizer's compression with GPT-2 and GPT-4 on sample texts and the shards.
+    #[command(
+        name = "tok-eval",
+        long_about = "Bytes per token of our tokenizer, GPT-2's and GPT-4's on news, Korean, code, \
+        math and science samples and the first row group of the train and val shards.\n\n\
+        Reads: tok/tokenizer.ranks, data/<manifest>/*.parquet, data/tokenizers/{r50k,cl100k}_base.tiktoken when present.\n\
+        Writes: report/tokenizer-evaluation.json."
+    )]
+    TokEval,
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -153,6 +172,14 @@ pub struct SpeedrunArgs {
     /// Go on although the hardware does not match the preset.
     #[arg(long)]
     pub allow_mismatch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokTrainArgs {
+    /// Train on these documents instead of the shards: a .txt (blank-line separated documents), .jsonl or
+    /// .parquet file, or a directory of them.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,10 @@ impl Progress {
         }
     }
 
+    pub fn set_position(&mut self, position: u64) {
+        self.advance(position.saturating_sub(self.done));
+    }
+
     /// "label: 12.0 MiB / 48.0 MiB (25%), 3.1 MiB/s, eta 12 s"
     pub fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);

@@ -28,12 +28,17 @@ pub struct PipelineOptions {
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["doctor", "report"];
+pub const KNOWN_STAGES: &[&str] = &["doctor", "tok-train", "tok-eval", "report"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
 pub struct UnknownStage {
     pub name: String,
+}
+
+fn tokenizer_files(paths: &Paths) -> Vec<PathBuf> {
+    use crate::tokenizer::artifacts::{RANK_FILE, TOKENIZER_JSON, TOKEN_BYTES};
+    [TOKENIZER_JSON, RANK_FILE, TOKEN_BYTES].iter().map(|f| paths.tokenizer().join(f)).collect()
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -57,6 +62,27 @@ pub fn stage_spec(
             outputs: vec![report_dir.join("hardware-check.json")],
             config: section(config, "hardware"),
             always_run: true,
+        },
+        "tok-train" => {
+            let shards = paths.shards(&config.data.manifest);
+            let first: Vec<PathBuf> =
+                (0..config.data.tokenizer_shards).map(|i| shards.join(format!("shard_{i:05}.parquet"))).collect();
+            StageSpec {
+                name: name.into(),
+                args: vec!["tok-train".into()],
+                inputs: first,
+                outputs: tokenizer_files(paths),
+                config: serde_json::json!({"tok_train": section(config, "tok_train"), "data": section(config, "data")}),
+                always_run: false,
+            }
+        }
+        "tok-eval" => StageSpec {
+            name: name.into(),
+            args: vec!["tok-eval".into()],
+            inputs: [tokenizer_files(paths), vec![paths.baseline_tokenizers()]].concat(),
+            outputs: vec![report_dir.join("tokenizer-evaluation.json")],
+            config: section(config, "tok_eval"),
+            always_run: false,
         },
         "report" => StageSpec {
             name: name.into(),

@@ -156,6 +156,15 @@ impl BpeEncoder {
         }
     }
 
+    /// Encodes chunks that were split by some other pattern (the GPT-2/GPT-4 baselines of tok-eval).
+    pub fn encode_chunks<'a>(&self, chunks: impl IntoIterator<Item = &'a str>) -> Vec<u32> {
+        let (mut out, mut parts) = (Vec::new(), Vec::new());
+        for chunk in chunks {
+            self.encode_chunk(chunk.as_bytes(), &mut out, &mut parts);
+        }
+        out
+    }
+
     /// `<|bos|>` followed by the ordinary encoding of `text` (NANOCHAT.md §2.2).
     pub fn encode_with_bos(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 2);

@@ -2,6 +2,8 @@
 //! merges, a tiktoken-compatible encoder/decoder, token byte lengths for bits-per-byte, and
 //! the file formats (HuggingFace `tokenizer.json`, tiktoken-style rank file).
 
+pub mod artifacts;
+pub mod baseline;
 pub mod bpe_encoder;
 pub mod bpe_trainer;
 pub mod byte_level_alphabet;

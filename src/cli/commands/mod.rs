@@ -5,6 +5,8 @@ mod doctor;
 pub mod launch;
 mod report;
 mod speedrun;
+mod tok_eval;
+mod tok_train;
 
 use super::{BenchCommand, Cli, Command};
 
@@ -12,6 +14,8 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Speedrun(args) => speedrun::run(&cli.global, args),
         Command::Doctor(args) => doctor::run(&cli.global, args),
+        Command::TokTrain(args) => tok_train::run(&cli.global, args),
+        Command::TokEval => tok_eval::run(&cli.global),
         Command::Report(command) => report::run(&cli.global, command),
         Command::Config(command) => config::run(&cli.global, command),
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
