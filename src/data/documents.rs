@@ -17,6 +17,9 @@ pub enum DocumentsError {
     Shard(#[from] super::parquet_shards::ShardError),
 }
 
+/// Batches of documents (a row group, a file), read lazily.
+pub type DocumentBatches = Box<dyn Iterator<Item = Result<Vec<String>, DocumentsError>>>;
+
 /// The input files under `path` in reading order.
 pub fn input_files(path: &Path) -> Result<Vec<PathBuf>, DocumentsError> {
     let read_err = |source| DocumentsError::Read { path: path.to_path_buf(), source };

@@ -33,21 +33,20 @@ pub fn run(global: &GlobalOptions, args: &TokTrainArgs) -> anyhow::Result<()> {
     let paths = global.paths();
     crate::cli::logging::tee_to_file(&paths.logs().join("tok-train.log"));
     let t = &config.tok_train;
-    let (source, batches): (String, Box<dyn Iterator<Item = Result<Vec<String>, documents::DocumentsError>>>) =
-        match &args.input {
-            Some(input) => {
-                (input.display().to_string(), Box::new(documents::file_documents(documents::input_files(input)?)))
-            }
-            None => {
-                let dir = paths.shards(&config.data.manifest);
-                let shards = tokenizer_shards(&dir, config.data.tokenizer_shards as usize)
-                    .with_context(|| format!("(run `nanochat data download --preset {}`)", config.run.name))?;
-                (
-                    format!("{} train shard(s) in {}", shards.len(), dir.display()),
-                    Box::new(documents::shard_documents(shards)),
-                )
-            }
-        };
+    let (source, batches): (String, documents::DocumentBatches) = match &args.input {
+        Some(input) => {
+            (input.display().to_string(), Box::new(documents::file_documents(documents::input_files(input)?)))
+        }
+        None => {
+            let dir = paths.shards(&config.data.manifest);
+            let shards = tokenizer_shards(&dir, config.data.tokenizer_shards as usize)
+                .with_context(|| format!("(run `nanochat data download --preset {}`)", config.run.name))?;
+            (
+                format!("{} train shard(s) in {}", shards.len(), dir.display()),
+                Box::new(documents::shard_documents(shards)),
+            )
+        }
+    };
     log::info!(
         "training a {}-token tokenizer on {source} (max {} chars, docs capped at {} chars)",
         t.vocab_size,
