@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod dist;
+pub mod engine;
 pub mod eval;
 pub mod fsutil;
 pub mod hw;

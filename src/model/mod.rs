@@ -3,6 +3,7 @@ pub mod config;
 pub mod gpt;
 pub mod kv_cache;
 pub mod rotary;
+pub mod torch_pickle;
 
 pub use config::GptConfig;
 pub use gpt::Gpt;
