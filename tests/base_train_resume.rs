@@ -105,6 +105,7 @@ fn run(
         settings: settings(dir),
         sampler: None,
         rank: 0,
+        group: None,
     };
     lp.run(start, loop_state, val_bpb)
 }

@@ -26,8 +26,8 @@ impl DocumentSource for MemoryShards {
 struct Bytes;
 
 impl DocumentEncoder for Bytes {
-    fn encode_with_bos(&self, docs: &[String]) -> Vec<Vec<u32>> {
-        docs.iter().map(|d| std::iter::once(BOS).chain(d.bytes().map(|b| b as u32 + 1)).collect()).collect()
+    fn encode_with_bos(&self, docs: &[String]) -> Result<Vec<Vec<u32>>, BatchError> {
+        Ok(docs.iter().map(|d| std::iter::once(BOS).chain(d.bytes().map(|b| b as u32 + 1)).collect()).collect())
     }
 }
 
@@ -55,7 +55,7 @@ fn expected_stream(paths: &[PathBuf], shards: &MemoryShards, rank: usize, world:
             let mut rg = rank;
             while rg < groups.len() {
                 for doc in &groups[rg] {
-                    out.extend(Bytes.encode_with_bos(std::slice::from_ref(doc))[0].iter().map(|&t| t as i64));
+                    out.extend(Bytes.encode_with_bos(std::slice::from_ref(doc)).unwrap()[0].iter().map(|&t| t as i64));
                 }
                 rg += world;
             }

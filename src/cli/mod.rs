@@ -94,6 +94,16 @@ pub enum Command {
         Writes: report/tokenizer-evaluation.json."
     )]
     TokEval,
+    /// Pretrain the base model (Muon + AdamW) on the shards; one process per GPU by default.
+    #[command(
+        name = "base-train",
+        long_about = "Pretrain the GPT of the preset's depth on the train shards \
+        (NANOCHAT.md §4), with validation bits per byte every eval_every steps, samples and checkpoints.\n\n\
+        Reads: tok/ (tokenizer, token_bytes), data/<manifest>/*.parquet, with --resume the last checkpoint in base_dNN/.\n\
+        Writes: base_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, \
+        metrics.jsonl, config.toml; report/base-model-training.json; logs/base-train/rank<r>.log with several processes."
+    )]
+    BaseTrain(BaseTrainArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -180,6 +190,18 @@ pub struct TokTrainArgs {
     /// .parquet file, or a directory of them.
     #[arg(long, value_name = "FILE|DIR")]
     pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseTrainArgs {
+    /// Continue from the last checkpoint in base_dNN/ (weights, optimizer, data position, loop state).
+    #[arg(long, conflicts_with = "init_from")]
+    pub resume: bool,
+    /// Start from these weights (.safetensors, or a reference .pt state_dict) instead of a fresh init.
+    #[arg(long, value_name = "FILE")]
+    pub init_from: Option<PathBuf>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
 }
 
 #[derive(Debug, Args)]

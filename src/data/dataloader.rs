@@ -29,7 +29,7 @@ pub trait DocumentSource: Send + Sync {
 
 /// Encodes documents, each with the BOS token prepended.
 pub trait DocumentEncoder: Send + Sync {
-    fn encode_with_bos(&self, docs: &[String]) -> Vec<Vec<u32>>;
+    fn encode_with_bos(&self, docs: &[String]) -> Result<Vec<Vec<u32>>, BatchError>;
 }
 
 /// Where the next unconsumed token is: document batch `doc_batch` of row group `rg_idx` of shard
@@ -187,7 +187,13 @@ fn produce(
                 for (i, batch) in batches.iter().enumerate().skip(begin) {
                     let offset = if first { pos.offset } else { 0 };
                     first = false;
-                    let tokens: Vec<u32> = encoder.encode_with_bos(batch).into_iter().flatten().collect();
+                    let tokens: Vec<u32> = match encoder.encode_with_bos(batch) {
+                        Ok(encoded) => encoded.into_iter().flatten().collect(),
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("tokenizing {}: {e}", shard.display())));
+                            return;
+                        }
+                    };
                     produced_any |= !tokens.is_empty();
                     let chunk = TokenChunk { position: LoaderPosition { doc_batch: i, offset, ..pos }, tokens };
                     if tx.send(Ok(chunk)).is_err() {

@@ -14,7 +14,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-const PARTIAL_SUFFIX: &str = ".partial";
+use super::downloader::PARTIAL_SUFFIX;
 use super::parquet_shards::{ShardError, TEXT_COLUMN};
 
 /// Documents per row group (§2.1: `row_group_size=1024`).

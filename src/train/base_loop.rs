@@ -11,6 +11,7 @@ use tch::{Reduction, Tensor};
 
 use super::batches::{BatchError, BatchSource};
 use super::checkpoint::{self, CheckpointMeta, LoopState};
+use crate::dist::{DistError, ProcessGroup, ReduceOp};
 use crate::eval::bpb::{self, BpbTotals};
 use crate::model::Gpt;
 use crate::optim::{self, schedule, AdamW, Muon};
@@ -85,6 +86,8 @@ pub struct BaseLoop<'a> {
     /// Called with the model at sampling steps (rank 0 only).
     pub sampler: Option<Sampler<'a>>,
     pub rank: usize,
+    /// The process group of a multi-process run: gradients are averaged and bpb totals summed.
+    pub group: Option<&'a ProcessGroup>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,8 @@ pub enum LoopError {
     Metrics { path: PathBuf, source: std::io::Error },
     #[error("the loss became {loss} at step {step}; lower the learning rates or check the data")]
     NonFiniteLoss { step: i64, loss: f64 },
+    #[error(transparent)]
+    Dist(#[from] DistError),
 }
 
 impl<'a> BaseLoop<'a> {
@@ -168,6 +173,7 @@ impl<'a> BaseLoop<'a> {
             if !train_loss.is_finite() {
                 return Err(LoopError::NonFiniteLoss { step, loss: train_loss });
             }
+            self.average_gradients()?;
             let grad_norm = (s.grad_clip > 0.0)
                 .then(|| optim::clip_grad_norm(&self.model.parameters_in_reference_order(), s.grad_clip));
             let lrm =
@@ -229,7 +235,27 @@ impl<'a> BaseLoop<'a> {
             let (x, y) = val.next_batch().map_err(LoopError::Data)?;
             totals.add(bpb::batch_totals(self.model, &x, &y, &self.token_bytes));
         }
+        if let Some(group) = self.group {
+            let mut sums = Tensor::from_slice(&[totals.nats, totals.bytes]).to_device(self.model.device());
+            group.all_reduce(&mut sums, ReduceOp::Sum)?;
+            totals = BpbTotals { nats: sums.double_value(&[0]), bytes: sums.double_value(&[1]) };
+        }
         Ok(totals.bpb())
+    }
+
+    /// Averages every gradient over the ranks, parameters in name order (the same on every rank).
+    /// Clipping then sees the global gradient, so k ranks train exactly like 1 rank with k× the
+    /// accumulation. (The reference clips each rank's local gradient first, §4.4; its log notes the
+    /// clip never triggered.)
+    fn average_gradients(&self) -> Result<(), DistError> {
+        let Some(group) = self.group else { return Ok(()) };
+        for (_, p) in self.model.named_parameters() {
+            let mut g = p.grad();
+            if g.defined() {
+                group.all_reduce(&mut g, ReduceOp::Avg)?;
+            }
+        }
+        Ok(())
     }
 
     fn save(&self, step: u64, val_bpb: Option<f64>, loop_state: &LoopState) -> Result<(), LoopError> {

@@ -1,4 +1,5 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
+mod base_train;
 mod bench_collectives;
 mod config;
 mod doctor;
@@ -14,6 +15,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Speedrun(args) => speedrun::run(&cli.global, args),
         Command::Doctor(args) => doctor::run(&cli.global, args),
+        Command::BaseTrain(args) => base_train::run(&cli.global, args),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
         Command::Report(command) => report::run(&cli.global, command),

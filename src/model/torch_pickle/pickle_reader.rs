@@ -377,7 +377,7 @@ impl Unpickler<'_> {
     }
 
     fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PtError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for a dict"));
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
