@@ -99,8 +99,8 @@ fn run(
         model,
         adamw,
         muon,
-        train: Box::new(Synthetic { next, fail_at }),
-        make_val: Box::new(|| Ok(Box::new(Synthetic { next: 1000, fail_at: None }) as Box<dyn BatchSource>)),
+        train: vec![Box::new(Synthetic { next, fail_at }), Box::new(Synthetic { next: next + 500, fail_at: None })],
+        make_val: Box::new(|| Ok(vec![Box::new(Synthetic { next: 1000, fail_at: None }) as Box<dyn BatchSource>])),
         token_bytes: token_bytes(),
         settings: settings(dir),
         sampler: None,
@@ -123,10 +123,10 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     assert_eq!(straight.final_step, 8);
     assert!(straight.losses.iter().all(|l| l.is_finite()));
 
-    // The second run dies while reading data for step 6, after the checkpoint of step 4.
+    // The second run dies while reading data for step 6 (batch 6 of stream 0), after the checkpoint of step 4.
     let dir = tempfile::tempdir().unwrap();
     let crashed = fresh_model();
-    let err = run(&crashed, dir.path(), 0, Some(13), None).unwrap_err();
+    let err = run(&crashed, dir.path(), 0, Some(6), None).unwrap_err();
     assert!(matches!(err, LoopError::Data(_)), "{err}");
     assert_eq!(checkpoint::latest_step(dir.path()), Some(4));
 
@@ -139,8 +139,9 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     )
     .unwrap();
     let state = checkpoint::read_tensors(&checkpoint::optim_path(dir.path(), 4, 0)).unwrap();
-    let next = meta.dataloader_state_dict["next"].as_i64().unwrap();
-    assert_eq!(next, 8, "4 steps x 2 micro-batches consumed");
+    let next = meta.dataloader_state_dict[0]["next"].as_i64().unwrap();
+    assert_eq!(next, 4, "4 steps consumed 4 batches of the first micro-batch stream");
+    assert_eq!(meta.dataloader_state_dict[1]["next"].as_i64().unwrap(), 504);
     let outcome = run(&resumed, dir.path(), 4, None, Some((&state, meta.loop_state, meta.val_bpb, next))).unwrap();
 
     assert_eq!(outcome.losses, straight.losses[4..].to_vec(), "same losses after the resume point");

@@ -35,7 +35,7 @@ pub struct LoopSettings {
     pub muon_momentum_warmup_steps: u32,
     pub grad_clip: f64,
     pub eval_every: i64,
-    /// Validation batches per evaluation (eval_tokens / (B·T·W)).
+    /// Validation batches per evaluation from each validation stream (eval_tokens / (B·T·W·A)).
     pub eval_steps: i64,
     pub save_every: i64,
     pub sample_every: i64,
@@ -70,8 +70,8 @@ pub struct LoopOutcome {
     pub losses: Vec<f64>,
 }
 
-/// Builds a fresh validation loader.
-pub type ValLoaderFactory<'a> = Box<dyn Fn() -> Result<Box<dyn BatchSource + 'a>, BatchError> + 'a>;
+/// Builds fresh validation loaders (one per micro-batch stream, like the training loaders).
+pub type ValLoaderFactory<'a> = Box<dyn Fn() -> Result<Vec<Box<dyn BatchSource + 'a>>, BatchError> + 'a>;
 /// Prints samples from the model.
 pub type Sampler<'a> = Box<dyn FnMut(&Gpt) + 'a>;
 
@@ -79,7 +79,9 @@ pub struct BaseLoop<'a> {
     pub model: &'a Gpt,
     pub adamw: AdamW,
     pub muon: Muon,
-    pub train: Box<dyn BatchSource + 'a>,
+    /// One stream per micro-batch of a step (grad_accum_steps of them): micro-batch m of rank r reads
+    /// virtual rank r·A + m of W·A, so 1 process × k accumulation and k processes see the same tokens.
+    pub train: Vec<Box<dyn BatchSource + 'a>>,
     pub make_val: ValLoaderFactory<'a>,
     pub token_bytes: Tensor,
     pub settings: LoopSettings,
@@ -164,8 +166,8 @@ impl<'a> BaseLoop<'a> {
 
             let t0 = Instant::now();
             let mut train_loss = 0.0;
-            for _ in 0..s.grad_accum_steps {
-                let (x, y) = self.train.next_batch().map_err(LoopError::Data)?;
+            for stream in self.train.iter_mut() {
+                let (x, y) = stream.next_batch().map_err(LoopError::Data)?;
                 let loss = self.model.loss(&x, &y, Reduction::Mean);
                 train_loss = loss.double_value(&[]);
                 (loss / s.grad_accum_steps as f64).backward();
@@ -229,11 +231,13 @@ impl<'a> BaseLoop<'a> {
 
     /// A fresh validation loader each time, so every evaluation sees the same tokens (§14.3).
     pub fn evaluate_bpb(&self) -> Result<f64, LoopError> {
-        let mut val = (self.make_val)().map_err(LoopError::Data)?;
+        let mut streams = (self.make_val)().map_err(LoopError::Data)?;
         let mut totals = BpbTotals::default();
-        for _ in 0..self.settings.eval_steps {
-            let (x, y) = val.next_batch().map_err(LoopError::Data)?;
-            totals.add(bpb::batch_totals(self.model, &x, &y, &self.token_bytes));
+        for stream in streams.iter_mut() {
+            for _ in 0..self.settings.eval_steps {
+                let (x, y) = stream.next_batch().map_err(LoopError::Data)?;
+                totals.add(bpb::batch_totals(self.model, &x, &y, &self.token_bytes));
+            }
         }
         if let Some(group) = self.group {
             let mut sums = Tensor::from_slice(&[totals.nats, totals.bytes]).to_device(self.model.device());
@@ -267,7 +271,7 @@ impl<'a> BaseLoop<'a> {
             user_config: s.user_config.clone(),
             device_batch_size: s.device_batch_size,
             max_seq_len: s.max_seq_len,
-            dataloader_state_dict: self.train.state(),
+            dataloader_state_dict: serde_json::Value::Array(self.train.iter().map(|t| t.state()).collect()),
             loop_state: *loop_state,
         };
         let mut state = self.adamw.state_tensors();

@@ -92,7 +92,7 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut val_bpb = None;
-    let mut resume_position: Option<LoaderPosition> = None;
+    let mut resume_positions: Option<Vec<LoaderPosition>> = None;
     if args.resume {
         let step = checkpoint::latest_step(&checkpoint_dir)
             .with_context(|| format!("--resume: no checkpoint in {}", checkpoint_dir.display()))?;
@@ -111,9 +111,9 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
         let state = checkpoint::read_tensors(&checkpoint::optim_path(&checkpoint_dir, step, ctx.rank))?;
         adamw.load_state_tensors(&state).map_err(anyhow::Error::msg)?;
         muon.load_state_tensors(&state).map_err(anyhow::Error::msg)?;
-        resume_position = Some(
+        resume_positions = Some(
             serde_json::from_value(meta.dataloader_state_dict.clone())
-                .context("--resume: dataloader position in the checkpoint meta")?,
+                .context("--resume: dataloader positions in the checkpoint meta")?,
         );
         (start_step, loop_state, val_bpb) = (step as i64, meta.loop_state, meta.val_bpb);
         log::info!("resuming from step {step} of {}", checkpoint_dir.display());
@@ -126,8 +126,10 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let flops_per_token = model_config.flops_per_token();
     let iterations = num_iterations(bt, num_params, flops_per_token)?;
     let accum = grad_accum_steps(bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, ctx.world_size)?;
+    // Micro-batch m of rank r reads the stream of virtual rank r·A + m of W·A (see BaseLoop::train).
+    let streams = ctx.world_size * accum as usize;
     let eval_steps =
-        (bt.eval_tokens / (bt.device_batch_size as u64 * bt.max_seq_len as u64 * ctx.world_size as u64)).max(1) as i64;
+        (bt.eval_tokens / (bt.device_batch_size as u64 * bt.max_seq_len as u64 * streams as u64)).max(1) as i64;
     if ctx.is_master() {
         log::info!(
             "model: depth {} (d={}, {} heads), {num_params} parameters, {flops_per_token:e} FLOPs/token",
@@ -143,21 +145,41 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let train_shards = shards_for(&shards_dir, Split::Train)
         .with_context(|| format!("(run `nanochat data download --preset {}`)", config.run.name))?;
     let val_shards = shards_for(&shards_dir, Split::Val)?;
-    let loader_config = |shards| LoaderConfig {
-        shards,
-        batch_size: bt.device_batch_size as usize,
-        seq_len: bt.max_seq_len as usize,
-        rank: ctx.rank,
-        world_size: ctx.world_size,
-        device,
+    let loader_configs = |shards: Vec<std::path::PathBuf>| -> Vec<LoaderConfig> {
+        (0..accum as usize)
+            .map(|m| LoaderConfig {
+                shards: shards.clone(),
+                batch_size: bt.device_batch_size as usize,
+                seq_len: bt.max_seq_len as usize,
+                rank: ctx.rank * accum as usize + m,
+                world_size: streams,
+                device,
+            })
+            .collect()
     };
     let source = Arc::new(ParquetDocuments);
-    let train = DistributedLoader::new(loader_config(train_shards), source.clone(), encoder.clone(), resume_position)
-        .map_err(anyhow::Error::msg)?;
+    if let Some(positions) = &resume_positions {
+        anyhow::ensure!(
+            positions.len() == accum as usize,
+            "--resume: the checkpoint has {} data streams per process, this run {accum}; resume with the same world size and batch settings",
+            positions.len()
+        );
+    }
+    let mut train: Vec<Box<dyn BatchSource>> = Vec::new();
+    for (m, cfg) in loader_configs(train_shards).into_iter().enumerate() {
+        let position = resume_positions.as_ref().map(|p| p[m]);
+        train.push(Box::new(
+            DistributedLoader::new(cfg, source.clone(), encoder.clone(), position).map_err(anyhow::Error::msg)?,
+        ));
+    }
     let make_val = {
-        let (encoder, source, val_config) = (encoder.clone(), source.clone(), loader_config(val_shards));
-        move || -> Result<Box<dyn BatchSource>, crate::train::batches::BatchError> {
-            Ok(Box::new(DistributedLoader::new(val_config.clone(), source.clone(), encoder.clone(), None)?))
+        let (encoder, source, val_configs) = (encoder.clone(), source.clone(), loader_configs(val_shards));
+        move || -> Result<Vec<Box<dyn BatchSource>>, crate::train::batches::BatchError> {
+            let mut loaders: Vec<Box<dyn BatchSource>> = Vec::new();
+            for cfg in &val_configs {
+                loaders.push(Box::new(DistributedLoader::new(cfg.clone(), source.clone(), encoder.clone(), None)?));
+            }
+            Ok(loaders)
         }
     };
     let sampler_encoder = encoder.clone();
@@ -191,7 +213,7 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
         model: &model,
         adamw,
         muon,
-        train: Box::new(train),
+        train,
         make_val: Box::new(make_val),
         token_bytes,
         settings,

@@ -1,0 +1,216 @@
+//! base-train through the binary on parquet shards of real text: it learns, writes complete
+//! checkpoints and its report section; a run killed mid-way and resumed ends bit-identical to an
+//! uninterrupted one; same seed gives the same weights; 2 processes train like 1 process with twice
+//! the gradient accumulation.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nanochat::data::shard_writer::{write_shard, ShardWriterOptions};
+use nanochat::train::checkpoint;
+
+const TINY: &[&str] = &[
+    "--preset",
+    "smoke",
+    "--set",
+    "tok_train.vocab_size=512",
+    "--set",
+    "base_train.depth=1",
+    "--set",
+    "base_train.max_seq_len=64",
+    "--set",
+    "base_train.device_batch_size=4",
+    "--set",
+    "base_train.total_batch_size=512",
+    "--set",
+    "base_train.eval_tokens=1024",
+    "--set",
+    "base_train.sample_every=-1",
+];
+
+fn nanochat(base: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
+    cmd.args(args).env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE");
+    cmd
+}
+
+fn run_ok(base: &Path, args: &[&str]) -> Output {
+    let out = nanochat(base, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Python sources under `dir`, sorted.
+fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            python_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "py") {
+            out.push(p);
+        }
+    }
+}
+
+/// Three shards (2 row groups of 64 documents each) of real text: the Python sources of the torch
+/// package that `make setup` installs, in a fixed order.
+fn prepare(base: &Path) {
+    let mut files = Vec::new();
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/_refs"),
+        &mut files,
+    );
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/nn"),
+        &mut files,
+    );
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/distributed"),
+        &mut files,
+    );
+    files.sort();
+    let docs: Vec<String> =
+        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter(|d| d.len() > 200).take(384).collect();
+    assert_eq!(docs.len(), 384, "torch sources in the venv");
+    for i in 0..3 {
+        let opts = ShardWriterOptions { docs_per_row_group: 64, ..Default::default() };
+        write_shard(&base.join(format!("data/smoke/shard_{i:05}.parquet")), &docs[i * 128..(i + 1) * 128], opts)
+            .unwrap();
+    }
+    run_ok(base, &[TINY, &["tok-train"]].concat());
+}
+
+fn with(extra: &[&'static str]) -> Vec<&'static str> {
+    [TINY, extra].concat()
+}
+
+fn model_sha(base: &Path, step: u64) -> String {
+    nanochat::speedrun::digest::sha256_file(&checkpoint::model_path(&base.join("base_d1"), step)).unwrap()
+}
+
+fn metrics(base: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(base.join("base_d1/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn base_train_learns_and_writes_checkpoints_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    run_ok(
+        dir.path(),
+        &with(&[
+            "--set",
+            "base_train.num_iterations=30",
+            "--set",
+            "base_train.eval_every=15",
+            "--set",
+            "base_train.save_every=15",
+            "base-train",
+        ]),
+    );
+    let ckpt = dir.path().join("base_d1");
+    for f in [
+        "model_000015.safetensors",
+        "optim_000015_rank0.safetensors",
+        "meta_000015.json",
+        "model_000030.safetensors",
+        "meta_000030.json",
+        "config.toml",
+    ] {
+        assert!(ckpt.join(f).exists(), "{f}");
+    }
+    let bpbs: Vec<f64> = metrics(dir.path()).iter().filter_map(|m| m["val_bpb"].as_f64()).collect();
+    assert_eq!(bpbs.len(), 3, "evaluations at steps 0, 15 and 30");
+    assert!(bpbs[2] < bpbs[0] * 0.8, "validation bpb should fall clearly: {bpbs:?}");
+    let meta = checkpoint::load_meta(&ckpt, 30).unwrap();
+    assert_eq!(meta.model_config.vocab_size, 512);
+    assert_eq!(meta.val_bpb, Some(bpbs[2]));
+    let section = std::fs::read_to_string(dir.path().join("report/base-model-training.json")).unwrap();
+    assert!(section.contains("Final validation bpb") && section.contains("Number of parameters"), "{section}");
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one() {
+    let args = with(&[
+        "--set",
+        "base_train.num_iterations=120",
+        "--set",
+        "base_train.eval_every=40",
+        "--set",
+        "base_train.save_every=5",
+        "base-train",
+    ]);
+    let straight = tempfile::tempdir().unwrap();
+    prepare(straight.path());
+    run_ok(straight.path(), &args);
+
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let mut child = nanochat(dir.path(), &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let ckpt = dir.path().join("base_d1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ckpt.join("meta_000010.json").exists() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "no checkpoint of step 10");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = checkpoint::latest_step(&ckpt).unwrap();
+    assert!(killed_at < 120, "the run was killed before its end (latest checkpoint {killed_at})");
+
+    run_ok(dir.path(), &[&args[..args.len() - 1], &["base-train", "--resume"]].concat());
+    assert_eq!(model_sha(dir.path(), 120), model_sha(straight.path(), 120), "resumed after step {killed_at}");
+    let strip = |v: Vec<serde_json::Value>| -> Vec<(Option<f64>, Option<f64>)> {
+        v.iter().map(|m| (m["loss"].as_f64(), m["val_bpb"].as_f64())).collect()
+    };
+    assert_eq!(strip(metrics(dir.path())), strip(metrics(straight.path())), "the metrics log reads as one run");
+}
+
+#[test]
+fn same_seed_same_weights_and_two_processes_match_one_with_accumulation() {
+    let args = with(&[
+        "--set",
+        "base_train.num_iterations=6",
+        "--set",
+        "base_train.eval_every=3",
+        "--set",
+        "base_train.save_every=-1",
+        "base-train",
+    ]);
+    let one = tempfile::tempdir().unwrap();
+    prepare(one.path());
+    run_ok(one.path(), &args);
+    let again = tempfile::tempdir().unwrap();
+    prepare(again.path());
+    run_ok(again.path(), &args);
+    assert_eq!(model_sha(one.path(), 6), model_sha(again.path(), 6), "same seed and data: bit-identical on CPU");
+
+    let two = tempfile::tempdir().unwrap();
+    prepare(two.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    run_ok(two.path(), &[&args[..], &["--nproc-per-node", "2", "--master-port", &port]].concat());
+    let a = checkpoint::read_tensors(&checkpoint::model_path(&one.path().join("base_d1"), 6)).unwrap();
+    let b = checkpoint::read_tensors(&checkpoint::model_path(&two.path().join("base_d1"), 6)).unwrap();
+    let mut worst = 0.0f64;
+    for (name, ta) in &a {
+        let tb = &b[name];
+        let rel = (ta - tb).abs().max().double_value(&[]) / ta.abs().max().double_value(&[]).max(1e-12);
+        worst = worst.max(rel);
+    }
+    eprintln!("2 processes vs 1 process x 2 accumulation: largest relative weight difference {worst:e}");
+    assert!(worst < 1e-4, "{worst:e}");
+    let la: Vec<f64> = metrics(one.path()).iter().filter_map(|m| m["val_bpb"].as_f64()).collect();
+    let lb: Vec<f64> = metrics(two.path()).iter().filter_map(|m| m["val_bpb"].as_f64()).collect();
+    for (x, y) in la.iter().zip(&lb) {
+        assert!((x - y).abs() / x < 1e-5, "val bpb {la:?} vs {lb:?}");
+    }
+}
