@@ -23,6 +23,8 @@ help:
 	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
 	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md"
 	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
+	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
+	@echo "make gpu-check CUDA/NCCL checks and GPU throughput (needs an NVIDIA GPU)"
 
 setup: $(SETUP_STAMP) /usr/include/gloo/config.h
 
@@ -56,3 +58,17 @@ speedrun: build
 
 clean:
 	cargo clean
+
+.PHONY: bench gpu-check
+# Benchmarks print tables; nothing here asserts a speed. Compare against the reference on the same machine.
+bench: build
+	@echo "== tokenizer: training vs rustbpe, encoding vs tiktoken (same corpus, same run) =="
+	$(VENV)/bin/python tests/bench/bench_compare.py --corpus-mb 40 --vocab 4096 65536 --encode-mb 20
+	@echo "== base training: tokens/s on CPU, ours vs the reference's training step on the same torch =="
+	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
+
+# On a machine with NVIDIA GPUs: the CUDA backend, NCCL all-reduce bandwidth, 1-GPU training throughput.
+gpu-check: build
+	$(BIN) doctor --preset d20 --allow-mismatch
+	$(BIN) bench collectives --max-mib 256 --iters 20
+	$(BIN) bench train --depth 20 --seq-len 2048 --batch 8 --steps 20

@@ -136,6 +136,19 @@ fn base_train_learns_and_writes_checkpoints_and_report() {
     assert_eq!(meta.val_bpb, Some(bpbs[2]));
     let section = std::fs::read_to_string(dir.path().join("report/base-model-training.json")).unwrap();
     assert!(section.contains("Final validation bpb") && section.contains("Number of parameters"), "{section}");
+
+    // base-loss: bpb of the last checkpoint on both splits, below the unigram baseline, with samples.
+    run_ok(dir.path(), &with(&["--set", "base_loss.split_tokens=2048", "base-loss"]));
+    let loss: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report/base-model-loss.json")).unwrap())
+            .unwrap();
+    let get = |key: &str| {
+        loss["entries"].as_array().unwrap().iter().find(|e| e["key"] == key).unwrap()["value"].as_f64().unwrap()
+    };
+    assert_eq!(get("checkpoint step"), 30.0);
+    assert!(get("val bpb") < get("val unigram baseline bpb"), "{loss}");
+    assert!(get("train bpb").is_finite() && get("train bpb") > 0.0);
+    assert!(loss.to_string().contains("The capital of France is"), "samples are in the section");
 }
 
 #[test]

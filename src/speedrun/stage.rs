@@ -28,7 +28,7 @@ pub struct PipelineOptions {
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["doctor", "tok-train", "tok-eval", "report"];
+pub const KNOWN_STAGES: &[&str] = &["doctor", "data", "tok-train", "tok-eval", "data-wait", "report"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
@@ -39,6 +39,28 @@ pub struct UnknownStage {
 fn tokenizer_files(paths: &Paths) -> Vec<PathBuf> {
     use crate::tokenizer::artifacts::{RANK_FILE, TOKENIZER_JSON, TOKEN_BYTES};
     [TOKENIZER_JSON, RANK_FILE, TOKEN_BYTES].iter().map(|f| paths.tokenizer().join(f)).collect()
+}
+
+/// The first `n` shard files of the preset's data manifest.
+fn shard_files(config: &RunConfig, paths: &Paths, n: u32) -> Vec<PathBuf> {
+    let shards = paths.shards(&config.data.manifest);
+    (0..n).map(|i| shards.join(crate::data::fineweb_edu_manifest::fineweb_edu_shard_name(i as usize))).collect()
+}
+
+/// Shards the "data" stage waits for: the tokenizer's, plus one more because tok-train needs a
+/// validation shard beyond the ones it reads (NANOCHAT.md §2.1: the last shard present is val).
+fn first_shards(config: &RunConfig) -> u32 {
+    (config.data.tokenizer_shards + 1).min(config.data.train_shards)
+}
+
+/// The data settings that change which bytes a data stage produces (not the mirror or the workers).
+fn data_identity(config: &RunConfig) -> Value {
+    serde_json::json!({
+        "manifest": config.data.manifest,
+        "tokenizer_shards": config.data.tokenizer_shards,
+        "train_shards": config.data.train_shards,
+        "compare_baselines": config.tok_eval.compare_baselines,
+    })
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -62,6 +84,30 @@ pub fn stage_spec(
             outputs: vec![report_dir.join("hardware-check.json")],
             config: section(config, "hardware"),
             always_run: true,
+        },
+        // NANOCHAT.md §10.1 step 4: the tokenizer's shards now, the rest in the background.
+        "data" => StageSpec {
+            name: name.into(),
+            args: vec![
+                "data".into(),
+                "download".into(),
+                "--first".into(),
+                first_shards(config).to_string(),
+                "--background-rest".into(),
+            ],
+            inputs: vec![],
+            outputs: shard_files(config, paths, first_shards(config)),
+            config: data_identity(config),
+            always_run: false,
+        },
+        // §10.1 step 6: wait for the shard download (and repair it if the background run failed).
+        "data-wait" => StageSpec {
+            name: name.into(),
+            args: vec!["data".into(), "download".into(), "--wait".into()],
+            inputs: vec![],
+            outputs: shard_files(config, paths, config.data.train_shards),
+            config: data_identity(config),
+            always_run: false,
         },
         "tok-train" => {
             let shards = paths.shards(&config.data.manifest);

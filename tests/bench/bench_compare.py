@@ -3,8 +3,8 @@ tiktoken for encoding, NANOCHAT.md section 1.3) on the same corpus, same machine
 Prints a markdown table: training wall time and peak RSS at each vocab size (and whether the
 ranks are byte-identical), then encode throughput (1 thread and all threads).
 
-usage (from the crate root, after `cargo build --release --example bench_tokenizer`):
-  python bench/bench_compare.py [--corpus-mb 40] [--vocab 4096 65536] [--encode-mb 20]"""
+usage (from the crate root, after `make build`; `make bench` runs it):
+  .venv/bin/python tests/bench/bench_compare.py [--corpus-mb 40] [--vocab 4096 65536] [--encode-mb 20]"""
 import argparse
 import filecmp
 import json
@@ -15,7 +15,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "oracle"))
 from nanochat_pattern import SPECIAL_TOKENS, SPLIT_PATTERN, load_ranks, read_jsonl  # noqa: E402
 
@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--corpus-mb", type=float, default=40)
     ap.add_argument("--vocab", type=int, nargs="+", default=[4096, 65536])
     ap.add_argument("--encode-mb", type=float, default=20)
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "examples", "bench_tokenizer"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "nanochat"))
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     threads = os.cpu_count()
@@ -77,7 +77,7 @@ def main():
         our_ranks = os.path.join(work, f"ours_{vocab}.ranks")
         ref = run_json([sys.executable, os.path.join(ROOT, "tests", "oracle", "train_rustbpe.py"),
                         corpus, str(vocab), ref_ranks])
-        ours = run_json([args.bin, "train", corpus, str(vocab), our_ranks])
+        ours = run_json([args.bin, "bench", "tokenizer", "train", corpus, str(vocab), our_ranks])
         same = filecmp.cmp(ref_ranks, our_ranks, shallow=False)
         ratio = ours["seconds"] / ref["seconds"]
         print(f"| rustbpe 0.1.0 | {vocab} | {ref['seconds']:.2f} | {ref['peak_rss_mib']:.0f} | | |")
@@ -90,7 +90,7 @@ def main():
           f"MB/s {threads} threads | tokens |")
     print("|---|---|---|---|")
     tk = tiktoken_encode(last_ranks, corpus, args.encode_mb, threads)
-    ours = run_json([args.bin, "encode", last_ranks, corpus, str(args.encode_mb)])
+    ours = run_json([args.bin, "bench", "tokenizer", "encode", last_ranks, corpus, str(args.encode_mb)])
     print(f"| tiktoken | {tk['mb_per_s_1_thread']:.1f} | {tk['mb_per_s_all_threads']:.1f} | {tk['tokens']} |")
     print(f"| ours | {ours['mb_per_s_1_thread']:.1f} | {ours['mb_per_s_all_threads']:.1f} | {ours['tokens']} |")
     print(f"| ours / tiktoken | {ours['mb_per_s_1_thread'] / tk['mb_per_s_1_thread']:.1f}x | "

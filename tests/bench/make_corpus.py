@@ -33,7 +33,7 @@ def round_robin(*iterators):
 
 
 def sources():
-    yield os.path.join(here, "..", "tests", "data", "multilingual.txt")
+    yield os.path.join(here, "..", "data", "multilingual.txt")
     lic = "/usr/share/common-licenses"
     if os.path.isdir(lic):
         yield from (os.path.join(lic, n) for n in sorted(os.listdir(lic)))

@@ -1,7 +1,11 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
-mod base_train;
+mod base_loss;
+pub mod base_train;
 mod bench_collectives;
+mod bench_tokenizer;
+mod bench_train;
 mod config;
+mod data;
 mod doctor;
 pub mod launch;
 mod report;
@@ -15,11 +19,15 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Speedrun(args) => speedrun::run(&cli.global, args),
         Command::Doctor(args) => doctor::run(&cli.global, args),
+        Command::BaseLoss(args) => base_loss::run(&cli.global, args),
         Command::BaseTrain(args) => base_train::run(&cli.global, args),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
+        Command::Data(command) => data::run(&cli.global, command),
         Command::Report(command) => report::run(&cli.global, command),
         Command::Config(command) => config::run(&cli.global, command),
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
+        Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
+        Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
     }
 }

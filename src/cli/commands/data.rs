@@ -1,0 +1,680 @@
+//! `nanochat data download | verify | pin`: fetches what a preset needs (its shards, NANOCHAT.md
+//! §2.1, and the GPT-2/GPT-4 tokenizer files of tok-eval, §1.6) through the verifying downloader,
+//! lets the tokenizer start after the first shards while a detached process fetches the rest
+//! (§10.1 step 4), repairs damaged files, pins manifests, and writes the "Data" report section
+//! (DESIGN.md "Data and artifacts", "Reproducibility": the sha256 of every input).
+//!
+//! The "smoke" manifest is built offline: the pinned sdists become shards under `mirror/smoke/`,
+//! which a [`LocalMirror`] serves on 127.0.0.1 so the shards reach `data/smoke/` through the same
+//! download-and-verify path as real data. `data.mirror_url` replaces every manifest URL with
+//! `<mirror_url>/<file name>`; checksums never come from the mirror.
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::progress::{Progress, Unit};
+use crate::cli::{DataCommand, DataDownloadArgs, DataPinArgs, GlobalOptions, PinSource};
+use crate::config::RunConfig;
+use crate::data::bundled_manifests::{
+    bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, shard_manifest, with_mirror,
+    FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
+};
+use crate::data::checksum_ledger::ChecksumSource;
+use crate::data::fineweb_edu_manifest::{fineweb_edu_revision_is_placeholder, FINEWEB_EDU_REVISION};
+use crate::data::{
+    build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, ChecksumLedger, DataManifest,
+    DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, Sha256Digest,
+    ShardDownloader, LEDGER_FILE_NAME,
+};
+use crate::paths::Paths;
+use crate::report::ReportSection;
+
+/// Pid of the process started by `--background-rest`, inside the shard directory.
+pub const BACKGROUND_PID_FILE: &str = ".download-rest.pid";
+/// Log of the background process, under logs/.
+pub const BACKGROUND_LOG: &str = "data-download-rest.log";
+/// Held (flock) by every process downloading into a shard directory.
+const LOCK_FILE: &str = ".download.lock";
+const POLL: Duration = Duration::from_millis(200);
+
+pub fn run(global: &GlobalOptions, command: &DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Download(args) => download(global, args),
+        DataCommand::Verify => verify(global),
+        DataCommand::Pin(args) => pin(global, args),
+    }
+}
+
+/// Files of one manifest and the directory they go to.
+struct FileGroup {
+    label: &'static str,
+    dir: PathBuf,
+    manifest: DataManifest,
+}
+
+/// Everything a preset needs: its shards (first `data.train_shards`) and the extras (tokenizers).
+struct DataPlan {
+    manifest_name: String,
+    shards: FileGroup,
+    extras: Vec<FileGroup>,
+    mirror_url: String,
+    /// Where the files come from, for the log and the report.
+    source: String,
+    workers: usize,
+    /// Serves the locally built smoke corpus while this plan is alive.
+    local_mirror: Option<LocalMirror>,
+}
+
+impl DataPlan {
+    fn new(config: &RunConfig, paths: &Paths) -> anyhow::Result<Self> {
+        let name = config.data.manifest.as_str();
+        let mirror_url = config.data.mirror_url.trim().to_string();
+        let shards = shard_manifest(name, config.data.train_shards as usize).with_context(|| {
+            format!("data.manifest = {name:?} (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})")
+        })?;
+        let mut extras = Vec::new();
+        if config.tok_eval.compare_baselines {
+            let tokenizers = bundled_manifest(TOKENIZERS_MANIFEST_NAME)
+                .context("the tokenizers manifest is missing from this build")??;
+            extras.push(FileGroup {
+                label: "baseline tokenizers",
+                dir: download_dir(paths, TOKENIZERS_MANIFEST_NAME),
+                manifest: with_mirror(&tokenizers, &mirror_url),
+            });
+        }
+        let source = if !mirror_url.is_empty() {
+            format!("mirror {mirror_url}")
+        } else if name == SMOKE_MANIFEST_NAME {
+            "smoke corpus built on this machine".to_string()
+        } else {
+            "the manifests' URLs".to_string()
+        };
+        Ok(Self {
+            manifest_name: name.to_string(),
+            shards: FileGroup { label: "shards", dir: paths.shards(name), manifest: with_mirror(&shards, &mirror_url) },
+            extras,
+            source,
+            mirror_url,
+            workers: config.data.download_workers.max(1) as usize,
+            local_mirror: None,
+        })
+    }
+
+    fn options(&self) -> DownloadOptions {
+        DownloadOptions { parallelism: self.workers, ..DownloadOptions::default() }
+    }
+
+    /// For "smoke" without a mirror: unless the first `count` shards are already in place, builds
+    /// the corpus under mirror/smoke/ (once) and serves it on 127.0.0.1 for the downloader.
+    fn prepare_smoke_source(&mut self, paths: &Paths, count: usize) -> anyhow::Result<()> {
+        if self.manifest_name != SMOKE_MANIFEST_NAME || !self.mirror_url.is_empty() || self.local_mirror.is_some() {
+            return Ok(());
+        }
+        let needed = &self.shards.manifest.files[..count.min(self.shards.manifest.files.len())];
+        let in_place = needed.iter().all(|entry| {
+            entry.sha256.pinned().is_some_and(|expected| {
+                Sha256Digest::of_file(&self.shards.dir.join(&entry.name)).is_ok_and(|actual| actual == *expected)
+            })
+        });
+        if in_place {
+            return Ok(());
+        }
+        let corpus = bundled_smoke_corpus()?;
+        let mirror_dir = smoke_mirror_dir(paths);
+        if !smoke_corpus_is_present(&corpus, &mirror_dir) {
+            let cache = paths.base().join("cache/smoke-sdists");
+            log::info!(
+                "building the smoke corpus into {} from {} pinned PyPI sdists (cached in {}; ~101 MB the first time)",
+                mirror_dir.display(),
+                corpus.packages.len(),
+                cache.display()
+            );
+            let progress = Arc::new(ByteProgress::new("smoke sdists"));
+            let downloader = ShardDownloader::new(self.options()).with_progress(move |p| progress.update(p));
+            let report = build_smoke_corpus(&corpus, &cache, &mirror_dir, Some(&downloader))
+                .context("building the smoke corpus (run again to resume the sdist downloads)")?;
+            log::info!(
+                "smoke corpus: {} documents, {} chars in {} shards",
+                report.total_documents,
+                report.total_chars,
+                report.shards.len()
+            );
+        }
+        let server = LocalMirror::serve(&mirror_dir)
+            .with_context(|| format!("serving {} on 127.0.0.1", mirror_dir.display()))?;
+        log::info!("serving the smoke corpus {} at {}", mirror_dir.display(), server.url());
+        self.shards.manifest = with_mirror(&self.shards.manifest, &server.url());
+        self.source = format!("smoke corpus built in {} (served on 127.0.0.1)", mirror_dir.display());
+        self.local_mirror = Some(server);
+        Ok(())
+    }
+
+    /// The extras and the first `count` shards, in that order, with the shards' entries.
+    fn groups(&self, count: usize) -> Vec<(&FileGroup, Vec<ManifestEntry>)> {
+        let shards = self.shards.manifest.files.iter().take(count).cloned().collect();
+        self.extras.iter().map(|g| (g, g.manifest.files.clone())).chain([(&self.shards, shards)]).collect()
+    }
+
+    /// Downloads the extras and the first `count` shards (present files are re-hashed, not fetched).
+    fn fetch(&mut self, paths: &Paths, count: usize) -> anyhow::Result<Vec<FileRow>> {
+        self.prepare_smoke_source(paths, count)?;
+        let mut rows = Vec::new();
+        for (group, entries) in self.groups(count) {
+            let files = self.fetch_group(group, &entries)?;
+            let fetched: Vec<&DownloadedFile> =
+                files.iter().filter(|f| matches!(f.status, FileStatus::Downloaded { .. })).collect();
+            log::info!(
+                "{}: {} file(s), {} in {} ({} downloaded, {} already there)",
+                group.label,
+                files.len(),
+                mib(files.iter().map(|f| f.size).sum()),
+                group.dir.display(),
+                fetched.len(),
+                files.len() - fetched.len()
+            );
+            rows.extend(file_rows(paths, group, &entries)?);
+        }
+        Ok(rows)
+    }
+
+    fn fetch_group(&self, group: &FileGroup, entries: &[ManifestEntry]) -> anyhow::Result<Vec<DownloadedFile>> {
+        let progress = Arc::new(ByteProgress::new(group.label));
+        let downloader = self.downloader(group)?.with_progress(move |p| progress.update(p));
+        let results = downloader.start(entries.to_vec(), group.dir.clone()).join();
+        drop(downloader); // clears the progress bar
+        let (files, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        if !errors.is_empty() {
+            let lines: Vec<String> = errors.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+            bail!(
+                "{} of {} {} could not be downloaded:\n  {}\n{}",
+                lines.len(),
+                entries.len(),
+                group.label,
+                lines.join("\n  "),
+                self.what_next()
+            );
+        }
+        Ok(files.into_iter().filter_map(Result::ok).collect())
+    }
+
+    fn downloader(&self, group: &FileGroup) -> anyhow::Result<ShardDownloader> {
+        let ledger = ChecksumLedger::open(&group.dir.join(LEDGER_FILE_NAME))?;
+        Ok(ShardDownloader::new(self.options()).with_ledger(ledger))
+    }
+
+    /// Re-hashes the extras and the first `count` shards, fetching again what is missing or damaged.
+    fn verify(&mut self, paths: &Paths, count: usize) -> anyhow::Result<Vec<FileRow>> {
+        self.prepare_smoke_source(paths, count)?;
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for (group, entries) in self.groups(count) {
+            let report = self.downloader(group)?.verify(&entries, &group.dir);
+            log::info!(
+                "{}: {} intact, {} repaired, {} failed ({})",
+                group.label,
+                report.intact.len(),
+                report.repaired.len(),
+                report.failed.len(),
+                group.dir.display()
+            );
+            for name in &report.repaired {
+                log::warn!("{}: was missing or damaged; downloaded again", name);
+            }
+            failures.extend(report.failed.iter().map(|e| e.to_string()));
+            rows.extend(file_rows(paths, group, &entries)?);
+        }
+        if !failures.is_empty() {
+            bail!(
+                "{} file(s) could not be repaired:\n  {}\n{}",
+                failures.len(),
+                failures.join("\n  "),
+                self.what_next()
+            );
+        }
+        Ok(rows)
+    }
+
+    fn what_next(&self) -> String {
+        let mut hint = "Run the same command again to resume (partial files are kept)".to_string();
+        if self.manifest_name == FINEWEB_EDU_MANIFEST_NAME
+            && self.mirror_url.is_empty()
+            && fineweb_edu_revision_is_placeholder(FINEWEB_EDU_REVISION)
+        {
+            hint = format!(
+                "The FineWeb-Edu dataset revision is not pinned in this build (FINEWEB_EDU_REVISION = {FINEWEB_EDU_REVISION:?} \
+                 in src/data/fineweb_edu_manifest.rs), so its URLs cannot resolve: pin it, or set data.mirror_url to \
+                 a mirror holding the shards (--set data.mirror_url=URL)"
+            );
+        }
+        hint
+    }
+}
+
+fn smoke_mirror_dir(paths: &Paths) -> PathBuf {
+    paths.base().join("mirror").join(SMOKE_MANIFEST_NAME)
+}
+
+/// How far a file's sha256 is vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trust {
+    /// The manifest pins it.
+    Pinned,
+    /// Not pinned, but the server announced it and the bytes matched.
+    ServerAnnounced,
+    /// Not pinned, nothing announced: recorded in the ledger at the first download only.
+    FirstDownload,
+}
+
+impl Trust {
+    fn describe(self) -> &'static str {
+        match self {
+            Trust::Pinned => "pinned in the manifest",
+            Trust::ServerAnnounced => "verified against the server-announced sha256 (not pinned)",
+            Trust::FirstDownload => "**unpinned**: recorded in the ledger at first download only",
+        }
+    }
+}
+
+struct FileRow {
+    /// Relative to the base directory.
+    path: String,
+    size: u64,
+    sha256: Sha256Digest,
+    trust: Trust,
+}
+
+/// Rows for the entries present in the group's directory (each verified just before).
+fn file_rows(paths: &Paths, group: &FileGroup, entries: &[ManifestEntry]) -> anyhow::Result<Vec<FileRow>> {
+    let ledger = ChecksumLedger::open(&group.dir.join(LEDGER_FILE_NAME))?;
+    let mut rows = Vec::new();
+    for entry in entries {
+        let path = group.dir.join(&entry.name);
+        let Ok(meta) = fs::metadata(&path) else { continue };
+        let (sha256, trust) = match (entry.sha256.pinned(), ledger.get(&entry.name)) {
+            (Some(digest), _) => (digest.clone(), Trust::Pinned),
+            (None, Some(record)) => (
+                record.sha256.clone(),
+                match record.source {
+                    ChecksumSource::ServerHeader => Trust::ServerAnnounced,
+                    ChecksumSource::FirstDownload => Trust::FirstDownload,
+                },
+            ),
+            (None, None) => continue,
+        };
+        let shown = path.strip_prefix(paths.base()).unwrap_or(&path).display().to_string();
+        rows.push(FileRow { path: shown, size: meta.len(), sha256, trust });
+    }
+    Ok(rows)
+}
+
+/// Writes the "Data" report section: every file with its sha256 and how it was checked.
+fn write_report(paths: &Paths, plan: &DataPlan, rows: &[FileRow]) -> anyhow::Result<()> {
+    let count = |trust| rows.iter().filter(|r| r.trust == trust).count();
+    let unpinned = count(Trust::FirstDownload);
+    let mut table = "| File | Bytes | sha256 | Checksum |\n|------|-------|--------|----------|\n".to_string();
+    for row in rows {
+        table += &format!("| {} | {} | `{}` | {} |\n", row.path, row.size, row.sha256, row.trust.describe());
+    }
+    let mut section = ReportSection::new("Data")
+        .value("manifest", plan.manifest_name.as_str())
+        .value("source", plan.source.as_str())
+        .value("files", rows.len())
+        .value("bytes", rows.iter().map(|r| r.size).sum::<u64>())
+        .value("pinned", count(Trust::Pinned))
+        .value("server_announced", count(Trust::ServerAnnounced))
+        .value("unpinned_first_download", unpinned)
+        .markdown(table);
+    if unpinned > 0 {
+        section = section.markdown(format!(
+            "{unpinned} file(s) are unpinned: nothing but their own first download vouches for their bytes. \
+             `nanochat data pin --from ledger` turns the recorded sha256s into pinned manifest entries."
+        ));
+    }
+    let path = section
+        .write(&paths.report())
+        .with_context(|| format!("writing the report section in {}", paths.report().display()))?;
+    log::debug!("report section: {}", path.display());
+    Ok(())
+}
+
+fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<()> {
+    let config = global.resolve_config()?;
+    let paths = global.paths();
+    crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
+    let shards_dir = paths.shards(&config.data.manifest);
+    fs::create_dir_all(&shards_dir).with_context(|| format!("creating {}", shards_dir.display()))?;
+    let background = BackgroundDownload { pid_file: shards_dir.join(BACKGROUND_PID_FILE) };
+    let all = config.data.train_shards as usize;
+
+    if args.background_child {
+        let result = fetch_everything(&config, &paths, &shards_dir);
+        if let Err(e) = &result {
+            log::error!("background download failed: {e:#}");
+        }
+        background.clear_if(std::process::id());
+        return result;
+    }
+
+    if let Some(first) = args.first {
+        let first = first.min(all);
+        if let Some(pid) = background.running() {
+            log::info!("a background download (pid {pid}) is fetching the shards; waiting for the first {first}");
+            let plan = DataPlan::new(&config, &paths)?;
+            let wanted: Vec<PathBuf> =
+                plan.groups(first).iter().flat_map(|(g, e)| e.iter().map(|e| g.dir.join(&e.name))).collect();
+            // The downloader gives a file its final name only once verified.
+            while background.is_alive(pid) && !wanted.iter().all(|p| p.exists()) {
+                std::thread::sleep(POLL);
+            }
+            if wanted.iter().all(|p| p.exists()) {
+                log::info!("the first {first} shard(s) are in place in {}", shards_dir.display());
+                return Ok(());
+            }
+        }
+        let lock = DirLock::acquire(&shards_dir)?;
+        let mut plan = DataPlan::new(&config, &paths)?;
+        log::info!("fetching the first {first} of {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
+        let rows = plan.fetch(&paths, first)?;
+        write_report(&paths, &plan, &rows)?;
+        drop(plan);
+        drop(lock);
+        if first < all {
+            if args.background_rest {
+                spawn_rest(global, &paths, &background)?;
+            } else {
+                log::info!("{} more shard(s) to fetch: `nanochat data download` fetches them", all - first);
+            }
+        }
+        return Ok(());
+    }
+
+    if let Some(pid) = background.running() {
+        log::info!(
+            "waiting for the background download (pid {pid}, log {}) to finish",
+            paths.logs().join(BACKGROUND_LOG).display()
+        );
+        while background.is_alive(pid) {
+            std::thread::sleep(POLL);
+        }
+        log::info!("the background download has ended; checking every file");
+    } else if args.wait {
+        log::info!("no background download is running; checking every file");
+    }
+    background.clear();
+    fetch_everything(&config, &paths, &shards_dir)
+}
+
+fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path) -> anyhow::Result<()> {
+    let _lock = DirLock::acquire(shards_dir)?;
+    let mut plan = DataPlan::new(config, paths)?;
+    let all = config.data.train_shards as usize;
+    log::info!("fetching {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
+    let rows = plan.fetch(paths, all)?;
+    write_report(paths, &plan, &rows)
+}
+
+fn verify(global: &GlobalOptions) -> anyhow::Result<()> {
+    let config = global.resolve_config()?;
+    let paths = global.paths();
+    crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
+    let shards_dir = paths.shards(&config.data.manifest);
+    fs::create_dir_all(&shards_dir).with_context(|| format!("creating {}", shards_dir.display()))?;
+    let background = BackgroundDownload { pid_file: shards_dir.join(BACKGROUND_PID_FILE) };
+    if let Some(pid) = background.running() {
+        log::info!("waiting for the background download (pid {pid}) to finish before verifying");
+        while background.is_alive(pid) {
+            std::thread::sleep(POLL);
+        }
+    }
+    background.clear();
+    let _lock = DirLock::acquire(&shards_dir)?;
+    let mut plan = DataPlan::new(&config, &paths)?;
+    let rows = plan.verify(&paths, config.data.train_shards as usize)?;
+    write_report(&paths, &plan, &rows)?;
+    log::info!("all {} file(s) verified", rows.len());
+    Ok(())
+}
+
+/// The process started by `--background-rest`, known by its pid file.
+struct BackgroundDownload {
+    pid_file: PathBuf,
+}
+
+impl BackgroundDownload {
+    fn recorded(&self) -> Option<u32> {
+        fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
+    }
+
+    /// The recorded pid if that process still runs.
+    fn running(&self) -> Option<u32> {
+        self.recorded().filter(|pid| self.is_alive(*pid))
+    }
+
+    /// True while `pid` is a live (not zombie) background `nanochat data download`.
+    fn is_alive(&self, pid: u32) -> bool {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        if !Path::new("/proc/self").exists() {
+            // SAFETY: kill with signal 0 only checks whether the process exists.
+            return unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+        }
+        let Ok(stat) = fs::read_to_string(proc_dir.join("stat")) else { return false };
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+        if matches!(state, Some('Z' | 'X' | 'x')) {
+            return false;
+        }
+        // A recycled pid belongs to some other program.
+        fs::read(proc_dir.join("cmdline"))
+            .map(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"--background-child"))
+            .unwrap_or(true)
+    }
+
+    fn record(&self, pid: u32) -> anyhow::Result<()> {
+        crate::fsutil::write_atomic(&self.pid_file, format!("{pid}\n").as_bytes())
+            .with_context(|| format!("writing {}", self.pid_file.display()))
+    }
+
+    fn clear(&self) {
+        let _ = fs::remove_file(&self.pid_file);
+    }
+
+    fn clear_if(&self, pid: u32) {
+        if self.recorded() == Some(pid) {
+            self.clear();
+        }
+    }
+}
+
+/// Starts `nanochat data download` for the remaining shards as a detached process (own process
+/// group, no inherited pipes, so neither a terminal's Ctrl-C nor a speedrun parent reading this
+/// process's output waits on it) with the same preset, overrides and base directory.
+fn spawn_rest(global: &GlobalOptions, paths: &Paths, background: &BackgroundDownload) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable to start the background download")?;
+    let log_path = paths.logs().join(BACKGROUND_LOG);
+    fs::create_dir_all(paths.logs()).with_context(|| format!("creating {}", paths.logs().display()))?;
+    let mut log_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let args = child_global_args(global, paths);
+    writeln!(
+        log_file,
+        "==== {} nanochat {} data download (the remaining shards)",
+        crate::report::now_timestamp(),
+        args.join(" ")
+    )
+    .with_context(|| format!("writing {}", log_path.display()))?;
+    let child = Command::new(exe)
+        .args(&args)
+        .args(["data", "download", "--background-child"])
+        // Its output goes to the log file already: no second copy.
+        .env(crate::speedrun::runner::CAPTURED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().with_context(|| format!("opening {}", log_path.display()))?)
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .context("starting the background download")?;
+    let pid = child.id();
+    background.record(pid)?;
+    log::info!(
+        "fetching the remaining shards in the background (pid {pid}, log {}); `nanochat data download --wait` waits for them",
+        log_path.display()
+    );
+    Ok(())
+}
+
+/// The global options of this process, for the background process.
+fn child_global_args(global: &GlobalOptions, paths: &Paths) -> Vec<String> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let preset =
+        if Path::new(&global.preset).is_file() { absolute(Path::new(&global.preset)) } else { global.preset.clone() };
+    let mut args = vec!["--base-dir".to_string(), absolute(paths.base()), "--preset".into(), preset];
+    for assignment in &global.overrides {
+        args.extend(["--set".to_string(), assignment.clone()]);
+    }
+    if let Some(seed) = global.seed {
+        args.extend(["--seed".to_string(), seed.to_string()]);
+    }
+    if global.quiet {
+        args.push("--quiet".into());
+    }
+    args.extend((0..global.verbose).map(|_| "--verbose".to_string()));
+    args
+}
+
+/// An exclusive `flock` on the shard directory's lock file, so two downloads never write the same
+/// partial file; released when dropped (or when the process dies).
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            log::info!("another `nanochat data` process is working on {}; waiting for it", dir.display());
+            // SAFETY: as above.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// A bytes bar for a download run. Sizes of unpinned files become known only when their transfer
+/// starts, so the total is estimated from the sizes known so far; the bar is redrawn with the new
+/// total when the estimate moves by more than 2%.
+struct ByteProgress {
+    label: String,
+    bar: Mutex<Option<(Progress, u64)>>,
+}
+
+impl ByteProgress {
+    fn new(label: &str) -> Self {
+        Self { label: label.to_string(), bar: Mutex::new(None) }
+    }
+
+    fn update(&self, p: &DownloadProgress) {
+        let known = p.files_total.saturating_sub(p.sizes_pending) as u64;
+        if known == 0 {
+            return;
+        }
+        let total = p.bytes_total + p.bytes_total / known * p.sizes_pending as u64;
+        let mut guard = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().is_none_or(|(_, shown)| shown.abs_diff(total).saturating_mul(50) > *shown) {
+            *guard = None;
+            *guard = Some((Progress::new(&self.label, total, Unit::Bytes), total));
+        }
+        if let Some((bar, shown)) = guard.as_mut() {
+            bar.set_position(p.bytes_done.min(*shown));
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// `nanochat data pin`.
+fn pin(global: &GlobalOptions, args: &DataPinArgs) -> anyhow::Result<()> {
+    let config = global.resolve_config()?;
+    let paths = global.paths();
+    let name = args.manifest.clone().unwrap_or_else(|| config.data.manifest.clone());
+    let known = known_manifest_names();
+    let (mut manifest, file, default_ledger) =
+        if [FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME].contains(&name.as_str()) {
+            let manifest = shard_manifest(&name, config.data.train_shards as usize)?;
+            (manifest, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
+        } else if let Some(parsed) = bundled_manifest(&name) {
+            (parsed?, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
+        } else if name.ends_with(".toml") || Path::new(&name).is_file() {
+            let path = PathBuf::from(&name);
+            (DataManifest::load(&path)?, Some(path), None)
+        } else {
+            bail!("unknown data manifest {name:?}: give one of {} or a path to a manifest TOML file", known.join(", "));
+        };
+    if args.write && file.is_none() {
+        bail!(
+            "--write rewrites a manifest file, but {name:?} is compiled into the binary: use --output FILE and copy \
+             the result into manifests/data/"
+        );
+    }
+    let total = manifest.files.len();
+    let before = manifest.unpinned().count();
+    let mut reasons: Vec<(String, String)> = Vec::new();
+    if before > 0 && matches!(args.from, PinSource::Ledger | PinSource::Both) {
+        let path =
+            args.ledger.clone().or(default_ledger).context("--from ledger needs --ledger FILE for a manifest file")?;
+        let ledger = ChecksumLedger::open(&path)?;
+        log::info!("pinning from the ledger {}", path.display());
+        reasons = pin_from_ledger(&mut manifest, &ledger).unpinned;
+    }
+    if manifest.unpinned().count() > 0 && matches!(args.from, PinSource::Server | PinSource::Both) {
+        log::info!("asking the server(s) for the sha256 of {} file(s)", manifest.unpinned().count());
+        let downloader = ShardDownloader::new(DownloadOptions::default());
+        reasons = pin_from_server(&mut manifest, &downloader).unpinned;
+    }
+    let after = manifest.unpinned().count();
+    for (entry, reason) in
+        reasons.iter().filter(|(n, _)| manifest.entry(n).is_some_and(|e| e.sha256.pinned().is_none()))
+    {
+        log::warn!("{entry}: still unpinned ({reason})");
+    }
+    log::info!(
+        "{name}: pinned {} of {before} unpinned entries ({total} in all; {after} still unpinned)",
+        before - after
+    );
+    let text = format!(
+        "# {} — checksums pinned by `nanochat data pin` on {}\n{}",
+        if manifest.description.is_empty() { name.as_str() } else { manifest.description.as_str() },
+        crate::report::now_timestamp(),
+        manifest.to_toml_string()?
+    );
+    let target = if args.write { file } else { args.output.clone() };
+    match target {
+        Some(path) => {
+            crate::fsutil::write_atomic(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            log::info!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
