@@ -10,12 +10,17 @@ use serde_json::json;
 /// Each stage concatenates its inputs (upper-cased) into its single output; failing stages exit 3.
 struct FakeRunner {
     calls: RefCell<Vec<String>>,
+    args: RefCell<Vec<Vec<String>>>,
     failing: RefCell<HashMap<String, i32>>,
 }
 
 impl FakeRunner {
     fn new() -> Self {
-        FakeRunner { calls: RefCell::new(Vec::new()), failing: RefCell::new(HashMap::new()) }
+        FakeRunner {
+            calls: RefCell::new(Vec::new()),
+            args: RefCell::new(Vec::new()),
+            failing: RefCell::new(HashMap::new()),
+        }
     }
     fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut self.calls.borrow_mut())
@@ -25,6 +30,7 @@ impl FakeRunner {
 impl StageRunner for FakeRunner {
     fn run(&self, stage: &StageSpec, log: &Path) -> std::io::Result<i32> {
         self.calls.borrow_mut().push(stage.name.clone());
+        self.args.borrow_mut().push(stage.args.clone());
         std::fs::create_dir_all(log.parent().unwrap())?;
         std::fs::write(log, format!("running {}\n", stage.name))?;
         if let Some(code) = self.failing.borrow().get(&stage.name) {
@@ -62,6 +68,7 @@ impl Fixture {
             outputs: vec![self.path(output)],
             config,
             always_run: false,
+            resume_args: vec![],
         };
         let mut report = spec("report", None, "report.md", json!({}));
         report.always_run = true;
@@ -107,7 +114,7 @@ fn changed_input_redoes_the_stage_and_everything_whose_inputs_changed() {
     std::fs::write(fx.path("source.txt"), "new text").unwrap();
     let out = fx.orchestrator(&runner).run(&fx.stages(1), &Selection::default()).unwrap();
     assert_eq!(ran(&out), ["a", "b", "c", "report"]);
-    assert!(matches!(&out[0].decision, Decision::Run { reason } if reason.contains("input changed")), "{out:?}");
+    assert!(matches!(&out[0].decision, Decision::Run { reason, .. } if reason.contains("input changed")), "{out:?}");
 }
 
 #[test]
@@ -118,7 +125,7 @@ fn unchanged_output_of_a_redone_stage_does_not_cascade() {
     // b's configuration changes, but b writes the same bytes: c's input is unchanged, so c is skipped.
     let out = fx.orchestrator(&runner).run(&fx.stages(2), &Selection::default()).unwrap();
     assert_eq!(ran(&out), ["b", "report"]);
-    assert!(matches!(&out[1].decision, Decision::Run { reason } if reason.contains("configuration changed")));
+    assert!(matches!(&out[1].decision, Decision::Run { reason, .. } if reason.contains("configuration changed")));
 }
 
 #[test]
@@ -157,7 +164,7 @@ fn failure_stops_the_run_keeps_finished_work_and_a_rerun_resumes() {
     runner.failing.borrow_mut().clear();
     let out = fx.orchestrator(&runner).run(&fx.stages(1), &Selection::default()).unwrap();
     assert_eq!(ran(&out), ["b", "c", "report"]);
-    assert!(matches!(&out[1].decision, Decision::Run { reason } if reason.contains("last attempt failed")));
+    assert!(matches!(&out[1].decision, Decision::Run { reason, .. } if reason.contains("last attempt failed")));
 }
 
 #[test]
@@ -183,4 +190,28 @@ fn from_only_and_force_select_stages() {
     assert_eq!(ran(&out), ["a"]);
     let err = fx.orchestrator(&runner).run(&fx.stages(1), &sel(None, Some("tok-train"), false)).unwrap_err();
     assert!(err.to_string().contains("--only tok-train") && err.to_string().contains("a, b, c, report"), "{err}");
+}
+
+#[test]
+fn a_failed_stage_with_unchanged_inputs_resumes_with_its_resume_args() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new();
+    let mut stages = fx.stages(1);
+    stages[1].resume_args = vec!["--resume".into()];
+    runner.failing.borrow_mut().insert("b".into(), 1);
+    assert!(fx.orchestrator(&runner).run(&stages, &Selection::default()).is_err());
+    runner.failing.borrow_mut().clear();
+    let out = fx.orchestrator(&runner).run(&stages, &Selection::default()).unwrap();
+    assert!(
+        matches!(&out[1].decision, Decision::Run { resume: true, reason } if reason.ends_with("resuming")),
+        "{out:?}"
+    );
+    assert!(runner.args.borrow().contains(&vec!["b".to_string(), "--resume".to_string()]));
+    // A failed stage whose inputs changed starts over instead.
+    runner.failing.borrow_mut().insert("b".into(), 1);
+    assert!(fx.orchestrator(&runner).run(&stages, &Selection { force: true, ..Default::default() }).is_err());
+    runner.failing.borrow_mut().clear();
+    std::fs::write(fx.path("source.txt"), "other text").unwrap();
+    let out = fx.orchestrator(&runner).run(&stages, &Selection::default()).unwrap();
+    assert!(matches!(&out[1].decision, Decision::Run { resume: false, .. }), "{out:?}");
 }

@@ -223,6 +223,9 @@ pub struct SpeedrunArgs {
     /// Go on although the hardware does not match the preset.
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// Processes per node for the training and evaluation stages (default: the visible GPUs, or 1).
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -277,7 +280,7 @@ pub enum DataCommand {
         something cannot be repaired.\n\n\
         Reads: data/<manifest>/, data/tokenizers/, their checksums.ledger.json.\n\
         Writes: repaired files, report/data.json, logs/data-download.log.")]
-    Verify,
+    Verify(DataVerifyArgs),
     /// Fill the unpinned checksums of a data manifest from the server or the ledger, and print it.
     #[command(long_about = "Turn `unpinned` entries of a data manifest into pinned ones: from the sha256 and size \
         the server announces without downloading (HuggingFace: x-linked-etag, x-linked-size), and/or from the \
@@ -303,6 +306,19 @@ pub struct DataDownloadArgs {
     /// Set on the process that --background-rest starts.
     #[arg(long, hide = true, conflicts_with_all = ["first", "background_rest", "wait"])]
     pub background_child: bool,
+    /// Tries per file before giving up (timeouts, resets, 5xx and bad bytes are retried with backoff).
+    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
+}
+
+/// Tries per file (NANOCHAT.md §2.1: 5 attempts).
+pub const DEFAULT_DOWNLOAD_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Args)]
+pub struct DataVerifyArgs {
+    /// Tries per file to repair (timeouts, resets, 5xx and bad bytes are retried with backoff).
+    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -35,7 +35,12 @@ pub struct Selection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Skip,
-    Run { reason: String },
+    /// `resume`: the stage failed last time with the same configuration and inputs, and it can pick
+    /// up where it stopped (its `resume_args` are added to the command line).
+    Run {
+        reason: String,
+        resume: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +92,7 @@ impl<'a> Orchestrator<'a> {
     }
 
     pub fn decide(&mut self, stage: &StageSpec, force: bool) -> Result<Decision, SpeedrunError> {
-        let run = |reason: &str| Ok(Decision::Run { reason: reason.to_string() });
+        let run = |reason: &str| Ok(Decision::Run { reason: reason.to_string(), resume: false });
         if force {
             return run("forced");
         }
@@ -97,15 +102,17 @@ impl<'a> Orchestrator<'a> {
         let Some(record) = StageRecord::load(&self.records_dir, &stage.name) else {
             return run("no record of an earlier run");
         };
-        if record.exit_code != 0 {
-            return run(&format!("the last attempt failed (exit code {})", record.exit_code));
-        }
         if record.config_sha256 != config_digest(&stage.config) {
             return run("its configuration changed");
         }
         let inputs = self.digest(stage, &stage.inputs)?;
         if let Some(path) = first_difference(&record.inputs, &inputs) {
             return run(&format!("input changed: {path}"));
+        }
+        if record.exit_code != 0 {
+            let reason = format!("the last attempt failed (exit code {})", record.exit_code);
+            let resume = !stage.resume_args.is_empty();
+            return Ok(Decision::Run { reason: if resume { format!("{reason}; resuming") } else { reason }, resume });
         }
         let outputs = self.digest(stage, &stage.outputs)?;
         if let Some(path) = first_difference(&record.outputs, &outputs) {
@@ -126,9 +133,15 @@ impl<'a> Orchestrator<'a> {
                     log::info!("{progress}: done earlier and verified, skipping");
                     0.0
                 }
-                Decision::Run { reason } => {
+                Decision::Run { reason, resume } => {
                     log::info!("{progress}: running ({reason})");
-                    let t = self.execute(stage)?;
+                    let t = if *resume {
+                        let mut resumed = stage.clone();
+                        resumed.args.extend(stage.resume_args.iter().cloned());
+                        self.execute(&resumed)?
+                    } else {
+                        self.execute(stage)?
+                    };
                     log::info!("{progress}: finished in {t:.1} s");
                     t
                 }

@@ -19,21 +19,35 @@ pub struct StageSpec {
     pub config: Value,
     /// Stages that must look at the present every time (the hardware check, the report).
     pub always_run: bool,
+    /// Added to `args` to continue after a failed attempt with unchanged inputs (e.g. `--resume`).
+    pub resume_args: Vec<String>,
 }
 
 /// Options of `nanochat speedrun` that change how stages are invoked.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {
     pub allow_mismatch: bool,
+    /// Processes for the training and evaluation stages (None: the stage's default).
+    pub nproc_per_node: Option<usize>,
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["doctor", "data", "tok-train", "tok-eval", "data-wait", "report"];
+pub const KNOWN_STAGES: &[&str] =
+    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "report"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
 pub struct UnknownStage {
     pub name: String,
+}
+
+/// `<command> [--nproc-per-node N]`.
+fn distributed_args(command: &str, options: &PipelineOptions) -> Vec<String> {
+    let mut args = vec![command.to_string()];
+    if let Some(n) = options.nproc_per_node {
+        args.extend(["--nproc-per-node".to_string(), n.to_string()]);
+    }
+    args
 }
 
 fn tokenizer_files(paths: &Paths) -> Vec<PathBuf> {
@@ -84,6 +98,7 @@ pub fn stage_spec(
             outputs: vec![report_dir.join("hardware-check.json")],
             config: section(config, "hardware"),
             always_run: true,
+            resume_args: vec![],
         },
         // NANOCHAT.md §10.1 step 4: the tokenizer's shards now, the rest in the background.
         "data" => StageSpec {
@@ -99,6 +114,7 @@ pub fn stage_spec(
             outputs: shard_files(config, paths, first_shards(config)),
             config: data_identity(config),
             always_run: false,
+            resume_args: vec![],
         },
         // §10.1 step 6: wait for the shard download (and repair it if the background run failed).
         "data-wait" => StageSpec {
@@ -108,6 +124,7 @@ pub fn stage_spec(
             outputs: shard_files(config, paths, config.data.train_shards),
             config: data_identity(config),
             always_run: false,
+            resume_args: vec![],
         },
         "tok-train" => {
             let shards = paths.shards(&config.data.manifest);
@@ -120,6 +137,7 @@ pub fn stage_spec(
                 outputs: tokenizer_files(paths),
                 config: serde_json::json!({"tok_train": section(config, "tok_train"), "data": section(config, "data")}),
                 always_run: false,
+                resume_args: vec![],
             }
         }
         "tok-eval" => StageSpec {
@@ -129,6 +147,29 @@ pub fn stage_spec(
             outputs: vec![report_dir.join("tokenizer-evaluation.json")],
             config: section(config, "tok_eval"),
             always_run: false,
+            resume_args: vec![],
+        },
+        "base-train" => StageSpec {
+            name: name.into(),
+            args: distributed_args("base-train", options),
+            inputs: [tokenizer_files(paths), shard_files(config, paths, config.data.train_shards)].concat(),
+            outputs: vec![paths.checkpoints("base", config.base_train.depth)],
+            config: serde_json::json!({
+                "base_train": section(config, "base_train"),
+                "data": data_identity(config),
+                "seed": config.run.seed,
+            }),
+            always_run: false,
+            resume_args: vec!["--resume".into()],
+        },
+        "base-loss" => StageSpec {
+            name: name.into(),
+            args: distributed_args("base-loss", options),
+            inputs: [tokenizer_files(paths), vec![paths.checkpoints("base", config.base_train.depth)]].concat(),
+            outputs: vec![report_dir.join("base-model-loss.json")],
+            config: section(config, "base_loss"),
+            always_run: false,
+            resume_args: vec![],
         },
         "report" => StageSpec {
             name: name.into(),
@@ -137,6 +178,7 @@ pub fn stage_spec(
             outputs: vec![report_dir.join("report.md")],
             config: section(config, "report"),
             always_run: true,
+            resume_args: vec![],
         },
         other => return Err(UnknownStage { name: other.to_string() }),
     };

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::progress::{Progress, Unit};
-use crate::cli::{DataCommand, DataDownloadArgs, DataPinArgs, GlobalOptions, PinSource};
+use crate::cli::{DataCommand, DataDownloadArgs, DataPinArgs, DataVerifyArgs, GlobalOptions, PinSource};
 use crate::config::RunConfig;
 use crate::data::bundled_manifests::{
     bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, shard_manifest, with_mirror,
@@ -30,8 +30,8 @@ use crate::data::checksum_ledger::ChecksumSource;
 use crate::data::fineweb_edu_manifest::{fineweb_edu_revision_is_placeholder, FINEWEB_EDU_REVISION};
 use crate::data::{
     build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, ChecksumLedger, DataManifest,
-    DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, Sha256Digest,
-    ShardDownloader, LEDGER_FILE_NAME,
+    DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, RetryPolicy,
+    Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
 };
 use crate::paths::Paths;
 use crate::report::ReportSection;
@@ -47,7 +47,7 @@ const POLL: Duration = Duration::from_millis(200);
 pub fn run(global: &GlobalOptions, command: &DataCommand) -> anyhow::Result<()> {
     match command {
         DataCommand::Download(args) => download(global, args),
-        DataCommand::Verify => verify(global),
+        DataCommand::Verify(args) => verify(global, args),
         DataCommand::Pin(args) => pin(global, args),
     }
 }
@@ -68,12 +68,13 @@ struct DataPlan {
     /// Where the files come from, for the log and the report.
     source: String,
     workers: usize,
+    attempts: u32,
     /// Serves the locally built smoke corpus while this plan is alive.
     local_mirror: Option<LocalMirror>,
 }
 
 impl DataPlan {
-    fn new(config: &RunConfig, paths: &Paths) -> anyhow::Result<Self> {
+    fn new(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Self> {
         let name = config.data.manifest.as_str();
         let mirror_url = config.data.mirror_url.trim().to_string();
         let shards = shard_manifest(name, config.data.train_shards as usize).with_context(|| {
@@ -103,12 +104,14 @@ impl DataPlan {
             source,
             mirror_url,
             workers: config.data.download_workers.max(1) as usize,
+            attempts,
             local_mirror: None,
         })
     }
 
     fn options(&self) -> DownloadOptions {
-        DownloadOptions { parallelism: self.workers, ..DownloadOptions::default() }
+        let retry = RetryPolicy { max_attempts: self.attempts.max(1), ..RetryPolicy::default() };
+        DownloadOptions { parallelism: self.workers, retry, ..DownloadOptions::default() }
     }
 
     /// For "smoke" without a mirror: unless the first `count` shards are already in place, builds
@@ -354,7 +357,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
     let all = config.data.train_shards as usize;
 
     if args.background_child {
-        let result = fetch_everything(&config, &paths, &shards_dir);
+        let result = fetch_everything(&config, &paths, &shards_dir, args.attempts);
         if let Err(e) = &result {
             log::error!("background download failed: {e:#}");
         }
@@ -366,7 +369,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
         let first = first.min(all);
         if let Some(pid) = background.running() {
             log::info!("a background download (pid {pid}) is fetching the shards; waiting for the first {first}");
-            let plan = DataPlan::new(&config, &paths)?;
+            let plan = DataPlan::new(&config, &paths, args.attempts)?;
             let wanted: Vec<PathBuf> =
                 plan.groups(first).iter().flat_map(|(g, e)| e.iter().map(|e| g.dir.join(&e.name))).collect();
             // The downloader gives a file its final name only once verified.
@@ -379,7 +382,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
             }
         }
         let lock = DirLock::acquire(&shards_dir)?;
-        let mut plan = DataPlan::new(&config, &paths)?;
+        let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
         log::info!("fetching the first {first} of {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
         let rows = plan.fetch(&paths, first)?;
         write_report(&paths, &plan, &rows)?;
@@ -387,7 +390,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
         drop(lock);
         if first < all {
             if args.background_rest {
-                spawn_rest(global, &paths, &background)?;
+                spawn_rest(global, &paths, &background, args.attempts)?;
             } else {
                 log::info!("{} more shard(s) to fetch: `nanochat data download` fetches them", all - first);
             }
@@ -408,19 +411,19 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
         log::info!("no background download is running; checking every file");
     }
     background.clear();
-    fetch_everything(&config, &paths, &shards_dir)
+    fetch_everything(&config, &paths, &shards_dir, args.attempts)
 }
 
-fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path) -> anyhow::Result<()> {
+fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path, attempts: u32) -> anyhow::Result<()> {
     let _lock = DirLock::acquire(shards_dir)?;
-    let mut plan = DataPlan::new(config, paths)?;
+    let mut plan = DataPlan::new(config, paths, attempts)?;
     let all = config.data.train_shards as usize;
     log::info!("fetching {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
     let rows = plan.fetch(paths, all)?;
     write_report(paths, &plan, &rows)
 }
 
-fn verify(global: &GlobalOptions) -> anyhow::Result<()> {
+fn verify(global: &GlobalOptions, args: &DataVerifyArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
     crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
@@ -435,7 +438,7 @@ fn verify(global: &GlobalOptions) -> anyhow::Result<()> {
     }
     background.clear();
     let _lock = DirLock::acquire(&shards_dir)?;
-    let mut plan = DataPlan::new(&config, &paths)?;
+    let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
     let rows = plan.verify(&paths, config.data.train_shards as usize)?;
     write_report(&paths, &plan, &rows)?;
     log::info!("all {} file(s) verified", rows.len());
@@ -494,7 +497,12 @@ impl BackgroundDownload {
 /// Starts `nanochat data download` for the remaining shards as a detached process (own process
 /// group, no inherited pipes, so neither a terminal's Ctrl-C nor a speedrun parent reading this
 /// process's output waits on it) with the same preset, overrides and base directory.
-fn spawn_rest(global: &GlobalOptions, paths: &Paths, background: &BackgroundDownload) -> anyhow::Result<()> {
+fn spawn_rest(
+    global: &GlobalOptions,
+    paths: &Paths,
+    background: &BackgroundDownload,
+    attempts: u32,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable to start the background download")?;
     let log_path = paths.logs().join(BACKGROUND_LOG);
     fs::create_dir_all(paths.logs()).with_context(|| format!("creating {}", paths.logs().display()))?;
@@ -513,7 +521,7 @@ fn spawn_rest(global: &GlobalOptions, paths: &Paths, background: &BackgroundDown
     .with_context(|| format!("writing {}", log_path.display()))?;
     let child = Command::new(exe)
         .args(&args)
-        .args(["data", "download", "--background-child"])
+        .args(["data", "download", "--background-child", "--attempts", &attempts.to_string()])
         // Its output goes to the log file already: no second copy.
         .env(crate::speedrun::runner::CAPTURED_ENV, "1")
         .stdin(Stdio::null())

@@ -13,14 +13,18 @@ pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the base dir {}", paths.base().display()))?;
     crate::cli::logging::tee_to_file(&paths.logs().join("speedrun.log"));
 
-    let mut stages = pipeline(&config, &paths, &PipelineOptions { allow_mismatch: args.allow_mismatch })?;
+    let mut stages = pipeline(
+        &config,
+        &paths,
+        &PipelineOptions { allow_mismatch: args.allow_mismatch, nproc_per_node: args.nproc_per_node },
+    )?;
     if stages.first().map(|s| s.name.as_str()) != Some("doctor") {
         // The preflight always comes first, before anything expensive.
         let doctor = crate::speedrun::stage_spec(
             "doctor",
             &config,
             &paths,
-            &PipelineOptions { allow_mismatch: args.allow_mismatch },
+            &PipelineOptions { allow_mismatch: args.allow_mismatch, nproc_per_node: args.nproc_per_node },
         )?;
         stages.insert(0, doctor);
     }
