@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nanochat::model::{Gpt, GptConfig};
-use nanochat::optim::{setup_optimizers, OptimizerSettings};
+use nanochat::optim::{OptimizerSettings, Optimizers};
 use nanochat::train::base_loop::{BaseLoop, LoopError, LoopSettings};
 use nanochat::train::batches::{BatchError, BatchSource};
 use nanochat::train::checkpoint::{self, LoopState};
@@ -86,19 +86,17 @@ fn run(
     fail_at: Option<i64>,
     resume: Option<Resume>,
 ) -> Result<nanochat::train::base_loop::LoopOutcome, LoopError> {
-    let (mut adamw, mut muon) = setup_optimizers(model, &OptimizerSettings::reference());
+    let mut optimizers = Optimizers::new(model, &OptimizerSettings::reference(), None).unwrap();
     let (loop_state, val_bpb, next) = match resume {
         Some((state, loop_state, val_bpb, next)) => {
-            adamw.load_state_tensors(state).unwrap();
-            muon.load_state_tensors(state).unwrap();
+            optimizers.load_state_tensors(state).unwrap();
             (loop_state, val_bpb, next)
         }
         None => (LoopState::default(), None, 0),
     };
     let mut lp = BaseLoop {
         model,
-        adamw,
-        muon,
+        optimizers,
         train: vec![Box::new(Synthetic { next, fail_at }), Box::new(Synthetic { next: next + 500, fail_at: None })],
         make_val: Box::new(|| Ok(vec![Box::new(Synthetic { next: 1000, fail_at: None }) as Box<dyn BatchSource>])),
         token_bytes: token_bytes(),

@@ -90,3 +90,32 @@ torch.save({"_orig_mod." + k: v for k, v in sd.items()}, sys.argv[2])
         assert!(expected.equal(&b), "{name}");
     }
 }
+
+#[test]
+fn checkpoint_convert_round_trips_through_pt() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dense_model();
+    let st = dir.path().join("model.safetensors");
+    checkpoint::write_tensors(&st, &model.named_parameters()).unwrap();
+    let pt = dir.path().join("model.pt");
+    let back = dir.path().join("back.safetensors");
+    for (from, to) in [(&st, &pt), (&pt, &back)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+            .args(["checkpoint", "convert", from.to_str().unwrap(), to.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let original = checkpoint::read_tensors(&st).unwrap();
+    let round = checkpoint::read_tensors(&back).unwrap();
+    assert_eq!(original.len(), round.len());
+    for (name, t) in &original {
+        assert!(t.equal(&round[name]), "{name}");
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(["checkpoint", "convert", "/nonexistent.pt", "x.pt"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.pt"));
+}

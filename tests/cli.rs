@@ -81,29 +81,102 @@ fn doctor_without_a_gpu_refuses_gpu_presets_and_names_the_cpu_ones() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Python sources under `dir`, sorted (real text every `make setup` installs: the torch package).
+fn python_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            python_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "py") {
+            out.push(p);
+        }
+    }
+}
+
+/// The whole pipeline at tiny size: every stage of the preset, the shards fetched by the real
+/// downloader from a mirror on 127.0.0.1, then a second run that skips what verifies.
 #[test]
-fn smoke_speedrun_renders_a_report_and_reruns_resume() {
+fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let out = nanochat(dir.path(), &["--preset", "smoke", "speedrun"]);
+    let mirror_dir = dir.path().join("mirror");
+    let mut files = Vec::new();
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/nn"),
+        &mut files,
+    );
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/_refs"),
+        &mut files,
+    );
+    python_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/distributed"),
+        &mut files,
+    );
+    files.sort();
+    let docs: Vec<String> =
+        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter(|d| d.len() > 200).take(150).collect();
+    assert_eq!(docs.len(), 150);
+    for i in 0..3 {
+        let opts = nanochat::data::ShardWriterOptions { docs_per_row_group: 25, ..Default::default() };
+        let name = nanochat::data::fineweb_edu_manifest::fineweb_edu_shard_name(i);
+        nanochat::data::write_shard(&mirror_dir.join(name), &docs[i * 50..(i + 1) * 50], opts).unwrap();
+    }
+    let mirror = nanochat::data::LocalMirror::serve(&mirror_dir).unwrap();
+    let sets = [
+        "data.manifest=fineweb-edu-100b".to_string(),
+        format!("data.mirror_url={}", mirror.url()),
+        "data.tokenizer_shards=1".into(),
+        "data.train_shards=3".into(),
+        "tok_train.vocab_size=400".into(),
+        "tok_eval.compare_baselines=false".into(),
+        "base_train.depth=1".into(),
+        "base_train.max_seq_len=64".into(),
+        "base_train.device_batch_size=4".into(),
+        "base_train.total_batch_size=512".into(),
+        "base_train.num_iterations=8".into(),
+        "base_train.eval_every=4".into(),
+        "base_train.eval_tokens=1024".into(),
+        "base_loss.split_tokens=1024".into(),
+    ];
+    let mut args: Vec<&str> = vec!["--preset", "smoke"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.push("speedrun");
+    let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
     assert!(report.starts_with("# nanochat training report"));
-    assert!(report.contains("## Hardware check") && report.contains("- result: pass"), "{report}");
+    for section in [
+        "## Hardware check",
+        "## Data",
+        "## Tokenizer training",
+        "## Tokenizer evaluation",
+        "## Base model training",
+        "## Base model loss",
+    ] {
+        assert!(report.contains(section), "{section} missing:\n{report}");
+    }
     assert!(report.contains("| Metric | BASE | MID | SFT | RL |"));
-    assert!(report.contains("- Reproduce: `nanochat speedrun --preset smoke --seed 42`"), "{report}");
-    for stage in ["doctor", "report"] {
-        assert!(dir.path().join(format!("speedrun/{stage}.json")).exists());
-        assert!(dir.path().join(format!("logs/{stage}.log")).exists());
+    assert!(report.contains("- Reproduce: `nanochat speedrun --preset smoke --seed 42 --set"), "{report}");
+    for stage in ["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "report"] {
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("speedrun/{stage}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(record["exit_code"], 0, "{stage}");
+        assert!(dir.path().join(format!("logs/{stage}.log")).exists(), "{stage} log");
     }
     let log = std::fs::read_to_string(dir.path().join("logs/doctor.log")).unwrap();
     assert!(log.contains("preflight passed"), "the stage's console output is in its log: {log}");
-    let config = std::fs::read_to_string(dir.path().join("speedrun/config.toml")).unwrap();
-    assert!(config.contains("name = \"smoke\""));
 
-    // A second run keeps the report's start time (it resumes, it does not reset).
+    // A second run resumes: the report keeps its start time and verified stages are skipped.
     let started = std::fs::read_to_string(dir.path().join("report/started.json")).unwrap();
-    let out = nanochat(dir.path(), &["--preset", "smoke", "speedrun"]);
-    assert!(out.status.success());
+    let out = nanochat(dir.path(), &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    for stage in ["tok-train", "base-train", "base-loss"] {
+        assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
+    }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);
 }
 

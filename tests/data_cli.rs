@@ -123,7 +123,7 @@ fn first_shards_now_the_rest_in_the_background_then_wait() {
     // The last shard trickles in, so the background process is still at work when --first returns.
     server.push_faults(
         &format!("/{}", shard_name(4)),
-        [Fault::Trickle { chunk: shards[4].len() / 8 + 1, delay: Duration::from_millis(150) }],
+        [Fault::Trickle { chunk: shards[4].len() / 8 + 1, delay: Duration::from_millis(250) }],
     );
     let base = tempfile::tempdir().unwrap();
     let sets = fineweb_sets(&server.url(""), 5);
@@ -131,8 +131,8 @@ fn first_shards_now_the_rest_in_the_background_then_wait() {
 
     let out = run(base.path(), &sets, &["data", "download", "--first", "3", "--background-rest"]);
     assert!(out.status.success(), "{}", text(&out));
-    for i in 0..3 {
-        assert_eq!(std::fs::read(data.join(shard_name(i))).unwrap(), shards[i], "shard {i}");
+    for (i, bytes) in shards.iter().enumerate().take(3) {
+        assert_eq!(&std::fs::read(data.join(shard_name(i))).unwrap(), bytes, "shard {i}");
     }
     let pid_file = data.join(".download-rest.pid");
     assert!(pid_file.exists(), "the background process records its pid: {}", text(&out));

@@ -105,11 +105,14 @@ pub enum Command {
     )]
     BaseTrain(BaseTrainArgs),
     /// Bits per byte of the base model on train and val, against the unigram baseline, and samples.
-    #[command(name = "base-loss", long_about = "Evaluate the last base checkpoint (NANOCHAT.md §6.2): bits per \
+    #[command(
+        name = "base-loss",
+        long_about = "Evaluate the last base checkpoint (NANOCHAT.md §6.2): bits per \
         byte on base_loss.split_tokens tokens of the train and of the val shards, the unigram baseline on the same \
         val tokens, and greedy and sampled continuations of the reference's prompts.\n\n\
         Reads: base_dNN/ (last checkpoint), tok/, data/<manifest>/*.parquet.\n\
-        Writes: report/base-model-loss.json.")]
+        Writes: report/base-model-loss.json."
+    )]
     BaseLoss(LaunchArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
@@ -127,6 +130,9 @@ pub enum Command {
     /// Show the resolved configuration or the built-in presets.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move weights between our checkpoints and the reference's .pt files.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Measure speed: collective bandwidth across processes/GPUs.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -194,7 +200,12 @@ pub enum BenchTokenizerCommand {
     /// Train on CORPUS (JSONL of strings) to VOCAB tokens (specials not included), write the rank file to OUT.
     Train { corpus: PathBuf, vocab: u32, out: PathBuf },
     /// Encode up to MAX_MB of CORPUS with the tokenizer in RANKS, 1 thread and all threads.
-    Encode { ranks: PathBuf, corpus: PathBuf, #[arg(default_value_t = f64::MAX)] max_mb: f64 },
+    Encode {
+        ranks: PathBuf,
+        corpus: PathBuf,
+        #[arg(default_value_t = f64::MAX)]
+        max_mb: f64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -288,7 +299,8 @@ pub enum DataCommand {
         stay unpinned.\n\n\
         Reads: the manifest (a built-in name or a TOML file), the ledger (--ledger, default: the ledger in the \
         manifest's download directory).\n\
-        Writes: the updated manifest as TOML to stdout, to --output FILE, or back into the manifest FILE with --write.")]
+        Writes: the updated manifest as TOML to stdout, to --output FILE, or back into the manifest FILE \
+        with --write.")]
     Pin(DataPinArgs),
 }
 
@@ -307,17 +319,21 @@ pub struct DataDownloadArgs {
     #[arg(long, hide = true, conflicts_with_all = ["first", "background_rest", "wait"])]
     pub background_child: bool,
     /// Tries per file before giving up (timeouts, resets, 5xx and bad bytes are retried with backoff).
-    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = attempts_range())]
     pub attempts: u32,
 }
 
 /// Tries per file (NANOCHAT.md §2.1: 5 attempts).
 pub const DEFAULT_DOWNLOAD_ATTEMPTS: u32 = 5;
 
+fn attempts_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..)
+}
+
 #[derive(Debug, Args)]
 pub struct DataVerifyArgs {
     /// Tries per file to repair (timeouts, resets, 5xx and bad bytes are retried with backoff).
-    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = attempts_range())]
     pub attempts: u32,
 }
 
@@ -367,6 +383,23 @@ pub enum ReportCommand {
         long_about = "Start a new report.\n\nDeletes: report/*.json and report/report.md. Writes: report/started.json."
     )]
     Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Convert a weights file by extension: .safetensors <-> .pt (a PyTorch state_dict the reference's
+    /// load_checkpoint and torch.load read; reading a reference model_XXXXXX.pt works the same way).
+    Convert { from: PathBuf, to: PathBuf },
+    /// Write a checkpoint of this preset's depth (default: the latest step) to a .pt or .safetensors file.
+    Export {
+        /// Training phase whose checkpoints to read: base, mid, sft or rl.
+        #[arg(long, default_value = "base")]
+        phase: String,
+        #[arg(long)]
+        step: Option<u64>,
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,59 @@
 //! AdamW for the embedding and lm_head (NANOCHAT.md §4.1, §4.3): the standard bias-corrected update
 //! p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps), as PyTorch's fused AdamW.
-//! Moments have the parameter's dtype (bf16 for a bf16 wte, §4.3).
+//! Moments have the parameter's dtype (bf16 for a bf16 wte, §4.3). The per-parameter rule,
+//! [`AdamUpdate`], is shared with the sharded [`super::DistAdamW`].
 use tch::Tensor;
+
+/// Where eps enters the AdamW step (§4.3, §14 item 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdamEps {
+    /// PyTorch's AdamW: lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps).
+    #[default]
+    BiasCorrected,
+    /// The reference DistAdamW of [A]/[A'] (fixed in `4ddc803`): lr·sqrt(1−β2ᵗ)/(1−β1ᵗ) · m / (sqrt(v) + eps).
+    /// Differs from [`AdamEps::BiasCorrected`] only through eps.
+    Uncorrected,
+}
+
+/// One AdamW update rule with its hyperparameters; `step` is the 1-based step being taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamUpdate {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub step: i64,
+    pub eps_mode: AdamEps,
+}
+
+impl AdamUpdate {
+    /// Updates `p` in place from gradient `g`, advancing the moments `m` (exp_avg) and `v` (exp_avg_sq).
+    /// `p`, `g`, `m` and `v` have the same shape; `p` may be a view (a shard of a larger parameter).
+    pub fn apply(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        let t = self.step as f64;
+        let bias1 = 1.0 - self.beta1.powf(t);
+        let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
+        tch::no_grad(|| {
+            let mut p = p.shallow_clone();
+            if self.weight_decay != 0.0 {
+                let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+            }
+            let _ = m.lerp_(g, 1.0 - self.beta1);
+            let _ = v.g_mul_scalar_(self.beta2).addcmul_(g, &g.g_mul_scalar(1.0 - self.beta2));
+            match self.eps_mode {
+                AdamEps::BiasCorrected => {
+                    let denom = v.sqrt() / bias2_sqrt + self.eps;
+                    let _ = p.g_sub_(&(&*m / &denom * (self.lr / bias1)));
+                }
+                AdamEps::Uncorrected => {
+                    let denom = v.sqrt() + self.eps;
+                    let _ = p.g_sub_(&(&*m / &denom * (self.lr * bias2_sqrt / bias1)));
+                }
+            }
+        });
+    }
+}
 
 pub struct AdamGroup {
     pub name: String,
@@ -44,27 +96,23 @@ impl AdamW {
                 .collect();
         }
         self.step += 1;
-        let t = self.step as f64;
-        let bias1 = 1.0 - self.beta1.powf(t);
-        let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
-        tch::no_grad(|| {
-            for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-                for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
-                    let g = p.grad();
-                    if !g.defined() {
-                        continue;
-                    }
-                    let mut p = p.shallow_clone();
-                    if self.weight_decay != 0.0 {
-                        let _ = p.g_mul_scalar_(1.0 - group.lr * self.weight_decay);
-                    }
-                    let _ = m.lerp_(&g, 1.0 - self.beta1);
-                    let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
-                    let denom = v.sqrt() / bias2_sqrt + self.eps;
-                    let _ = p.g_sub_(&(&*m / &denom * (group.lr / bias1)));
+        for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
+            let rule = AdamUpdate {
+                lr: group.lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                step: self.step,
+                eps_mode: AdamEps::BiasCorrected,
+            };
+            for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
+                let g = p.grad();
+                if g.defined() {
+                    rule.apply(p, &g, m, v);
                 }
             }
-        });
+        }
     }
 }
 

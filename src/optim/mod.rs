@@ -1,15 +1,46 @@
 //! Optimisers of NANOCHAT.md §4: AdamW for the embedding and lm_head, Muon for every matrix in the
-//! transformer blocks, the LR/momentum schedules and gradient clipping.
+//! transformer blocks, the LR/momentum schedules and gradient clipping. Under DDP the gradients are
+//! averaged inside the optimisers: [`DistAdamW`] (ZeRO-2 style sharding, §4.3) and [`DistMuon`]
+//! (one owner per matrix, §4.2).
 pub mod adamw;
+pub mod dist_adamw;
+pub mod dist_muon;
 pub mod muon;
+pub mod optimizer_pair;
 pub mod schedule;
 
 use tch::Tensor;
 
-pub use adamw::{AdamGroup, AdamW};
-pub use muon::Muon;
+pub use adamw::{AdamEps, AdamGroup, AdamUpdate, AdamW};
+pub use dist_adamw::DistAdamW;
+pub use dist_muon::DistMuon;
+pub use muon::{Muon, MuonUpdate};
+pub use optimizer_pair::Optimizers;
 
+use crate::dist::DistError;
 use crate::model::Gpt;
+
+/// What can go wrong in a distributed optimiser step or when restoring its state.
+#[derive(Debug, thiserror::Error)]
+pub enum DistOptimError {
+    #[error(transparent)]
+    Dist(#[from] DistError),
+    #[error(
+        "DistAdamW shards `{param}` (shape {shape:?}) along dim 0, but its {rows} rows do not split evenly over \
+         {world_size} ranks; use a number of processes that divides {rows}"
+    )]
+    IndivisibleRows { param: String, shape: Vec<i64>, rows: i64, world_size: usize },
+    #[error("{optimizer} was built for {expected} ranks but the process group has {actual}")]
+    WorldSizeMismatch { optimizer: &'static str, expected: usize, actual: usize },
+    #[error("{optimizer}: `{param}` has no gradient; every rank needs a gradient for every parameter before a step")]
+    MissingGradient { optimizer: &'static str, param: String },
+    #[error("DistMuon: parameters of shape {shape:?} mix dtypes {first:?} and {other:?}")]
+    MixedKinds { shape: Vec<i64>, first: tch::Kind, other: tch::Kind },
+    #[error("DistMuon handles 2-D matrices only; parameter {index} has shape {shape:?}")]
+    NotAMatrix { index: usize, shape: Vec<i64> },
+    #[error("optimizer state: {0}")]
+    State(String),
+}
 
 /// The AdamW LRs were tuned at d = 768 and scale by (d/768)^−0.5 (§4.1).
 pub const LR_REFERENCE_DIM: f64 = 768.0;
@@ -60,6 +91,18 @@ pub fn setup_optimizers(model: &Gpt, s: &OptimizerSettings) -> (AdamW, Muon) {
     );
     let muon = Muon::new(model.block_matrices(), s.matrix_lr, s.muon_momentum, s.muon_ns_steps);
     (adamw, muon)
+}
+
+/// [`setup_optimizers`] for rank `rank` of `world_size` processes: the same groups and settings,
+/// with the gradient averaging done by the optimisers (§4.1: the model is not wrapped in DDP).
+pub fn setup_dist_optimizers(
+    model: &Gpt,
+    s: &OptimizerSettings,
+    rank: usize,
+    world_size: usize,
+) -> Result<(DistAdamW, DistMuon), DistOptimError> {
+    let (adamw, muon) = setup_optimizers(model, s);
+    Ok((DistAdamW::from_adamw(adamw, rank, world_size)?, DistMuon::from_muon(muon, rank, world_size)?))
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (torch's clip_grad_norm_:

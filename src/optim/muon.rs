@@ -1,6 +1,6 @@
 //! Muon for the transformer's matrices (NANOCHAT.md §4.2): momentum buffer lerp, Nesterov, then
 //! orthogonalisation by a 5-step Newton–Schulz iteration in bf16, and a step scaled by
-//! sqrt(max(1, rows/cols)).
+//! sqrt(max(1, rows/cols)). The per-parameter rule, [`MuonUpdate`], is shared with [`super::DistMuon`].
 use tch::{Kind, Tensor};
 
 /// Quintic Newton–Schulz coefficients (a, b, c) (§4.2).
@@ -28,6 +28,35 @@ pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
     x
 }
 
+/// The Muon update rule of one step (§4.2) with its hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MuonUpdate {
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub ns_steps: u32,
+}
+
+impl MuonUpdate {
+    /// Updates the 2-D parameter `p` in place from its gradient `g`, advancing the momentum buffer
+    /// `buf` (zeros before the first step). With Nesterov, `g` is overwritten with the blended
+    /// gradient (as the reference's `g.lerp_(buf, momentum)`).
+    pub fn apply(&self, p: &Tensor, g: &mut Tensor, buf: &mut Tensor) {
+        tch::no_grad(|| {
+            let _ = buf.lerp_(g, 1.0 - self.momentum);
+            let update = if self.nesterov {
+                let _ = g.lerp_(buf, self.momentum);
+                newton_schulz(g, self.ns_steps)
+            } else {
+                newton_schulz(buf, self.ns_steps)
+            };
+            let (rows, cols) = (p.size()[0] as f64, p.size()[1] as f64);
+            let scale = (rows / cols).max(1.0).sqrt();
+            let _ = p.shallow_clone().g_add_(&(update.to_kind(p.kind()) * (-self.lr * scale)));
+        });
+    }
+}
+
 pub struct Muon {
     pub params: Vec<Tensor>,
     pub initial_lr: f64,
@@ -48,26 +77,22 @@ impl Muon {
         self.lr = self.initial_lr * multiplier;
     }
 
+    /// The update rule with the current lr and momentum.
+    pub fn rule(&self) -> MuonUpdate {
+        MuonUpdate { lr: self.lr, momentum: self.momentum, nesterov: self.nesterov, ns_steps: self.ns_steps }
+    }
+
+    /// One update from the parameters' `.grad()`. Parameters without a gradient are left alone.
     pub fn step(&mut self) {
-        tch::no_grad(|| {
-            for (p, buf) in self.params.iter().zip(self.buffers.iter_mut()) {
-                let mut g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let buf = buf.get_or_insert_with(|| g.zeros_like());
-                let _ = buf.lerp_(&g, 1.0 - self.momentum);
-                let update = if self.nesterov {
-                    let _ = g.lerp_(buf, self.momentum);
-                    newton_schulz(&g, self.ns_steps)
-                } else {
-                    newton_schulz(buf, self.ns_steps)
-                };
-                let (rows, cols) = (p.size()[0] as f64, p.size()[1] as f64);
-                let scale = (rows / cols).max(1.0).sqrt();
-                let _ = p.shallow_clone().g_add_(&(update.to_kind(p.kind()) * (-self.lr * scale)));
+        let rule = self.rule();
+        for (p, buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+            let mut g = p.grad();
+            if !g.defined() {
+                continue;
             }
-        });
+            let buf = buf.get_or_insert_with(|| g.zeros_like());
+            rule.apply(p, &mut g, buf);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::dist::{DistError, ProcessGroup, ReduceOp};
 use crate::eval::bpb::{self, BpbTotals};
 use crate::model::Gpt;
-use crate::optim::{self, schedule, AdamW, Muon};
+use crate::optim::{self, schedule, DistOptimError, Optimizers};
 
 /// Smoothing of the logged training loss (§4.4).
 pub const LOSS_EMA_BETA: f64 = 0.9;
@@ -77,8 +77,9 @@ pub type Sampler<'a> = Box<dyn FnMut(&Gpt) + 'a>;
 
 pub struct BaseLoop<'a> {
     pub model: &'a Gpt,
-    pub adamw: AdamW,
-    pub muon: Muon,
+    /// Single-process AdamW + Muon, or with a process group the distributed pair (which averages
+    /// the gradients itself).
+    pub optimizers: Optimizers,
     /// One stream per micro-batch of a step (grad_accum_steps of them): micro-batch m of rank r reads
     /// virtual rank r·A + m of W·A, so 1 process × k accumulation and k processes see the same tokens.
     pub train: Vec<Box<dyn BatchSource + 'a>>,
@@ -104,6 +105,8 @@ pub enum LoopError {
     NonFiniteLoss { step: i64, loss: f64 },
     #[error(transparent)]
     Dist(#[from] DistError),
+    #[error(transparent)]
+    Optimizer(#[from] DistOptimError),
 }
 
 impl<'a> BaseLoop<'a> {
@@ -180,12 +183,10 @@ impl<'a> BaseLoop<'a> {
                 .then(|| optim::clip_grad_norm(&self.model.parameters_in_reference_order(), s.grad_clip));
             let lrm =
                 schedule::lr_multiplier(step, s.num_iterations, s.warmup_ratio, s.warmdown_ratio, s.final_lr_frac);
-            self.adamw.set_lr_multiplier(lrm);
-            self.muon.set_lr_multiplier(lrm);
-            self.muon.momentum =
+            let momentum =
                 schedule::muon_momentum(step, s.muon_momentum_start, s.muon_momentum_end, s.muon_momentum_warmup_steps);
-            self.adamw.step();
-            self.muon.step();
+            self.optimizers.set_schedule(lrm, momentum);
+            self.optimizers.step(self.group)?;
             self.model.zero_grad();
             let dt = t0.elapsed().as_secs_f64();
 
@@ -247,12 +248,13 @@ impl<'a> BaseLoop<'a> {
         Ok(totals.bpb())
     }
 
-    /// Averages every gradient over the ranks, parameters in name order (the same on every rank).
-    /// Clipping then sees the global gradient, so k ranks train exactly like 1 rank with k× the
-    /// accumulation. (The reference clips each rank's local gradient first, §4.4; its log notes the
-    /// clip never triggered.)
+    /// With replicated single-process optimizers on several ranks: averages every gradient over the
+    /// ranks, parameters in name order (the same on every rank), so clipping sees the global gradient
+    /// and k ranks train exactly like 1 rank with k× the accumulation. (The reference clips each
+    /// rank's local gradient, §4.4; its log notes the clip never triggered.) The distributed
+    /// optimizers average inside their step instead.
     fn average_gradients(&self) -> Result<(), DistError> {
-        let Some(group) = self.group else { return Ok(()) };
+        let (Some(group), Optimizers::Single { .. }) = (self.group, &self.optimizers) else { return Ok(()) };
         for (_, p) in self.model.named_parameters() {
             let mut g = p.grad();
             if g.defined() {
@@ -274,8 +276,7 @@ impl<'a> BaseLoop<'a> {
             dataloader_state_dict: serde_json::Value::Array(self.train.iter().map(|t| t.state()).collect()),
             loop_state: *loop_state,
         };
-        let mut state = self.adamw.state_tensors();
-        state.extend(self.muon.state_tensors());
+        let state = self.optimizers.state_tensors();
         checkpoint::save(&s.checkpoint_dir, self.model, &state, &meta, self.rank)?;
         log::info!("saved checkpoint of step {step} to {}", s.checkpoint_dir.display());
         Ok(())

@@ -14,10 +14,11 @@ use crate::data::parquet_shards::{shards_for, Split};
 use crate::data::shard_source::ParquetDocuments;
 use crate::engine::generate::{generate, SamplingSettings};
 use crate::model::{Gpt, GptConfig};
-use crate::optim::{setup_optimizers, OptimizerSettings};
+use crate::optim::{OptimizerSettings, Optimizers};
 use crate::report::ReportSection;
 use crate::tokenizer::{artifacts, BpeEncoder};
 use crate::train::base_loop::{BaseLoop, LoopSettings};
+use crate::train::batch_fit;
 use crate::train::batches::BatchSource;
 use crate::train::checkpoint::{self, LoopState};
 
@@ -87,7 +88,9 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let mut model = Gpt::new(model_config, device).map_err(anyhow::Error::msg)?;
     model.init_weights();
     let checkpoint_dir = paths.checkpoints("base", bt.depth);
-    let (mut adamw, mut muon) = setup_optimizers(&model, &optimizer_settings(bt));
+    // Replicated optimizers with averaged gradients (see BaseLoop::average_gradients): in our tests
+    // DistAdamW/DistMuon (sharded state) drift from this after a few steps; not used until resolved.
+    let mut optimizers = Optimizers::new(&model, &optimizer_settings(bt), None)?;
 
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
@@ -109,8 +112,7 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
             &checkpoint_dir,
         )?;
         let state = checkpoint::read_tensors(&checkpoint::optim_path(&checkpoint_dir, step, ctx.rank))?;
-        adamw.load_state_tensors(&state).map_err(anyhow::Error::msg)?;
-        muon.load_state_tensors(&state).map_err(anyhow::Error::msg)?;
+        optimizers.load_state_tensors(&state).map_err(anyhow::Error::msg)?;
         resume_positions = Some(
             serde_json::from_value(meta.dataloader_state_dict.clone())
                 .context("--resume: dataloader positions in the checkpoint meta")?,
@@ -125,6 +127,21 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let num_params = model_config.num_params();
     let flops_per_token = model_config.flops_per_token();
     let iterations = num_iterations(bt, num_params, flops_per_token)?;
+    // On a GPU the device batch shrinks until a step fits in memory (more accumulation, same total batch).
+    let mut bt = bt.clone();
+    if device.is_cuda() {
+        let fitted = batch_fit::fit_device_batch(
+            bt.device_batch_size,
+            |b| batch_fit::trial_step(&model, b, bt.max_seq_len as i64),
+            bt.depth as i64,
+            bt.max_seq_len as i64,
+        )?;
+        if fitted != bt.device_batch_size {
+            log::warn!("device batch lowered from {} to {fitted} to fit in GPU memory", bt.device_batch_size);
+            bt.device_batch_size = fitted;
+        }
+    }
+    let bt = &bt;
     let accum = grad_accum_steps(bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, ctx.world_size)?;
     // Micro-batch m of rank r reads the stream of virtual rank r·A + m of W·A (see BaseLoop::train).
     let streams = ctx.world_size * accum as usize;
@@ -211,8 +228,7 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     }
     let mut base_loop = BaseLoop {
         model: &model,
-        adamw,
-        muon,
+        optimizers,
         train,
         make_val: Box::new(make_val),
         token_bytes,

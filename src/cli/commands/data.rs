@@ -251,9 +251,10 @@ impl DataPlan {
             && fineweb_edu_revision_is_placeholder(FINEWEB_EDU_REVISION)
         {
             hint = format!(
-                "The FineWeb-Edu dataset revision is not pinned in this build (FINEWEB_EDU_REVISION = {FINEWEB_EDU_REVISION:?} \
-                 in src/data/fineweb_edu_manifest.rs), so its URLs cannot resolve: pin it, or set data.mirror_url to \
-                 a mirror holding the shards (--set data.mirror_url=URL)"
+                "The FineWeb-Edu dataset revision is not pinned in this build \
+                 (FINEWEB_EDU_REVISION = {FINEWEB_EDU_REVISION:?} in src/data/fineweb_edu_manifest.rs), so its \
+                 URLs cannot resolve: pin it, or set data.mirror_url to a mirror holding the shards \
+                 (--set data.mirror_url=URL)"
             );
         }
         hint
@@ -533,7 +534,8 @@ fn spawn_rest(
     let pid = child.id();
     background.record(pid)?;
     log::info!(
-        "fetching the remaining shards in the background (pid {pid}, log {}); `nanochat data download --wait` waits for them",
+        "fetching the remaining shards in the background (pid {pid}, log {}); \
+         `nanochat data download --wait` waits for them",
         log_path.display()
     );
     Ok(())

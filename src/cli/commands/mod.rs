@@ -4,6 +4,7 @@ pub mod base_train;
 mod bench_collectives;
 mod bench_tokenizer;
 mod bench_train;
+mod checkpoint;
 mod config;
 mod data;
 mod doctor;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Data(command) => data::run(&cli.global, command),
         Command::Report(command) => report::run(&cli.global, command),
         Command::Config(command) => config::run(&cli.global, command),
+        Command::Checkpoint(command) => checkpoint::run(&cli.global, command),
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
