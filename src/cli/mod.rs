@@ -176,6 +176,19 @@ pub enum BenchCommand {
     Tokenizer(BenchTokenizerCommand),
     /// Training steps per second of the base model at a depth, on random tokens (GPU if present).
     Train(BenchTrainArgs),
+    /// Tokens per second the pretraining dataloader sustains on the preset's shards and tokenizer.
+    Dataloader(BenchDataloaderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDataloaderArgs {
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2048)]
+    pub seq_len: usize,
+    /// Batches timed after one warm-up batch.
+    #[arg(long, default_value_t = 20)]
+    pub batches: usize,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 mod base_loss;
 pub mod base_train;
 mod bench_collectives;
+mod bench_dataloader;
 mod bench_tokenizer;
 mod bench_train;
 mod checkpoint;
@@ -31,5 +32,6 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
     }
 }
