@@ -8,6 +8,7 @@ use serde_json::Value;
 /// Canonical section order (§8.2); sections not listed here follow in alphabetical order.
 pub const SECTION_ORDER: &[&str] = &[
     "hardware-check",
+    "data",
     "tokenizer-training",
     "tokenizer-evaluation",
     "base-model-training",
