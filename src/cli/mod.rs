@@ -187,7 +187,7 @@ pub struct BenchDataloaderArgs {
     #[arg(long, default_value_t = 2048)]
     pub seq_len: usize,
     /// Batches timed after one warm-up batch.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 200)]
     pub batches: usize,
 }
 
