@@ -178,6 +178,26 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);
+
+    // The training stages also run on 2 processes (distributed optimizers, one optimizer shard per rank).
+    let mut two = args.clone();
+    two.pop();
+    two.extend(["--set", "base_train.save_every=4"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(&two)
+        .args(["speedrun", "--only", "base-train", "--force", "--nproc-per-node", "2"])
+        .env("NANOCHAT_BASE_DIR", dir.path())
+        .env_remove("NANOCHAT_PRESET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for rank in 0..2 {
+        assert!(
+            dir.path().join(format!("base_d1/optim_000008_rank{rank}.safetensors")).exists(),
+            "rank {rank} optimizer shard"
+        );
+        assert!(dir.path().join(format!("logs/base-train/rank{rank}.log")).exists(), "rank {rank} log");
+    }
 }
 
 #[test]

@@ -178,7 +178,9 @@ impl<'a> BaseLoop<'a> {
             if !train_loss.is_finite() {
                 return Err(LoopError::NonFiniteLoss { step, loss: train_loss });
             }
-            self.average_gradients()?;
+            // As the reference (§4.4, §14.11): each rank clips its own gradient; the distributed
+            // optimizers average afterwards (so with clipping active, k processes are not exactly
+            // 1 process with k× accumulation; the reference's log notes the clip never triggered).
             let grad_norm = (s.grad_clip > 0.0)
                 .then(|| optim::clip_grad_norm(&self.model.parameters_in_reference_order(), s.grad_clip));
             let lrm =
@@ -246,22 +248,6 @@ impl<'a> BaseLoop<'a> {
             totals = BpbTotals { nats: sums.double_value(&[0]), bytes: sums.double_value(&[1]) };
         }
         Ok(totals.bpb())
-    }
-
-    /// With replicated single-process optimizers on several ranks: averages every gradient over the
-    /// ranks, parameters in name order (the same on every rank), so clipping sees the global gradient
-    /// and k ranks train exactly like 1 rank with k× the accumulation. (The reference clips each
-    /// rank's local gradient, §4.4; its log notes the clip never triggered.) The distributed
-    /// optimizers average inside their step instead.
-    fn average_gradients(&self) -> Result<(), DistError> {
-        let (Some(group), Optimizers::Single { .. }) = (self.group, &self.optimizers) else { return Ok(()) };
-        for (_, p) in self.model.named_parameters() {
-            let mut g = p.grad();
-            if g.defined() {
-                group.all_reduce(&mut g, ReduceOp::Avg)?;
-            }
-        }
-        Ok(())
     }
 
     fn save(&self, step: u64, val_bpb: Option<f64>, loop_state: &LoopState) -> Result<(), LoopError> {

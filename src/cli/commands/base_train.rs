@@ -88,9 +88,8 @@ pub fn run(global: &GlobalOptions, args: &BaseTrainArgs) -> anyhow::Result<()> {
     let mut model = Gpt::new(model_config, device).map_err(anyhow::Error::msg)?;
     model.init_weights();
     let checkpoint_dir = paths.checkpoints("base", bt.depth);
-    // Replicated optimizers with averaged gradients (see BaseLoop::average_gradients): in our tests
-    // DistAdamW/DistMuon (sharded state) drift from this after a few steps; not used until resolved.
-    let mut optimizers = Optimizers::new(&model, &optimizer_settings(bt), None)?;
+    // With several processes: DistAdamW + DistMuon (sharded state, reduce_scatter / all_gather, §4.2-4.3).
+    let mut optimizers = Optimizers::new(&model, &optimizer_settings(bt), group.as_ref())?;
 
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
