@@ -119,3 +119,46 @@ fn busy_master_port_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_to_the_launcher_stops_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let launcher = nanochat(dir.path())
+        .args([
+            "bench",
+            "collectives",
+            "--nproc-per-node",
+            "2",
+            "--max-mib",
+            "1",
+            "--iters",
+            "100000000",
+            "--master-port",
+            &port,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let workers = loop {
+        if let (Some(a), Some(b)) = (worker_pid(launcher.id(), 0), worker_pid(launcher.id(), 1)) {
+            break [a, b];
+        }
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: kill(2) of the launcher this test started.
+    assert_eq!(unsafe { libc::kill(launcher.id() as i32, libc::SIGTERM) }, 0);
+    let out = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("interrupted by signal 15"), "{stderr}");
+    for pid in workers {
+        let gone = !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+        assert!(gone, "worker {pid} still running");
+    }
+}
