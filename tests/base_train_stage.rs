@@ -2,7 +2,10 @@
 //! checkpoints and its report section; a run killed mid-way and resumed ends bit-identical to an
 //! uninterrupted one; same seed gives the same weights; 2 processes train like 1 process with twice
 //! the gradient accumulation.
-use std::path::{Path, PathBuf};
+#[path = "support/real_text.rs"]
+mod real_text;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,38 +48,10 @@ fn run_ok(base: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// Python sources under `dir`, sorted.
-fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            python_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "py") {
-            out.push(p);
-        }
-    }
-}
-
 /// Three shards (2 row groups of 64 documents each) of real text: the Python sources of the torch
 /// package that `make setup` installs, in a fixed order.
 fn prepare(base: &Path) {
-    let mut files = Vec::new();
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/_refs"),
-        &mut files,
-    );
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/nn"),
-        &mut files,
-    );
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/distributed"),
-        &mut files,
-    );
-    files.sort();
-    let docs: Vec<String> =
-        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter(|d| d.len() > 200).take(384).collect();
-    assert_eq!(docs.len(), 384, "torch sources in the venv");
+    let docs = real_text::torch_sources(384);
     for i in 0..3 {
         let opts = ShardWriterOptions { docs_per_row_group: 64, ..Default::default() };
         write_shard(&base.join(format!("data/smoke/shard_{i:05}.parquet")), &docs[i * 128..(i + 1) * 128], opts)

@@ -1,5 +1,8 @@
 //! The `nanochat` binary end to end: help texts, config errors, the doctor without a GPU, and the
 //! smoke speedrun producing a report.
+#[path = "support/real_text.rs"]
+mod real_text;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -81,41 +84,13 @@ fn doctor_without_a_gpu_refuses_gpu_presets_and_names_the_cpu_ones() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-/// Python sources under `dir`, sorted (real text every `make setup` installs: the torch package).
-fn python_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            python_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "py") {
-            out.push(p);
-        }
-    }
-}
-
 /// The whole pipeline at tiny size: every stage of the preset, the shards fetched by the real
 /// downloader from a mirror on 127.0.0.1, then a second run that skips what verifies.
 #[test]
 fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let dir = tempfile::tempdir().unwrap();
     let mirror_dir = dir.path().join("mirror");
-    let mut files = Vec::new();
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/nn"),
-        &mut files,
-    );
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/_refs"),
-        &mut files,
-    );
-    python_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch/distributed"),
-        &mut files,
-    );
-    files.sort();
-    let docs: Vec<String> =
-        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter(|d| d.len() > 200).take(150).collect();
-    assert_eq!(docs.len(), 150);
+    let docs = real_text::torch_sources(150);
     for i in 0..3 {
         let opts = nanochat::data::ShardWriterOptions { docs_per_row_group: 25, ..Default::default() };
         let name = nanochat::data::fineweb_edu_manifest::fineweb_edu_shard_name(i);

@@ -135,7 +135,7 @@ pub fn stage_spec(
                 args: vec!["tok-train".into()],
                 inputs: first,
                 outputs: tokenizer_files(paths),
-                config: serde_json::json!({"tok_train": section(config, "tok_train"), "data": section(config, "data")}),
+                config: serde_json::json!({"tok_train": section(config, "tok_train"), "data": data_identity(config)}),
                 always_run: false,
                 resume_args: vec![],
             }
