@@ -59,11 +59,13 @@ fn two_workers_run_and_log_per_rank() {
     }
 }
 
-#[test]
-fn a_killed_worker_stops_the_run_and_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts a launcher with 2 workers that all-reduce (practically) forever; returns it once both
+/// workers exist, with their pids (rank 0, rank 1).
+// The callers wait for the returned launcher.
+#[allow(clippy::zombie_processes)]
+fn start_long_run(base: &Path) -> (std::process::Child, [i32; 2]) {
     let port = free_port().to_string();
-    let launcher = nanochat(dir.path())
+    let mut launcher = nanochat(base)
         .args([
             "bench",
             "collectives",
@@ -81,14 +83,24 @@ fn a_killed_worker_stops_the_run_and_is_named() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        if let Some(pid) = worker_pid(launcher.id(), 1) {
-            break pid;
+    loop {
+        if let (Some(a), Some(b)) = (worker_pid(launcher.id(), 0), worker_pid(launcher.id(), 1)) {
+            std::thread::sleep(Duration::from_millis(1500)); // let them get into the all-reduce loop
+            return (launcher, [a, b]);
         }
-        assert!(Instant::now() < deadline, "workers did not start");
+        if Instant::now() >= deadline {
+            let _ = launcher.kill();
+            let _ = launcher.wait();
+            panic!("workers did not start");
+        }
         std::thread::sleep(Duration::from_millis(100));
-    };
-    std::thread::sleep(Duration::from_millis(1500)); // let them get into the all-reduce loop
+    }
+}
+
+#[test]
+fn a_killed_worker_stops_the_run_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (launcher, [_, victim]) = start_long_run(dir.path());
     let killed_at = Instant::now();
     // SAFETY: kill(2) of a process this test started (through the launcher).
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
@@ -123,33 +135,7 @@ fn busy_master_port_is_a_clear_error() {
 #[test]
 fn sigterm_to_the_launcher_stops_every_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    let launcher = nanochat(dir.path())
-        .args([
-            "bench",
-            "collectives",
-            "--nproc-per-node",
-            "2",
-            "--max-mib",
-            "1",
-            "--iters",
-            "100000000",
-            "--master-port",
-            &port,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let workers = loop {
-        if let (Some(a), Some(b)) = (worker_pid(launcher.id(), 0), worker_pid(launcher.id(), 1)) {
-            break [a, b];
-        }
-        assert!(Instant::now() < deadline, "workers did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::thread::sleep(Duration::from_millis(1000));
+    let (launcher, workers) = start_long_run(dir.path());
     // SAFETY: kill(2) of the launcher this test started.
     assert_eq!(unsafe { libc::kill(launcher.id() as i32, libc::SIGTERM) }, 0);
     let out = launcher.wait_with_output().unwrap();

@@ -28,6 +28,10 @@ pub struct AdamUpdate {
 }
 
 impl AdamUpdate {
+    /// The rule for step `step` (1-based) of a group with learning rate `lr`.
+    pub fn new(lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64, step: i64, eps_mode: AdamEps) -> Self {
+        AdamUpdate { lr, beta1: betas.0, beta2: betas.1, eps, weight_decay, step, eps_mode }
+    }
     /// Updates `p` in place from gradient `g`, advancing the moments `m` (exp_avg) and `v` (exp_avg_sq).
     /// `p`, `g`, `m` and `v` have the same shape; `p` may be a view (a shard of a larger parameter).
     pub fn apply(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
@@ -97,15 +101,14 @@ impl AdamW {
         }
         self.step += 1;
         for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-            let rule = AdamUpdate {
-                lr: group.lr,
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.eps,
-                weight_decay: self.weight_decay,
-                step: self.step,
-                eps_mode: AdamEps::BiasCorrected,
-            };
+            let rule = AdamUpdate::new(
+                group.lr,
+                (self.beta1, self.beta2),
+                self.eps,
+                self.weight_decay,
+                self.step,
+                AdamEps::BiasCorrected,
+            );
             for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 let g = p.grad();
                 if g.defined() {

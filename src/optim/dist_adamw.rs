@@ -143,15 +143,14 @@ impl DistAdamW {
         self.step += 1;
         let (rank, world_size) = (self.rank as i64, self.world_size as i64);
         for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-            let rule = AdamUpdate {
-                lr: group.lr,
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.eps,
-                weight_decay: self.weight_decay,
-                step: self.step,
-                eps_mode: self.eps_mode,
-            };
+            let rule = AdamUpdate::new(
+                group.lr,
+                (self.beta1, self.beta2),
+                self.eps,
+                self.weight_decay,
+                self.step,
+                self.eps_mode,
+            );
             for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 tch::no_grad(|| -> Result<(), DistOptimError> {
                     let rows = p.size()[0] / world_size;
