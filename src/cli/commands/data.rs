@@ -348,13 +348,20 @@ fn write_report(paths: &Paths, plan: &DataPlan, rows: &[FileRow]) -> anyhow::Res
     Ok(())
 }
 
-fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<()> {
+/// What `download` and `verify` both start from: the resolved preset, the paths, the (created) shard
+/// directory of its manifest and the background download recorded there; logs go to data-download.log.
+fn open_shards_dir(global: &GlobalOptions) -> anyhow::Result<(RunConfig, Paths, PathBuf, BackgroundDownload)> {
     let config = global.resolve_config()?;
     let paths = global.paths();
     crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
     let shards_dir = paths.shards(&config.data.manifest);
     fs::create_dir_all(&shards_dir).with_context(|| format!("creating {}", shards_dir.display()))?;
     let background = BackgroundDownload { pid_file: shards_dir.join(BACKGROUND_PID_FILE) };
+    Ok((config, paths, shards_dir, background))
+}
+
+fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<()> {
+    let (config, paths, shards_dir, background) = open_shards_dir(global)?;
     let all = config.data.train_shards as usize;
 
     if args.background_child {
@@ -425,12 +432,7 @@ fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path, attemp
 }
 
 fn verify(global: &GlobalOptions, args: &DataVerifyArgs) -> anyhow::Result<()> {
-    let config = global.resolve_config()?;
-    let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
-    let shards_dir = paths.shards(&config.data.manifest);
-    fs::create_dir_all(&shards_dir).with_context(|| format!("creating {}", shards_dir.display()))?;
-    let background = BackgroundDownload { pid_file: shards_dir.join(BACKGROUND_PID_FILE) };
+    let (config, paths, shards_dir, background) = open_shards_dir(global)?;
     if let Some(pid) = background.running() {
         log::info!("waiting for the background download (pid {pid}) to finish before verifying");
         while background.is_alive(pid) {
