@@ -1,6 +1,8 @@
 //! c10d collectives over Gloo with 2 and 4 processes on 127.0.0.1. The test re-runs its own binary
 //! as the worker ranks (selected by environment variables) and checks every op's result.
-use std::process::Command;
+#[path = "support/rank_workers.rs"]
+mod rank_workers;
+
 use std::time::Duration;
 
 use nanochat::dist::{Backend, ProcessGroup, ReduceOp};
@@ -8,36 +10,12 @@ use tch::{Device, Kind, Tensor};
 
 const ROLE: &str = "NANOCHAT_TEST_COLLECTIVE_RANK";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs `test_name` in `world` worker processes and asserts they all succeed.
 fn spawn_workers(test_name: &str, world: usize) {
-    let port = free_port();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..world)
-        .map(|rank| {
-            Command::new(&exe)
-                .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-                .env(ROLE, format!("{rank}/{world}/{port}"))
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (rank, child) in children.into_iter().enumerate() {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "rank {rank} failed");
-    }
+    rank_workers::spawn_workers(ROLE, test_name, world)
 }
 
-/// In a worker: (rank, world, group). In the parent: None.
 fn worker() -> Option<(usize, usize, ProcessGroup)> {
-    let role = std::env::var(ROLE).ok()?;
-    let parts: Vec<usize> = role.split('/').map(|p| p.parse().unwrap()).collect();
-    let (rank, world, port) = (parts[0], parts[1], parts[2] as u16);
-    let pg = ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, rank, world, Duration::from_secs(60)).unwrap();
-    Some((rank, world, pg))
+    rank_workers::worker(ROLE, Duration::from_secs(60))
 }
 
 fn ops_body(rank: usize, world: usize, pg: &ProcessGroup) {
@@ -104,7 +82,7 @@ fn unreachable_master_is_a_clear_error() {
     if std::env::var(ROLE).is_ok() {
         return;
     }
-    let port = free_port(); // nothing listens there
+    let port = rank_workers::free_port(); // nothing listens there
     let started = std::time::Instant::now();
     let err =
         ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, 1, 2, Duration::from_secs(3)).err().expect("no master");

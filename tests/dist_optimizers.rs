@@ -2,55 +2,24 @@
 //! Every rank starts from the same parameters and gets its own gradients g_r; after each step every
 //! rank must hold the parameters that single-process AdamW / Muon reach with the mean gradient.
 //! The test re-runs its own binary as the worker ranks (selected by an environment variable).
+#[path = "support/rank_workers.rs"]
+mod rank_workers;
+
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nanochat::dist::{Backend, ProcessGroup, ReduceOp};
+use nanochat::dist::{ProcessGroup, ReduceOp};
 use nanochat::optim::{AdamEps, AdamGroup, AdamW, DistAdamW, DistMuon, DistOptimError, Muon};
 use tch::{Device, Kind, Tensor};
 
 const ROLE: &str = "NANOCHAT_TEST_DIST_OPTIM_RANK";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs `test_name` in `world` worker processes and asserts they all succeed.
 fn spawn_workers(test_name: &str, world: usize) {
-    let port = free_port();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..world)
-        .map(|rank| {
-            Command::new(&exe)
-                .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-                .env(ROLE, format!("{rank}/{world}/{port}"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (rank, child) in children.into_iter().enumerate() {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "rank {rank} of {test_name} failed:\n{}{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        // The workers report the measured differences on stderr.
-        eprint!("{stderr}");
-    }
+    rank_workers::spawn_workers(ROLE, test_name, world)
 }
 
-/// In a worker: (rank, world, group). In the parent: None.
 fn worker() -> Option<(usize, usize, ProcessGroup)> {
-    let role = std::env::var(ROLE).ok()?;
-    let parts: Vec<usize> = role.split('/').map(|p| p.parse().unwrap()).collect();
-    let (rank, world, port) = (parts[0], parts[1], parts[2] as u16);
-    let pg = ProcessGroup::new(Backend::Gloo, "127.0.0.1", port, rank, world, Duration::from_secs(120)).unwrap();
-    Some((rank, world, pg))
+    rank_workers::worker(ROLE, Duration::from_secs(120))
 }
 
 /// Deterministic "gradient" of `rank` at `step` for parameter `index` (the same on every process).
