@@ -8,6 +8,10 @@ SETUP_STAMP := $(VENV)/.setup-done
 BIN := $(CURDIR)/target/release/nanochat
 PRESET ?= d20
 SMOKE_DIR ?= $(CURDIR)/target/smoke
+IMAGE ?= nanochat:latest
+# Pin of the image's base: leave empty to debootstrap Debian 12 locally (no registry needed) and pin its id.
+BASE_IMAGE ?=
+SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH, DESIGN.md "libtorch and the build").
 export VIRTUAL_ENV := $(VENV)
@@ -15,7 +19,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export NANOCHAT_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup build test smoke speedrun clean
+.PHONY: help setup build test smoke speedrun image image-test clean
 
 help:
 	@echo "make setup     install the pinned torch wheel + CUDA headers into .venv and libgloo-dev (idempotent)"
@@ -23,6 +27,7 @@ help:
 	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
 	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md"
 	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
+	@echo "make image     the container image $(IMAGE) (docker run --gpus all nanochat speedrun)"
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
 	@echo "make gpu-check CUDA/NCCL checks and GPU throughput (needs an NVIDIA GPU)"
 
@@ -35,9 +40,10 @@ $(SETUP_STAMP): manifests/python.lock
 	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r manifests/python.lock
 	touch $@
 
+# Debian packages: gloo headers (the c10d shim), debootstrap (the image's local base), nix-bin (flake checks).
 /usr/include/gloo/config.h:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin
 
 build: setup
 	cargo build --release --locked
@@ -46,6 +52,30 @@ test: build
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo test --release --locked
+	$(MAKE) --no-print-directory image-test
+
+# The image tests need a Docker engine; without one they cannot run, and this says so loudly.
+image-test:
+	@if docker info >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory image && \
+	  NANOCHAT_TEST_IMAGE=$(IMAGE) cargo test --release --locked --test container -- --ignored --test-threads=1; \
+	else \
+	  echo "########################################################################"; \
+	  echo "## WARNING: no Docker engine reachable (docker info failed):           ##"; \
+	  echo "## the image build and the in-container smoke speedrun were NOT tested. ##"; \
+	  echo "########################################################################"; \
+	fi
+
+image: build
+	@command -v docker >/dev/null || { echo "error: docker is not installed"; exit 1; }
+	docker/stage-context.sh $(CURDIR)/target/image-context $(BIN) $(SITE_PACKAGES)
+	base="$(BASE_IMAGE)"; [ -n "$$base" ] || base=$$(docker/build-base-image.sh nanochat-base:bookworm); \
+	  docker build --build-arg BASE_IMAGE="$$base" \
+	    --build-arg VERSION=$$($(BIN) --version | awk '{print $$2}') \
+	    --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	    --build-arg TORCH_VERSION=$$($(BIN) --version | sed -n 's/.*libtorch \([^,]*\),.*/\1/p') \
+	    -t $(IMAGE) $(CURDIR)/target/image-context
+	@docker image inspect --format 'built $(IMAGE): {{.Id}}, {{.Size}} bytes' $(IMAGE)
 
 smoke: build
 	$(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR)

@@ -22,8 +22,14 @@ fn main() -> anyhow::Result<()> {
 fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
     let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
     let site = torch.parent().ok_or_else(|| anyhow::anyhow!("torch dir has no parent"))?;
-    if !Path::new("/usr/include/gloo/config.h").exists() {
-        anyhow::bail!("gloo headers are missing: run `make setup` (installs Debian's libgloo-dev)");
+    // Debian's libgloo-dev by default; the Nix flake points this at its own copy of the headers.
+    let gloo_include = PathBuf::from(std::env::var("NANOCHAT_GLOO_INCLUDE").unwrap_or_else(|_| "/usr/include".into()));
+    println!("cargo:rerun-if-env-changed=NANOCHAT_GLOO_INCLUDE");
+    if !gloo_include.join("gloo/config.h").exists() {
+        anyhow::bail!(
+            "gloo headers are missing under {}: run `make setup` (installs Debian's libgloo-dev)",
+            gloo_include.display()
+        );
     }
     let cuda_include = site.join("nvidia/cu13/include");
     if !cuda_include.join("cuda_runtime_api.h").exists() {
@@ -41,6 +47,7 @@ fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
         .include(torch.join("include/torch/csrc/api/include"))
         .include(&cuda_include)
         .include(site.join("nvidia/nccl/include"))
+        .include(&gloo_include)
         .flag("-w")
         .compile("nanochat_c10d");
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");

@@ -3,6 +3,7 @@
 pub mod build_info;
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod data;
 pub mod dist;
 pub mod engine;

@@ -136,6 +136,63 @@ pub enum Command {
     /// Measure speed: collective bandwidth across processes/GPUs.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a stage or the speedrun inside the nanochat image through the Docker engine.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Start the image with GPUs, the cache volume and NCCL-sized shared memory; stream its output.
+    #[command(long_about = "Run `nanochat ARGS...` inside the image through the Docker Engine API, like \
+        `docker run --gpus all -v nanochat-cache:/root/.cache/nanochat --shm-size 16g nanochat ARGS...`: \
+        GPU device requests for all or chosen GPUs, the cache volume, shared memory and ulimits sized for NCCL, \
+        the container's output streamed here. Ctrl-C stops the container cleanly (a second Ctrl-C kills it). \
+        Exits with the container's exit code (130 after a Ctrl-C stop).\n\n\
+        Reads: the image (build it with `make image`), the cache volume. \
+        Writes: the cache volume (everything the stage writes); report/report.md of the cache copied to \
+        --report-out.\n\n\
+        Example: nanochat container run speedrun --preset d20\n\
+        Example: nanochat container run --gpus none --volume ./cache -- speedrun --preset smoke")]
+    Run(ContainerRunArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ContainerRunArgs {
+    /// Image to run.
+    #[arg(long, env = "NANOCHAT_IMAGE", default_value = "nanochat:latest", value_name = "IMAGE")]
+    pub image: String,
+    /// GPUs for the container: all, none, or indices/UUIDs like 0,1 (as `docker run --gpus`).
+    #[arg(long, default_value = "all", value_name = "all|none|LIST")]
+    pub gpus: crate::container::GpuSelection,
+    /// Cache mounted at /root/.cache/nanochat: a Docker volume name, or a host directory (has a `/`).
+    #[arg(long, default_value = "nanochat-cache", value_name = "NAME|DIR")]
+    pub volume: String,
+    /// Size of /dev/shm (NCCL and the data loader use shared memory; Docker's default is 64 MiB).
+    #[arg(long, default_value = "16g", value_parser = crate::container::parse_byte_size, value_name = "SIZE")]
+    pub shm_size: i64,
+    /// A CA bundle mounted over the image's (e.g. /etc/ssl/certs/ca-certificates.crt), for networks
+    /// whose HTTPS proxy has its own certificate authority.
+    #[arg(long, env = "NANOCHAT_CA_CERTS", value_name = "FILE")]
+    pub ca_certs: Option<PathBuf>,
+    /// Extra environment for the container (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Where to copy report/report.md after the run ("-" for nowhere).
+    #[arg(long, default_value = "report.md", value_name = "FILE")]
+    pub report_out: String,
+    /// Seconds between the stop signal and SIGKILL when stopping on Ctrl-C.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub stop_timeout: i32,
+    /// Container name (default: one the engine picks).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep the container after it exits (default: remove it).
+    #[arg(long)]
+    pub keep: bool,
+    /// The command inside the container: a stage or `speedrun`, with its flags.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// How many processes to run and how they find each other (torchrun's options). A process started

@@ -10,6 +10,8 @@ pub struct Environment {
     pub commit: String,
     pub rustc: String,
     pub libtorch: String,
+    /// The container image this ran in (NANOCHAT_CONTAINER_IMAGE: set by the image, made exact by the launcher).
+    pub container_image: Option<String>,
     pub system: SystemInfo,
     pub gpus: GpuInventory,
 }
@@ -21,6 +23,7 @@ impl Environment {
             commit: build_info::GIT_COMMIT.to_string(),
             rustc: build_info::RUSTC.to_string(),
             libtorch: build_info::LIBTORCH.to_string(),
+            container_image: std::env::var("NANOCHAT_CONTAINER_IMAGE").ok().filter(|s| !s.is_empty()),
             system: SystemInfo::probe(),
             gpus: GpuInventory::probe(),
         }

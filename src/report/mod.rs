@@ -191,6 +191,7 @@ mod tests {
             commit: "abc".into(),
             rustc: "rustc 1.95.0".into(),
             libtorch: "2.11.0+cu130".into(),
+            container_image: None,
             system: SystemInfo {
                 hostname: "box".into(),
                 os: "Debian".into(),
@@ -215,6 +216,16 @@ mod tests {
         assert!(md.contains("| CORE | - | - | - | - |"));
         assert!(md.contains("| ChatCORE | - | - | - | - |"));
         assert!(!md.contains("Total wall clock time"), "no start time recorded");
+        assert!(!md.contains("Container image"), "not run in a container");
+    }
+
+    #[test]
+    fn names_the_container_image_it_ran_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut in_container = env();
+        in_container.container_image = Some("nanochat:latest@sha256:abc".into());
+        let md = std::fs::read_to_string(generate(dir.path(), &in_container, -1.0).unwrap()).unwrap();
+        assert!(md.contains("- libtorch: 2.11.0+cu130\n- Container image: nanochat:latest@sha256:abc\n"), "{md}");
     }
 
     #[test]

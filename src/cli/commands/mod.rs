@@ -7,6 +7,7 @@ mod bench_tokenizer;
 mod bench_train;
 mod checkpoint;
 mod config;
+mod container;
 mod data;
 mod doctor;
 pub mod launch;
@@ -15,7 +16,7 @@ mod speedrun;
 mod tok_eval;
 mod tok_train;
 
-use super::{BenchCommand, Cli, Command};
+use super::{BenchCommand, Cli, Command, ContainerCommand};
 
 pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
@@ -33,5 +34,6 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
         Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
+        Command::Container(ContainerCommand::Run(args)) => container::run(args),
     }
 }
