@@ -444,3 +444,61 @@ fn local_mirror_serves_ranges_heads_and_404s_and_stops_on_drop() {
     drop(mirror);
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(), "stopped on drop");
 }
+
+/// Without a pin in the build and without a mirror, the first download resolves `main` to a commit
+/// through the Hub API (HF_ENDPOINT here is a local server) and records it; every shard comes from
+/// that commit, and a later download keeps using it after `main` has moved.
+#[test]
+fn unpinned_dataset_revision_is_resolved_once_and_recorded() {
+    let shards = make_shards(3);
+    let server = FaultServer::start().unwrap();
+    let (first, moved) = ("a".repeat(40), "b".repeat(40));
+    let api = "/api/datasets/karpathy/fineweb-edu-100b-shuffle/revision/main";
+    server.serve(api, format!("{{\"id\":\"karpathy/fineweb-edu-100b-shuffle\",\"sha\":\"{first}\"}}").into_bytes());
+    for (i, bytes) in shards.iter().enumerate() {
+        let path = format!("/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/{first}/{}", shard_name(i));
+        server.serve(&path, bytes.clone());
+    }
+    let base = tempfile::tempdir().unwrap();
+    let mut sets = fineweb_sets("", 2);
+    sets.truncate(sets.len() - 2); // no data.mirror_url
+    let download = |train: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nanochat"));
+        command.arg("--base-dir").arg(base.path()).args(&sets).args(["--set", train, "data", "download"]);
+        command.env("HF_ENDPOINT", server.url("")).env_remove("NANOCHAT_PRESET").output().unwrap()
+    };
+    let out = download("data.train_shards=2");
+    assert!(out.status.success(), "{}", text(&out));
+    let data = base.path().join("data/fineweb-edu-100b");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("revision.json")).unwrap()).unwrap();
+    assert_eq!(record["commit"], first.as_str());
+    assert_eq!(record["resolved_from"], "main");
+    let source = report_value(&report_section(base.path()), "source");
+    let source = source.as_str().unwrap_or_default();
+    assert!(source.contains(&format!("at commit {first} (**not pinned in this build**")), "{source}");
+
+    // `main` moves on; this base dir stays on the recorded commit (the new one has no files at all).
+    server.serve(api, format!("{{\"sha\":\"{moved}\"}}").into_bytes());
+    let out = download("data.train_shards=3");
+    assert!(out.status.success(), "{}", text(&out));
+    for (i, bytes) in shards.iter().enumerate() {
+        assert_eq!(&std::fs::read(data.join(shard_name(i))).unwrap(), bytes, "shard {i}");
+    }
+    assert_eq!(server.requests_for(api).len(), 1, "main is resolved once per base dir");
+
+    // A Hub that cannot be asked is a clear error naming the way out.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .arg("--base-dir")
+        .arg(other.path())
+        .args(&sets)
+        .args(["data", "download"])
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env_remove("NANOCHAT_PRESET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("cannot resolve which commit of karpathy/fineweb-edu-100b-shuffle"), "{}", text(&out));
+    assert!(text(&out).contains("data.mirror_url"), "{}", text(&out));
+}

@@ -5,7 +5,8 @@
 //! `<mirror>/<file name>`), and where each manifest's files live under the base directory.
 use std::path::PathBuf;
 
-use super::fineweb_edu_manifest::{fineweb_edu_manifest, FINEWEB_EDU_REVISION};
+use super::dataset_revision::hub_endpoint;
+use super::fineweb_edu_manifest::fineweb_edu_manifest;
 use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError};
 use super::smoke_corpus_manifest::SmokeCorpusManifest;
 use crate::paths::Paths;
@@ -79,10 +80,11 @@ pub fn smoke_shard_manifest(corpus: &SmokeCorpusManifest, count: usize) -> Resul
     DataManifest::new("offline smoke corpus shards (manifests/data/smoke_corpus.toml)", files)
 }
 
-/// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards.
-pub fn shard_manifest(name: &str, count: usize) -> Result<DataManifest, ManifestError> {
+/// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards; FineWeb-Edu
+/// URLs name `fineweb_revision` (see data/dataset_revision.rs) on the Hub at `hub_endpoint()`.
+pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Result<DataManifest, ManifestError> {
     match name {
-        FINEWEB_EDU_MANIFEST_NAME => fineweb_edu_manifest(FINEWEB_EDU_REVISION, count),
+        FINEWEB_EDU_MANIFEST_NAME => fineweb_edu_manifest(&hub_endpoint(), fineweb_revision, count),
         SMOKE_MANIFEST_NAME => smoke_shard_manifest(&bundled_smoke_corpus()?, count),
         other => Err(ManifestError::InvalidEntry {
             name: other.to_string(),
@@ -117,6 +119,7 @@ pub fn with_mirror(manifest: &DataManifest, mirror_url: &str) -> DataManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
 
     #[test]
     fn every_bundled_manifest_parses_and_tokenizers_are_pinned() {
@@ -138,20 +141,20 @@ mod tests {
     #[test]
     fn smoke_shards_are_pinned_to_the_recorded_corpus() {
         let corpus = bundled_smoke_corpus().unwrap();
-        let manifest = shard_manifest(SMOKE_MANIFEST_NAME, 6).unwrap();
+        let manifest = shard_manifest(SMOKE_MANIFEST_NAME, 6, "").unwrap();
         assert_eq!(manifest.files.len(), 6);
         assert_eq!(manifest.files[5].name, "shard_00005.parquet");
         for (entry, shard) in manifest.files.iter().zip(&corpus.shards) {
             assert_eq!(entry.sha256, Checksum::Pinned(shard.sha256.clone()));
         }
-        assert_eq!(shard_manifest(SMOKE_MANIFEST_NAME, 2).unwrap().files.len(), 2);
-        assert_eq!(shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 3).unwrap().files.len(), 3);
-        assert!(shard_manifest("imagenet", 3).is_err());
+        assert_eq!(shard_manifest(SMOKE_MANIFEST_NAME, 2, "").unwrap().files.len(), 2);
+        assert_eq!(shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 3, FINEWEB_EDU_REVISION).unwrap().files.len(), 3);
+        assert!(shard_manifest("imagenet", 3, "").is_err());
     }
 
     #[test]
     fn mirror_rewrites_urls_and_keeps_checksums() {
-        let manifest = shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 2).unwrap();
+        let manifest = shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 2, FINEWEB_EDU_REVISION).unwrap();
         assert_eq!(with_mirror(&manifest, ""), manifest);
         let mirrored = with_mirror(&manifest, "http://127.0.0.1:8080/data/");
         assert_eq!(mirrored.files[1].url, "http://127.0.0.1:8080/data/shard_00001.parquet");

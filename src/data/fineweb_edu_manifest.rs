@@ -9,8 +9,9 @@ pub const FINEWEB_EDU_REPO: &str = "karpathy/fineweb-edu-100b-shuffle";
 /// Number of shards, `shard_00000.parquet` … `shard_01822.parquet` (§2.1, `MAX_SHARD = 1822`).
 pub const FINEWEB_EDU_SHARD_COUNT: usize = 1823;
 /// The dataset commit the URLs point at. Placeholder until someone with network access reads the
-/// dataset's commit hash (HuggingFace "Files and versions") and pins it here; the placeholder is
-/// not a valid revision, so downloads fail with a clear 404 instead of silently following `main`.
+/// dataset's commit hash (HuggingFace "Files and versions") and pins it here; until then each base
+/// dir resolves `main` once and records the commit (src/data/dataset_revision.rs), never following
+/// `main` from one shard to the next.
 pub const FINEWEB_EDU_REVISION: &str = "REVISION-NOT-PINNED-YET";
 /// License note carried by every shard entry (FineWeb-Edu is published under ODC-By 1.0).
 pub const FINEWEB_EDU_LICENSE: &str =
@@ -21,9 +22,9 @@ pub fn fineweb_edu_shard_name(index: usize) -> String {
     format!("shard_{index:05}.parquet")
 }
 
-/// Download URL of shard `index` at `revision`.
-pub fn fineweb_edu_shard_url(revision: &str, index: usize) -> String {
-    format!("https://huggingface.co/datasets/{FINEWEB_EDU_REPO}/resolve/{revision}/{}", fineweb_edu_shard_name(index))
+/// Download URL of shard `index` at `revision` on the Hub at `endpoint` (https://huggingface.co).
+pub fn fineweb_edu_shard_url(endpoint: &str, revision: &str, index: usize) -> String {
+    format!("{endpoint}/datasets/{FINEWEB_EDU_REPO}/resolve/{revision}/{}", fineweb_edu_shard_name(index))
 }
 
 /// True while [`FINEWEB_EDU_REVISION`] is still the placeholder (the CLI should say so).
@@ -33,11 +34,11 @@ pub fn fineweb_edu_revision_is_placeholder(revision: &str) -> bool {
 
 /// Manifest of the first `count` shards (at most [`FINEWEB_EDU_SHARD_COUNT`]), all unpinned:
 /// sizes and checksums come from the server (`x-linked-size`, `x-linked-etag`) and the ledger.
-pub fn fineweb_edu_manifest(revision: &str, count: usize) -> Result<DataManifest, ManifestError> {
+pub fn fineweb_edu_manifest(endpoint: &str, revision: &str, count: usize) -> Result<DataManifest, ManifestError> {
     let files = (0..count.min(FINEWEB_EDU_SHARD_COUNT))
         .map(|index| ManifestEntry {
             name: fineweb_edu_shard_name(index),
-            url: fineweb_edu_shard_url(revision, index),
+            url: fineweb_edu_shard_url(endpoint, revision, index),
             size: None,
             sha256: Checksum::Unpinned,
             license: FINEWEB_EDU_LICENSE.to_string(),
@@ -52,7 +53,7 @@ mod tests {
 
     #[test]
     fn generates_all_shards_at_the_pinned_revision() {
-        let manifest = fineweb_edu_manifest(FINEWEB_EDU_REVISION, usize::MAX).unwrap();
+        let manifest = fineweb_edu_manifest("https://huggingface.co", FINEWEB_EDU_REVISION, usize::MAX).unwrap();
         assert_eq!(manifest.files.len(), 1823);
         assert_eq!(manifest.files[0].name, "shard_00000.parquet");
         assert_eq!(manifest.files[1822].name, "shard_01822.parquet");
@@ -63,6 +64,6 @@ mod tests {
         assert!(manifest.files.iter().all(|f| !f.url.contains("/resolve/main/")));
         assert!(fineweb_edu_revision_is_placeholder(FINEWEB_EDU_REVISION));
         assert!(!fineweb_edu_revision_is_placeholder("0123456789abcdef0123456789abcdef01234567"));
-        assert_eq!(fineweb_edu_manifest("x", 3).unwrap().files.len(), 3);
+        assert_eq!(fineweb_edu_manifest("http://127.0.0.1:1", "x", 3).unwrap().files.len(), 3);
     }
 }

@@ -4,6 +4,7 @@
 pub mod bundled_manifests;
 pub mod checksum_ledger;
 pub mod dataloader;
+pub mod dataset_revision;
 pub mod documents;
 pub mod download_error;
 pub mod download_handle;

@@ -27,7 +27,8 @@ use crate::data::bundled_manifests::{
     FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
 };
 use crate::data::checksum_ledger::ChecksumSource;
-use crate::data::fineweb_edu_manifest::{fineweb_edu_revision_is_placeholder, FINEWEB_EDU_REVISION};
+use crate::data::dataset_revision::{fineweb_edu_revision, hub_endpoint, DatasetRevision};
+use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
 use crate::data::{
     build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, ChecksumLedger, DataManifest,
     DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, RetryPolicy,
@@ -77,7 +78,9 @@ impl DataPlan {
     fn new(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Self> {
         let name = config.data.manifest.as_str();
         let mirror_url = config.data.mirror_url.trim().to_string();
-        let shards = shard_manifest(name, config.data.train_shards as usize).with_context(|| {
+        let revision = shard_revision(paths, name, &mirror_url)?;
+        let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
+        let shards = shard_manifest(name, config.data.train_shards as usize, commit).with_context(|| {
             format!("data.manifest = {name:?} (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})")
         })?;
         let mut extras = Vec::new();
@@ -94,6 +97,8 @@ impl DataPlan {
             format!("mirror {mirror_url}")
         } else if name == SMOKE_MANIFEST_NAME {
             "smoke corpus built on this machine".to_string()
+        } else if let Some(revision) = &revision {
+            revision.describe()
         } else {
             "the manifests' URLs".to_string()
         };
@@ -245,20 +250,16 @@ impl DataPlan {
     }
 
     fn what_next(&self) -> String {
-        let mut hint = "Run the same command again to resume (partial files are kept)".to_string();
-        if self.manifest_name == FINEWEB_EDU_MANIFEST_NAME
-            && self.mirror_url.is_empty()
-            && fineweb_edu_revision_is_placeholder(FINEWEB_EDU_REVISION)
-        {
-            hint = format!(
-                "The FineWeb-Edu dataset revision is not pinned in this build \
-                 (FINEWEB_EDU_REVISION = {FINEWEB_EDU_REVISION:?} in src/data/fineweb_edu_manifest.rs), so its \
-                 URLs cannot resolve: pin it, or set data.mirror_url to a mirror holding the shards \
-                 (--set data.mirror_url=URL)"
-            );
-        }
-        hint
+        "Run the same command again to resume (partial files are kept)".to_string()
     }
+}
+
+/// The FineWeb-Edu commit the shard URLs name, when they are used (not for the smoke corpus or a mirror).
+fn shard_revision(paths: &Paths, name: &str, mirror_url: &str) -> anyhow::Result<Option<DatasetRevision>> {
+    if name != FINEWEB_EDU_MANIFEST_NAME || !mirror_url.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(fineweb_edu_revision(&paths.shards(name), &hub_endpoint())?))
 }
 
 fn smoke_mirror_dir(paths: &Paths) -> PathBuf {
@@ -632,7 +633,9 @@ fn pin(global: &GlobalOptions, args: &DataPinArgs) -> anyhow::Result<()> {
     let known = known_manifest_names();
     let (mut manifest, file, default_ledger) =
         if [FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME].contains(&name.as_str()) {
-            let manifest = shard_manifest(&name, config.data.train_shards as usize)?;
+            let revision = shard_revision(&paths, &name, "")?;
+            let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
+            let manifest = shard_manifest(&name, config.data.train_shards as usize, commit)?;
             (manifest, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
         } else if let Some(parsed) = bundled_manifest(&name) {
             (parsed?, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
