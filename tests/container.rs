@@ -3,6 +3,9 @@
 //! errors. These need the image, so they are `#[ignore]`d in a plain `cargo test`; `make test` builds
 //! the image and runs them with NANOCHAT_TEST_IMAGE set (or says loudly that it cannot). The one check
 //! that needs no engine (an unreachable socket) runs always.
+#[path = "support/smoke_report.rs"]
+mod smoke_report;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -22,7 +25,11 @@ const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 fn nanochat(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nanochat"));
-    command.args(args).env_remove("NANOCHAT_IMAGE").env("NANOCHAT_CA_CERTS", HOST_CA_BUNDLE);
+    command
+        .args(args)
+        .env_remove("NANOCHAT_IMAGE")
+        .env_remove("NANOCHAT_PRESET")
+        .env("NANOCHAT_CA_CERTS", HOST_CA_BUNDLE);
     command
 }
 
@@ -65,15 +72,6 @@ fn containers_started_by_the_launcher() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
 }
 
-const REPORT_SECTIONS: [&str; 6] = [
-    "## Hardware check",
-    "## Data",
-    "## Tokenizer training",
-    "## Tokenizer evaluation",
-    "## Base model training",
-    "## Base model loss",
-];
-
 /// The acceptance run: the smoke preset end to end inside the image on CPU, started by the launcher
 /// with the cache volume; report.md comes out. Then the documented `docker run` form on the same
 /// volume finds every stage done and verified.
@@ -108,10 +106,7 @@ fn smoke_speedrun_runs_in_the_image_through_the_launcher_and_docker_run() {
         assert!(said.contains(stage), "stage {stage} not in the streamed output:\n{said}");
     }
     let report = std::fs::read_to_string(&report_out).expect("report.md copied out of the container");
-    assert!(report.starts_with("# nanochat training report"), "{report}");
-    for section in REPORT_SECTIONS {
-        assert!(report.contains(section), "{section} missing:\n{report}");
-    }
+    smoke_report::assert_is_smoke_report(&report);
     assert!(report.contains(&image) || report.contains("sha256:"), "report names the image:\n{report}");
     let in_volume = volume.read("report/report.md");
     assert!(in_volume.status.success(), "{}", text(&in_volume));
@@ -199,6 +194,26 @@ fn launcher_errors_say_what_to_do() {
         assert!(text(&gpu).contains("--gpus none"), "{}", text(&gpu));
     }
     assert!(containers_started_by_the_launcher().is_empty());
+}
+
+/// Run options given before `container` would configure the launcher, not the stage: refused before
+/// anything starts. Needs no Docker.
+#[test]
+fn run_options_before_the_container_command_are_refused() {
+    let out = nanochat(&["--set", "base_train.depth=4", "container", "run", "--gpus", "none", "speedrun"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out);
+    assert!(said.contains("--set base_train.depth=4 would apply to this launcher"), "{said}");
+    assert!(!said.contains("cannot reach the Docker engine"), "refused before contacting the engine: {said}");
+    let out = nanochat(&["container", "run", "--gpus", "none", "speedrun", "--preset", "smoke"])
+        .env("NANOCHAT_PRESET", "smoke")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("--preset smoke (or NANOCHAT_PRESET) would apply"), "{}", text(&out));
 }
 
 /// No engine at all: one clear line naming the socket and what to check. Needs no Docker.

@@ -14,8 +14,11 @@ struct ConsoleLogger {
 }
 
 impl Log for ConsoleLogger {
+    /// Other crates' records (e.g. rustls logging a certificate failure that our own error then reports)
+    /// only from -v on: every failure reaches the user once, in our words.
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        let ours = metadata.target().starts_with(env!("CARGO_CRATE_NAME"));
+        metadata.level() <= self.level && (ours || self.level >= LevelFilter::Debug)
     }
 
     fn log(&self, record: &Record) {
@@ -74,5 +77,24 @@ pub fn tee_to_file(path: &Path) {
             }
         }
         Err(e) => log::warn!("cannot write the log file {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled(level: LevelFilter, target: &str, record_level: Level) -> bool {
+        let logger = ConsoleLogger { level, file: Mutex::new(None) };
+        logger.enabled(&Metadata::builder().target(target).level(record_level).build())
+    }
+
+    #[test]
+    fn dependency_records_wait_for_verbose() {
+        assert!(enabled(LevelFilter::Info, "nanochat::data::downloader", Level::Warn));
+        assert!(!enabled(LevelFilter::Info, "nanochat::data::downloader", Level::Debug));
+        assert!(!enabled(LevelFilter::Info, "rustls_platform_verifier::verification", Level::Error));
+        assert!(enabled(LevelFilter::Debug, "rustls_platform_verifier::verification", Level::Error));
+        assert!(!enabled(LevelFilter::Warn, "ureq::unit", Level::Error));
     }
 }

@@ -31,13 +31,16 @@ fn long_version() -> &'static str {
     Box::leak(crate::build_info::version_line().into_boxed_str())
 }
 
+/// The preset used when neither --preset nor NANOCHAT_PRESET names one: the reference speedrun.
+pub const DEFAULT_PRESET: &str = "d20";
+
 #[derive(Debug, Args, Clone)]
 pub struct GlobalOptions {
     /// Directory holding every artifact: data/, tok/, base_dNN/, report/, logs/, speedrun/.
     #[arg(long, global = true, env = "NANOCHAT_BASE_DIR", value_name = "DIR")]
     pub base_dir: Option<PathBuf>,
     /// Run preset: smoke, d20, d26, d32, or a path to a preset TOML file.
-    #[arg(long, global = true, env = "NANOCHAT_PRESET", default_value = "d20", value_name = "NAME|FILE")]
+    #[arg(long, global = true, env = "NANOCHAT_PRESET", default_value = DEFAULT_PRESET, value_name = "NAME|FILE")]
     pub preset: String,
     /// Override a preset value, e.g. --set base_train.depth=12 (repeatable; unknown keys are errors).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]

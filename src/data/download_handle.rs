@@ -140,7 +140,9 @@ fn worker(shared: &Shared, downloader: &ShardDownloader, dest_dir: &std::path::P
         let Some(index) = shared.board().queue.pop_front() else { break };
         let result = downloader.fetch(&shared.entries[index], dest_dir, index, tracker, &shared.cancel);
         if let Err(error) = &result {
-            log::error!("{error}");
+            // Said as it happens (a long download goes on for the other files); the caller's error lists
+            // every failure once more at the end.
+            log::warn!("{error} (the other files continue)");
         }
         shared.board().results[index] = Some(result);
         shared.changed.notify_all();

@@ -2,12 +2,13 @@
 //! with the container's exit code.
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
-use crate::cli::ContainerRunArgs;
+use crate::cli::{ContainerRunArgs, GlobalOptions, DEFAULT_PRESET};
 use crate::container::{run_container, CacheVolume, ContainerSpec, RunOptions};
 
-pub fn run(args: &ContainerRunArgs) -> anyhow::Result<()> {
+pub fn run(global: &GlobalOptions, args: &ContainerRunArgs) -> anyhow::Result<()> {
+    refuse_launcher_run_options(global)?;
     let cache = match CacheVolume::parse(&args.volume) {
         // The engine needs an absolute path and creates a missing one as root; make it ours first.
         CacheVolume::HostDir(dir) => {
@@ -47,6 +48,27 @@ pub fn run(args: &ContainerRunArgs) -> anyhow::Result<()> {
         // Our exit code is the container's, like `docker run`; the stage has already said why.
         drop(runtime);
         std::process::exit(i32::try_from(outcome.exit_code).unwrap_or(1));
+    }
+    Ok(())
+}
+
+/// --preset/--set/--seed before `container` would configure this launcher, which runs no stage; silently
+/// dropping them would run the container with other settings than asked for.
+fn refuse_launcher_run_options(global: &GlobalOptions) -> anyhow::Result<()> {
+    let mut given = Vec::new();
+    if global.preset != DEFAULT_PRESET {
+        given.push(format!("--preset {} (or NANOCHAT_PRESET)", global.preset));
+    }
+    given.extend(global.overrides.iter().map(|o| format!("--set {o}")));
+    if let Some(seed) = global.seed {
+        given.push(format!("--seed {seed}"));
+    }
+    if !given.is_empty() {
+        bail!(
+            "{} would apply to this launcher, not to the stage in the container: put run options after the \
+             command, e.g. `nanochat container run speedrun --preset smoke --set base_train.depth=4`",
+            given.join(", ")
+        );
     }
     Ok(())
 }

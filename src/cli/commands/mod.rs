@@ -34,6 +34,6 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
         Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
-        Command::Container(ContainerCommand::Run(args)) => container::run(args),
+        Command::Container(ContainerCommand::Run(args)) => container::run(&cli.global, args),
     }
 }

@@ -1,0 +1,16 @@
+//! Test support: what a report.md of the smoke preset's stages must hold (the report header, one
+//! section per stage that writes one, the BASE/MID/SFT/RL summary table).
+pub fn assert_is_smoke_report(report: &str) {
+    assert!(report.starts_with("# nanochat training report"), "{report}");
+    for section in [
+        "## Hardware check",
+        "## Data",
+        "## Tokenizer training",
+        "## Tokenizer evaluation",
+        "## Base model training",
+        "## Base model loss",
+    ] {
+        assert!(report.contains(section), "{section} missing:\n{report}");
+    }
+    assert!(report.contains("| Metric | BASE | MID | SFT | RL |"), "{report}");
+}
