@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The C++ shim over c10d (src/dist/c10d_shim.cpp). Gloo headers come from Debian's libgloo-dev,
+/// The C++ shims: c10d (src/dist/c10d_shim.cpp) and the fused AdamW kernel (src/optim/fused_adamw.cpp). Gloo headers come from Debian's libgloo-dev,
 /// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
 fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
     let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
@@ -38,6 +38,7 @@ fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
     cc::Build::new()
         .cpp(true)
         .file("src/dist/c10d_shim.cpp")
+        .file("src/optim/fused_adamw.cpp")
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)
@@ -51,6 +52,7 @@ fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
         .flag("-w")
         .compile("nanochat_c10d");
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
+    println!("cargo:rerun-if-changed=src/optim/fused_adamw.cpp");
     // The shim's own dependencies, after it on the link line.
     for lib in ["torch_cuda", "torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");

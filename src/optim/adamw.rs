@@ -1,8 +1,29 @@
 //! AdamW for the embedding and lm_head (NANOCHAT.md §4.1, §4.3): the standard bias-corrected update
-//! p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps), as PyTorch's fused AdamW.
+//! p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps), computed by PyTorch's fused AdamW
+//! kernel itself (src/optim/fused_adamw.cpp), as the reference's `fused=True`.
 //! Moments have the parameter's dtype (bf16 for a bf16 wte, §4.3). The per-parameter rule,
 //! [`AdamUpdate`], is shared with the sharded [`super::DistAdamW`].
+use std::os::raw::c_char;
+
 use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn nc_fused_adamw(
+        p: *mut C_tensor,
+        g: *mut C_tensor,
+        m: *mut C_tensor,
+        v: *mut C_tensor,
+        step: f64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+}
 
 /// Where eps enters the AdamW step (§4.3, §14 item 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +56,43 @@ impl AdamUpdate {
     /// Updates `p` in place from gradient `g`, advancing the moments `m` (exp_avg) and `v` (exp_avg_sq).
     /// `p`, `g`, `m` and `v` have the same shape; `p` may be a view (a shard of a larger parameter).
     pub fn apply(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        match self.eps_mode {
+            AdamEps::BiasCorrected => self.apply_fused(p, g, m, v),
+            AdamEps::Uncorrected => self.apply_uncorrected(p, g, m, v),
+        }
+    }
+
+    fn apply_fused(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        let mut err = [0u8; 1024];
+        // Handles to the same storage: the kernel writes p in place and only reads g.
+        let (mut p, mut g) = (p.shallow_clone(), g.shallow_clone());
+        // SAFETY: four live tensors of one shape, dtype and device (the moments are made from the parameter);
+        // the kernel only updates them in place. `err` outlives the call.
+        let rc = unsafe {
+            nc_fused_adamw(
+                p.as_mut_ptr(),
+                g.as_mut_ptr(),
+                m.as_mut_ptr(),
+                v.as_mut_ptr(),
+                self.step as f64,
+                self.lr,
+                self.beta1,
+                self.beta2,
+                self.weight_decay,
+                self.eps,
+                err.as_mut_ptr() as *mut c_char,
+                err.len(),
+            )
+        };
+        if rc != 0 {
+            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+            // Shapes, dtypes and devices match by construction: a failure here is a bug, not bad input.
+            panic!("fused AdamW kernel failed: {}", String::from_utf8_lossy(&err[..end]));
+        }
+    }
+
+    /// The [`AdamEps::Uncorrected`] rule, which no PyTorch kernel implements.
+    fn apply_uncorrected(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
         let t = self.step as f64;
         let bias1 = 1.0 - self.beta1.powf(t);
         let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
@@ -45,16 +103,8 @@ impl AdamUpdate {
             }
             let _ = m.lerp_(g, 1.0 - self.beta1);
             let _ = v.g_mul_scalar_(self.beta2).addcmul_(g, &g.g_mul_scalar(1.0 - self.beta2));
-            match self.eps_mode {
-                AdamEps::BiasCorrected => {
-                    let denom = v.sqrt() / bias2_sqrt + self.eps;
-                    let _ = p.g_sub_(&(&*m / &denom * (self.lr / bias1)));
-                }
-                AdamEps::Uncorrected => {
-                    let denom = v.sqrt() + self.eps;
-                    let _ = p.g_sub_(&(&*m / &denom * (self.lr * bias2_sqrt / bias1)));
-                }
-            }
+            let denom = v.sqrt() + self.eps;
+            let _ = p.g_sub_(&(&*m / &denom * (self.lr * bias2_sqrt / bias1)));
         });
     }
 }
