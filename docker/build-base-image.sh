@@ -16,16 +16,18 @@ if id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null); then
 fi
 command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: run make setup" >&2; exit 1; }
 
+# debootstrap needs root (it chroots and creates device nodes).
+if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
 rootfs=$(mktemp -d "${TMPDIR:-/tmp}/nanochat-rootfs.XXXXXX")
-trap 'rm -rf "$rootfs"' EXIT
+trap '$sudo rm -rf "$rootfs"' EXIT
 echo "debootstrap bookworm (minbase) from $mirror ..." >&2
-debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
+$sudo debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
   { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 # Like the official slim image: no package lists or caches, the same sources, a fixed machine id.
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
-: >"$rootfs/etc/machine-id"
-tar --numeric-owner -C "$rootfs" -c . |
+$sudo sh -c "rm -rf '$rootfs'/var/lib/apt/lists/* '$rootfs'/var/cache/apt/*.bin '$rootfs'/var/cache/apt/archives/*.deb; \
+  : > '$rootfs/etc/machine-id'"
+$sudo tar --numeric-owner -C "$rootfs" -c . |
   docker import --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --message "debootstrap --variant=minbase bookworm $mirror" - "$tag" >/dev/null
 docker image inspect --format '{{.Id}}' "$tag"
