@@ -152,15 +152,18 @@ async fn wait_forwarding_signals(
                 };
                 return Ok((exit_code, stop_requests > 0));
             }
-            _ = sigint.recv() => stop_requests += forward_stop(docker, id, stop_requests, stop_timeout_s),
-            _ = sigterm.recv() => stop_requests += forward_stop(docker, id, stop_requests, stop_timeout_s),
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
         }
+        // Only a signal gets here.
+        forward_stop(docker, id, stop_requests == 0, stop_timeout_s);
+        stop_requests += 1;
     }
 }
 
-fn forward_stop(docker: &Docker, id: &str, earlier_requests: u32, stop_timeout_s: i32) -> u32 {
+fn forward_stop(docker: &Docker, id: &str, first: bool, stop_timeout_s: i32) {
     let (docker, id) = (docker.clone(), id.to_string());
-    if earlier_requests == 0 {
+    if first {
         eprintln!("\nstopping the container ({stop_timeout_s} s grace; Ctrl-C again to kill it)");
         tokio::spawn(async move {
             let options = StopContainerOptionsBuilder::default().t(stop_timeout_s).build();
@@ -177,7 +180,6 @@ fn forward_stop(docker: &Docker, id: &str, earlier_requests: u32, stop_timeout_s
             }
         });
     }
-    1
 }
 
 /// Copies report/report.md out of the (stopped) container; Ok(None) when it has none.

@@ -36,27 +36,41 @@ pub enum AdamEps {
     Uncorrected,
 }
 
-/// One AdamW update rule with its hyperparameters; `step` is the 1-based step being taken.
+/// The hyperparameters every group of an AdamW (single-process or sharded) shares.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamUpdate {
-    pub lr: f64,
+pub struct AdamHyper {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
-    pub step: i64,
     pub eps_mode: AdamEps,
 }
 
-impl AdamUpdate {
-    /// The rule for step `step` (1-based) of a group with learning rate `lr`.
-    pub fn new(lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64, step: i64, eps_mode: AdamEps) -> Self {
-        AdamUpdate { lr, beta1: betas.0, beta2: betas.1, eps, weight_decay, step, eps_mode }
+impl AdamHyper {
+    /// PyTorch's bias-corrected eps ([`AdamEps::BiasCorrected`]).
+    pub fn new(betas: (f64, f64), eps: f64, weight_decay: f64) -> Self {
+        AdamHyper { beta1: betas.0, beta2: betas.1, eps, weight_decay, eps_mode: AdamEps::BiasCorrected }
     }
+
+    /// The rule for step `step` (1-based) of a group with learning rate `lr`.
+    pub fn rule(&self, lr: f64, step: i64) -> AdamUpdate {
+        AdamUpdate { lr, step, hyper: *self }
+    }
+}
+
+/// One AdamW update rule; `step` is the 1-based step being taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamUpdate {
+    pub lr: f64,
+    pub step: i64,
+    pub hyper: AdamHyper,
+}
+
+impl AdamUpdate {
     /// Updates `p` in place from gradient `g`, advancing the moments `m` (exp_avg) and `v` (exp_avg_sq).
     /// `p`, `g`, `m` and `v` have the same shape; `p` may be a view (a shard of a larger parameter).
     pub fn apply(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
-        match self.eps_mode {
+        match self.hyper.eps_mode {
             AdamEps::BiasCorrected => self.apply_fused(p, g, m, v),
             AdamEps::Uncorrected => self.apply_uncorrected(p, g, m, v),
         }
@@ -76,10 +90,10 @@ impl AdamUpdate {
                 v.as_mut_ptr(),
                 self.step as f64,
                 self.lr,
-                self.beta1,
-                self.beta2,
-                self.weight_decay,
-                self.eps,
+                self.hyper.beta1,
+                self.hyper.beta2,
+                self.hyper.weight_decay,
+                self.hyper.eps,
                 err.as_mut_ptr() as *mut c_char,
                 err.len(),
             )
@@ -93,17 +107,18 @@ impl AdamUpdate {
 
     /// The [`AdamEps::Uncorrected`] rule, which no PyTorch kernel implements.
     fn apply_uncorrected(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        let AdamHyper { beta1, beta2, eps, weight_decay, .. } = self.hyper;
         let t = self.step as f64;
-        let bias1 = 1.0 - self.beta1.powf(t);
-        let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
+        let bias1 = 1.0 - beta1.powf(t);
+        let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
         tch::no_grad(|| {
             let mut p = p.shallow_clone();
-            if self.weight_decay != 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+            if weight_decay != 0.0 {
+                let _ = p.g_mul_scalar_(1.0 - self.lr * weight_decay);
             }
-            let _ = m.lerp_(g, 1.0 - self.beta1);
-            let _ = v.g_mul_scalar_(self.beta2).addcmul_(g, &g.g_mul_scalar(1.0 - self.beta2));
-            let denom = v.sqrt() + self.eps;
+            let _ = m.lerp_(g, 1.0 - beta1);
+            let _ = v.g_mul_scalar_(beta2).addcmul_(g, &g.g_mul_scalar(1.0 - beta2));
+            let denom = v.sqrt() + eps;
             let _ = p.g_sub_(&(&*m / &denom * (self.lr * bias2_sqrt / bias1)));
         });
     }
@@ -119,10 +134,7 @@ pub struct AdamGroup {
 
 pub struct AdamW {
     pub groups: Vec<AdamGroup>,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
+    pub hyper: AdamHyper,
     /// Steps taken so far (bias correction uses step + 1 during a step).
     pub step: i64,
     /// (exp_avg, exp_avg_sq) per parameter, group by group; created on the first step.
@@ -131,7 +143,7 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(groups: Vec<AdamGroup>, betas: (f64, f64), eps: f64, weight_decay: f64) -> Self {
-        AdamW { groups, beta1: betas.0, beta2: betas.1, eps, weight_decay, step: 0, moments: Vec::new() }
+        AdamW { groups, hyper: AdamHyper::new(betas, eps, weight_decay), step: 0, moments: Vec::new() }
     }
 
     pub fn set_lr_multiplier(&mut self, multiplier: f64) {
@@ -151,14 +163,7 @@ impl AdamW {
         }
         self.step += 1;
         for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-            let rule = AdamUpdate::new(
-                group.lr,
-                (self.beta1, self.beta2),
-                self.eps,
-                self.weight_decay,
-                self.step,
-                AdamEps::BiasCorrected,
-            );
+            let rule = self.hyper.rule(group.lr, self.step);
             for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 let g = p.grad();
                 if g.defined() {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use super::adamw::{AdamEps, AdamGroup, AdamUpdate, AdamW};
+use super::adamw::{AdamEps, AdamGroup, AdamHyper, AdamW};
 use super::DistOptimError;
 use crate::dist::{ProcessGroup, ReduceOp};
 
@@ -17,11 +17,7 @@ const NAME: &str = "DistAdamW";
 
 pub struct DistAdamW {
     pub groups: Vec<AdamGroup>,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub eps_mode: AdamEps,
+    pub hyper: AdamHyper,
     /// Steps taken so far.
     pub step: i64,
     pub rank: usize,
@@ -49,6 +45,15 @@ impl DistAdamW {
         rank: usize,
         world_size: usize,
     ) -> Result<Self, DistOptimError> {
+        Self::with_hyper(groups, AdamHyper::new(betas, eps, weight_decay), rank, world_size)
+    }
+
+    fn with_hyper(
+        groups: Vec<AdamGroup>,
+        hyper: AdamHyper,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<Self, DistOptimError> {
         assert!(rank < world_size && world_size > 0, "rank {rank} of {world_size}");
         for group in &groups {
             for (i, p) in group.params.iter().enumerate() {
@@ -64,25 +69,14 @@ impl DistAdamW {
                 }
             }
         }
-        Ok(DistAdamW {
-            groups,
-            beta1: betas.0,
-            beta2: betas.1,
-            eps,
-            weight_decay,
-            eps_mode: AdamEps::BiasCorrected,
-            step: 0,
-            rank,
-            world_size,
-            moments: Vec::new(),
-        })
+        Ok(DistAdamW { groups, hyper, step: 0, rank, world_size, moments: Vec::new() })
     }
 
     /// The same groups and hyperparameters as `adamw`. Moments it already holds (a single-process
     /// optimiser that has stepped or loaded state) are cut down to this rank's rows.
     pub fn from_adamw(adamw: AdamW, rank: usize, world_size: usize) -> Result<Self, DistOptimError> {
-        let AdamW { groups, beta1, beta2, eps, weight_decay, step, moments } = adamw;
-        let mut dist = DistAdamW::new(groups, (beta1, beta2), eps, weight_decay, rank, world_size)?;
+        let AdamW { groups, hyper, step, moments } = adamw;
+        let mut dist = DistAdamW::with_hyper(groups, hyper, rank, world_size)?;
         dist.step = step;
         dist.moments = moments
             .iter()
@@ -95,7 +89,7 @@ impl DistAdamW {
 
     /// Selects the eps placement (the reference [A]/[A'] used [`AdamEps::Uncorrected`]).
     pub fn with_eps_mode(mut self, eps_mode: AdamEps) -> Self {
-        self.eps_mode = eps_mode;
+        self.hyper.eps_mode = eps_mode;
         self
     }
 
@@ -143,14 +137,7 @@ impl DistAdamW {
         self.step += 1;
         let (rank, world_size) = (self.rank as i64, self.world_size as i64);
         for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-            let rule = AdamUpdate::new(
-                group.lr,
-                (self.beta1, self.beta2),
-                self.eps,
-                self.weight_decay,
-                self.step,
-                self.eps_mode,
-            );
+            let rule = self.hyper.rule(group.lr, self.step);
             for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 tch::no_grad(|| -> Result<(), DistOptimError> {
                     let rows = p.size()[0] / world_size;

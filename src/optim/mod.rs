@@ -11,7 +11,7 @@ pub mod schedule;
 
 use tch::Tensor;
 
-pub use adamw::{AdamEps, AdamGroup, AdamUpdate, AdamW};
+pub use adamw::{AdamEps, AdamGroup, AdamHyper, AdamUpdate, AdamW};
 pub use dist_adamw::DistAdamW;
 pub use dist_muon::DistMuon;
 pub use muon::{Muon, MuonUpdate};

@@ -78,11 +78,7 @@ impl DataPlan {
     fn new(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Self> {
         let name = config.data.manifest.as_str();
         let mirror_url = config.data.mirror_url.trim().to_string();
-        let revision = shard_revision(paths, name, &mirror_url)?;
-        let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
-        let shards = shard_manifest(name, config.data.train_shards as usize, commit).with_context(|| {
-            format!("data.manifest = {name:?} (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})")
-        })?;
+        let (shards, revision) = shard_manifest_at_revision(paths, name, config.data.train_shards, &mirror_url)?;
         let mut extras = Vec::new();
         if config.tok_eval.compare_baselines {
             let tokenizers = bundled_manifest(TOKENIZERS_MANIFEST_NAME)
@@ -254,12 +250,24 @@ impl DataPlan {
     }
 }
 
-/// The FineWeb-Edu commit the shard URLs name, when they are used (not for the smoke corpus or a mirror).
-fn shard_revision(paths: &Paths, name: &str, mirror_url: &str) -> anyhow::Result<Option<DatasetRevision>> {
-    if name != FINEWEB_EDU_MANIFEST_NAME || !mirror_url.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(fineweb_edu_revision(&paths.shards(name), &hub_endpoint())?))
+/// The first `count` shards of manifest `name`, and the FineWeb-Edu commit their URLs name when the URLs
+/// are used (not for the smoke corpus or a mirror, whose URLs replace them).
+fn shard_manifest_at_revision(
+    paths: &Paths,
+    name: &str,
+    count: u32,
+    mirror_url: &str,
+) -> anyhow::Result<(DataManifest, Option<DatasetRevision>)> {
+    let revision = if name == FINEWEB_EDU_MANIFEST_NAME && mirror_url.is_empty() {
+        Some(fineweb_edu_revision(&paths.shards(name), &hub_endpoint())?)
+    } else {
+        None
+    };
+    let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
+    let manifest = shard_manifest(name, count as usize, commit).with_context(|| {
+        format!("data.manifest = {name:?} (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})")
+    })?;
+    Ok((manifest, revision))
 }
 
 fn smoke_mirror_dir(paths: &Paths) -> PathBuf {
@@ -633,9 +641,7 @@ fn pin(global: &GlobalOptions, args: &DataPinArgs) -> anyhow::Result<()> {
     let known = known_manifest_names();
     let (mut manifest, file, default_ledger) =
         if [FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME].contains(&name.as_str()) {
-            let revision = shard_revision(&paths, &name, "")?;
-            let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
-            let manifest = shard_manifest(&name, config.data.train_shards as usize, commit)?;
+            let (manifest, _) = shard_manifest_at_revision(&paths, &name, config.data.train_shards, "")?;
             (manifest, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
         } else if let Some(parsed) = bundled_manifest(&name) {
             (parsed?, None, Some(download_dir(&paths, &name).join(LEDGER_FILE_NAME)))
