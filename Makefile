@@ -31,7 +31,9 @@ help:
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
 	@echo "make gpu-check CUDA/NCCL checks and GPU throughput (needs an NVIDIA GPU)"
 
-setup: $(SETUP_STAMP) /usr/include/gloo/config.h
+DEBIAN_TOOLS := /usr/include/gloo/config.h /usr/sbin/debootstrap /usr/bin/nix-instantiate
+
+setup: $(SETUP_STAMP) $(DEBIAN_TOOLS)
 
 $(SETUP_STAMP): manifests/python.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
@@ -41,7 +43,8 @@ $(SETUP_STAMP): manifests/python.lock
 	touch $@
 
 # Debian packages: gloo headers (the c10d shim), debootstrap (the image's local base), nix-bin (flake checks).
-/usr/include/gloo/config.h:
+# One recipe for the group: any one missing installs all three (apt-get skips what is there).
+$(DEBIAN_TOOLS) &:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin
 

@@ -216,6 +216,16 @@ fn run_options_before_the_container_command_are_refused() {
     assert!(text(&out).contains("--preset smoke (or NANOCHAT_PRESET) would apply"), "{}", text(&out));
 }
 
+#[test]
+fn a_missing_ca_bundle_is_named() {
+    let out = nanochat(&["container", "run", "--gpus", "none", "--ca-certs", "/nonexistent/ca.crt", "doctor"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--ca-certs /nonexistent/ca.crt"), "{}", text(&out));
+}
+
 /// No engine at all: one clear line naming the socket and what to check. Needs no Docker.
 #[test]
 fn an_unreachable_engine_is_a_clear_error() {

@@ -123,3 +123,32 @@ fn resolve_branch(endpoint: &str, repo: &str, branch: &str) -> Result<String, Re
     }
     Ok(info.sha)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_commit_is_used_and_a_damaged_record_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let unreachable = "http://127.0.0.1:9";
+        let record = RevisionRecord {
+            repo: FINEWEB_EDU_REPO.into(),
+            commit: "c".repeat(40),
+            resolved_from: "main".into(),
+            resolved_at: "2026-11-24 06:00:00".into(),
+        };
+        crate::fsutil::write_json_atomic(&dir.path().join(REVISION_RECORD_FILE), &record).unwrap();
+        let revision = fineweb_edu_revision(dir.path(), unreachable).unwrap();
+        assert_eq!(revision, DatasetRevision::Recorded(record), "no Hub request needed");
+        assert!(revision.describe().contains("**not pinned in this build**"));
+
+        std::fs::write(dir.path().join(REVISION_RECORD_FILE), "{\"commit\": 3").unwrap();
+        let err = fineweb_edu_revision(dir.path(), unreachable).unwrap_err().to_string();
+        assert!(err.contains("is not a revision record") && err.contains("delete it"), "{err}");
+        let not_a_commit = r#"{"repo":"r","commit":"main","resolved_from":"main","resolved_at":"x"}"#;
+        std::fs::write(dir.path().join(REVISION_RECORD_FILE), not_a_commit).unwrap();
+        let err = fineweb_edu_revision(dir.path(), unreachable).unwrap_err().to_string();
+        assert!(err.contains("\"main\" is not a commit"), "{err}");
+    }
+}
