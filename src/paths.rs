@@ -31,6 +31,15 @@ impl Paths {
     pub fn baseline_tokenizers(&self) -> PathBuf {
         self.data().join("tokenizers")
     }
+    /// Files of a HuggingFace dataset repository (e.g. "allenai/ai2_arc") at their paths inside the
+    /// repository: data/hf/allenai/ai2_arc/ARC-Easy/train-00000-of-00001.parquet (NANOCHAT.md §5.2).
+    pub fn hf_dataset(&self, repo: &str) -> PathBuf {
+        self.data().join("hf").join(repo)
+    }
+    /// The chat stages' extra files (identity conversations, SpellingBee word list; §5.2).
+    pub fn chat_extras(&self) -> PathBuf {
+        self.data().join("chat-data")
+    }
     pub fn tokenizer(&self) -> PathBuf {
         self.base.join("tok")
     }
