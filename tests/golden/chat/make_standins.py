@@ -326,7 +326,7 @@ def with_commas(x):
 def gsm8k_row(rng):
     name = rng.choice(NAMES)
     item, items = rng.choice(ITEMS)
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     if kind == 0:  # two-step: half then total
         a = rng.randint(2, 60) * 2
         half = a // 2
@@ -366,6 +366,11 @@ def gsm8k_row(rng):
         ans = (f"Each round has {a} * {b} = <<{a}*{b}={ab}>>{ab} {items}.\n"
                f"All rounds together have {ab} * {c} = <<{ab}*{c}={abc}={abc}>>{abc} {items}.\n"
                f"Check: <<{abc}-{ab}>> gives the leftover, {abc} - {ab} = <<{abc}-{ab}={left}>>{left}.\n#### {left}")
+    elif kind == 6:  # answer opening with two adjacent annotations (empty text parts around them)
+        a, b = rng.randint(2, 30), rng.randint(2, 30)
+        s, p = a + b, (a + b) * 2
+        q = f"{name} has {a} red and {b} blue {items}, then doubles the pile. How many {items} are there now?"
+        ans = f"<<{a}+{b}={s}>><<{s}*2={p}>>{p} {items} in the pile.\n#### {p}"
     else:  # division with a decimal answer and a percentage
         total = rng.randint(10, 200)
         pct = rng.choice([10, 15, 25, 40, 12.5])
