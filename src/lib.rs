@@ -1,6 +1,7 @@
 //! nanochat: Karpathy's nanochat LLM pipeline as one Rust binary (see DESIGN.md and
 //! shared/reference/NANOCHAT.md). Each module is one concern; `cli` is the edge.
 pub mod build_info;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -10,9 +11,11 @@ pub mod engine;
 pub mod eval;
 pub mod fsutil;
 pub mod hw;
+pub mod logging;
 pub mod model;
 pub mod optim;
 pub mod paths;
+pub mod progress;
 pub mod report;
 pub mod speedrun;
 pub mod tokenizer;

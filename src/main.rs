@@ -2,7 +2,8 @@
 //! error into one clear line (plus what to do next) and a non-zero exit code.
 use clap::Parser;
 
-use nanochat::cli::{commands, logging, Cli};
+use nanochat::cli::{commands, Cli};
+use nanochat::logging;
 
 fn main() {
     let cli = Cli::parse();

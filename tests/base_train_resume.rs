@@ -3,11 +3,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use nanochat::data::batch_source::{BatchError, BatchSource};
+use nanochat::dist::{Cluster, DistContext};
 use nanochat::model::{Gpt, GptConfig};
 use nanochat::optim::{OptimizerSettings, Optimizers};
-use nanochat::train::base_loop::{BaseLoop, LoopError, LoopSettings};
-use nanochat::train::batches::{BatchError, BatchSource};
+use nanochat::train::base::{BaseLoop, LoopOutcome, LoopSettings};
 use nanochat::train::checkpoint::{self, LoopState};
+use nanochat::train::optimizer_step::StepError;
+use nanochat::train::TrainError;
 use tch::{Device, Kind, Tensor};
 
 const VOCAB: i64 = 96;
@@ -85,7 +88,7 @@ fn run(
     start: i64,
     fail_at: Option<i64>,
     resume: Option<Resume>,
-) -> Result<nanochat::train::base_loop::LoopOutcome, LoopError> {
+) -> Result<LoopOutcome, TrainError> {
     let mut optimizers = Optimizers::new(model, &OptimizerSettings::reference(), None).unwrap();
     let (loop_state, val_bpb, next) = match resume {
         Some((state, loop_state, val_bpb, next)) => {
@@ -94,6 +97,8 @@ fn run(
         }
         None => (LoopState::default(), None, 0),
     };
+    let ctx = DistContext::single();
+    let cluster = Cluster { ctx: &ctx, group: None, device: Device::Cpu };
     let mut lp = BaseLoop {
         model,
         optimizers,
@@ -102,8 +107,7 @@ fn run(
         token_bytes: token_bytes(),
         settings: settings(dir),
         sampler: None,
-        rank: 0,
-        group: None,
+        cluster: &cluster,
     };
     lp.run(start, loop_state, val_bpb)
 }
@@ -125,7 +129,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let crashed = fresh_model();
     let err = run(&crashed, dir.path(), 0, Some(6), None).unwrap_err();
-    assert!(matches!(err, LoopError::Data(_)), "{err}");
+    assert!(matches!(err, TrainError::Step(StepError::Data(_))), "{err}");
     assert_eq!(checkpoint::latest_step(dir.path()), Some(4));
 
     let resumed = fresh_model();

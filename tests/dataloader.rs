@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nanochat::data::batch_source::{BatchError, BatchSource};
 use nanochat::data::dataloader::{DistributedLoader, DocumentEncoder, DocumentSource, LoaderConfig, LoaderPosition};
-use nanochat::train::batches::{BatchError, BatchSource};
 use tch::Device;
 
 const BOS: u32 = 0;

@@ -1,8 +1,9 @@
 //! The `nanochat` command line: global options shared by every stage and one subcommand per stage,
 //! plus `speedrun` (all stages in order), `doctor` (hardware preflight), `report` and `config`.
+pub mod chat_args;
 pub mod commands;
-pub mod logging;
-pub mod progress;
+
+pub use chat_args::{ChatStageArgs, TasksCommand, TasksShowArgs, TokenizerCommand, TokenizerSource};
 
 use std::path::PathBuf;
 
@@ -117,6 +118,27 @@ pub enum Command {
         Writes: report/base-model-loss.json."
     )]
     BaseLoss(LaunchArgs),
+    /// Midtrain the base model on a mixture of conversations (every token trained).
+    #[command(
+        name = "mid-train",
+        long_about = "Midtraining (NANOCHAT.md §5.3): the last checkpoint of the largest-depth base model trained \
+        for one epoch of the mid_train mixture (SmolTalk, MMLU auxiliary_train, GSM8K, identity conversations, \
+        SimpleSpelling, SpellingBee) rendered in the chat format, every token trained, with fresh optimizers; \
+        validation bits per byte every eval_every steps.\n\n\
+        Reads: base_dNN/ (or --source-dir), tok/, data/hf/ and data/chat-data/ (`nanochat data download --chat`).\n\
+        Writes: mid_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl, \
+        config.toml; report/midtraining.json; logs/mid-train.log."
+    )]
+    MidTrain(ChatStageArgs),
+    /// Fine-tune the midtrained model on conversations (only the assistant's tokens trained).
+    #[command(long_about = "Supervised fine-tuning (NANOCHAT.md §5.4): the last checkpoint of the chat_sft.source \
+        phase (mid by default) trained on the SFT mixture (ARC, GSM8K, SmolTalk, identity, spelling) with only the \
+        assistant's tokens supervised; validation loss every eval_every steps and MMLU / ARC-Easy accuracy every \
+        eval_metrics_every steps and at the end.\n\n\
+        Reads: mid_dNN/ (or base_dNN/, or --source-dir), tok/, data/hf/ and data/chat-data/.\n\
+        Writes: sft_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl, \
+        config.toml; report/chat-sft.json; logs/sft.log.")]
+    Sft(ChatStageArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -124,6 +146,12 @@ pub enum Command {
         Reads: the preset. Writes: report/hardware-check.json (report section).\n\
         Exits non-zero on a mismatch, naming what was found, what is needed and which preset or flag fits.")]
     Doctor(DoctorArgs),
+    /// Encode text, decode ids, and render conversations to token ids and loss masks.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
+    /// List the chat tasks, or print their examples as conversations.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Download, verify and pin the data files the preset needs (shards, baseline tokenizers).
     #[command(subcommand)]
     Data(DataCommand),

@@ -144,8 +144,21 @@ pub struct MidTrainConfig {
     pub weight_decay: f64,
     /// LR multiplier is 1 until this fraction of the data, then linear to 0 (§5.3).
     pub warmdown_start: f64,
+    /// Muon momentum restarts its warm-up: start → end over `muon_momentum_warmup_steps` (§5.3).
+    pub muon_momentum_start: f64,
+    pub muon_momentum_end: f64,
+    pub muon_momentum_warmup_steps: u32,
     pub eval_every: i64,
     pub eval_tokens: u64,
+    /// Checkpoint every this many steps for `--resume` (≤ 0: only the final one, as the reference).
+    pub save_every: i64,
+    /// The training mixture (§5.3): SimpleSpelling and SpellingBee examples, identity epochs.
+    pub simple_spelling_size: u32,
+    pub spelling_bee_size: u32,
+    pub identity_epochs: u32,
+    /// The validation mixture's first MMLU-test and GSM8K-test examples (§5.3).
+    pub mmlu_val_stop: u32,
+    pub gsm8k_val_stop: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +178,12 @@ pub struct ChatSftConfig {
     pub eval_steps: u32,
     pub eval_metrics_every: i64,
     pub eval_metrics_max_problems: u32,
+    /// Checkpoint every this many steps for `--resume` (≤ 0: only the final one, as the reference).
+    pub save_every: i64,
+    /// The training mixture (§5.4): first SmolTalk-train examples, SimpleSpelling and SpellingBee sizes.
+    pub smoltalk_stop: u32,
+    pub simple_spelling_size: u32,
+    pub spelling_bee_size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

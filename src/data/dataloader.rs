@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::train::batches::{BatchError, BatchSource};
+use crate::data::batch_source::{BatchError, BatchSource};
 
 /// Documents per tokenizer call (§2.2).
 pub const TOKENIZER_BATCH_DOCS: usize = 128;

@@ -1,6 +1,7 @@
 //! The data layer (NANOCHAT.md §2): manifests of every download, the parallel verifying
 //! downloader, the distributed tokenizing dataloader, the pretraining shards in parquet (reading, listing, the train/val split, writing),
 //! and the offline smoke corpus built from documentation shipped in pinned PyPI packages.
+pub mod batch_source;
 pub mod bundled_manifests;
 pub mod checksum_ledger;
 pub mod dataloader;
@@ -15,7 +16,10 @@ pub mod local_mirror;
 pub mod manifest;
 pub mod manifest_pinning;
 pub mod markup_cleaner;
+pub mod numpy_random;
+pub mod parquet_rows;
 pub mod parquet_shards;
+pub mod python_random;
 pub mod remote_file;
 pub mod retry_policy;
 pub mod section_splitter;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::dataloader::{DocumentEncoder, DocumentSource};
 use super::parquet_shards::ParquetShard;
+use crate::data::batch_source::BatchError;
 use crate::tokenizer::BpeEncoder;
-use crate::train::batches::BatchError;
 
 /// Reads row groups straight from the shard files (each read reopens the file: footers are small).
 pub struct ParquetDocuments;

@@ -10,6 +10,8 @@ use crate::model::Gpt;
 pub struct BpbTotals {
     pub nats: f64,
     pub bytes: f64,
+    /// Targets counted (those with bytes).
+    pub tokens: f64,
 }
 
 impl BpbTotals {
@@ -22,9 +24,25 @@ impl BpbTotals {
         }
     }
 
+    /// Mean cross-entropy in nats over the counted targets (the loss behind the bpb).
+    pub fn nats_per_token(&self) -> f64 {
+        if self.tokens > 0.0 {
+            self.nats / self.tokens
+        } else {
+            f64::INFINITY
+        }
+    }
+
     pub fn add(&mut self, other: BpbTotals) {
         self.nats += other.nats;
         self.bytes += other.bytes;
+        self.tokens += other.tokens;
+    }
+
+    /// The totals of every process added up.
+    pub fn summed_over(&self, cluster: &crate::dist::Cluster<'_>) -> Result<Self, crate::dist::DistError> {
+        let v = cluster.reduce(&[self.nats, self.bytes, self.tokens], crate::dist::ReduceOp::Sum)?;
+        Ok(BpbTotals { nats: v[0], bytes: v[1], tokens: v[2] })
     }
 }
 
@@ -40,8 +58,9 @@ pub fn batch_totals(model: &Gpt, inputs: &Tensor, targets: &Tensor, token_bytes:
             token_bytes.index_select(0, &safe).where_self(&valid, &safe.zeros_like().to_kind(token_bytes.kind()));
         let counted = nbytes.gt(0).to_kind(Kind::Float);
         BpbTotals {
-            nats: (loss * counted).sum(Kind::Double).double_value(&[]),
+            nats: (loss * &counted).sum(Kind::Double).double_value(&[]),
             bytes: nbytes.sum(Kind::Double).double_value(&[]),
+            tokens: counted.sum(Kind::Double).double_value(&[]),
         }
     })
 }
@@ -65,6 +84,8 @@ mod tests {
         let t = batch_totals(&model, &x, &y, &token_bytes);
         assert_eq!(t.bytes, 12.0, "6 counted targets x 2 bytes; the special and the ignored one add none");
         assert!((t.nats - 6.0 * 64f64.ln()).abs() < 1e-4, "{t:?}");
+        assert_eq!(t.tokens, 6.0);
+        assert!((t.nats_per_token() - 64f64.ln()).abs() < 1e-5);
         assert!((t.bpb() - 6.0 * 64f64.ln() / (std::f64::consts::LN_2 * 12.0)).abs() < 1e-5);
         assert_eq!(BpbTotals::default().bpb(), f64::INFINITY);
     }

@@ -55,6 +55,9 @@ pub struct OptimizerSettings {
     pub adam_eps: f64,
     pub muon_momentum: f64,
     pub muon_ns_steps: u32,
+    /// Every initial LR is this fraction of the one above (the chat stages' `init_lr_frac`, §5.3-5.5),
+    /// applied after the width scaling as the reference does.
+    pub init_lr_frac: f64,
 }
 
 impl OptimizerSettings {
@@ -69,6 +72,7 @@ impl OptimizerSettings {
             adam_eps: 1e-10,
             muon_momentum: 0.95,
             muon_ns_steps: 5,
+            init_lr_frac: 1.0,
         }
     }
 }
@@ -80,8 +84,8 @@ pub fn setup_optimizers(model: &Gpt, s: &OptimizerSettings) -> (AdamW, Muon) {
     let group = |name: &str, lr: f64, param: Tensor| AdamGroup {
         name: name.to_string(),
         params: vec![param],
-        initial_lr: lr * scale,
-        lr: lr * scale,
+        initial_lr: lr * scale * s.init_lr_frac,
+        lr: lr * scale * s.init_lr_frac,
     };
     let adamw = AdamW::new(
         vec![group("lm_head", s.unembedding_lr, model.lm_head()), group("wte", s.embedding_lr, model.wte())],
@@ -89,7 +93,7 @@ pub fn setup_optimizers(model: &Gpt, s: &OptimizerSettings) -> (AdamW, Muon) {
         s.adam_eps,
         s.weight_decay,
     );
-    let muon = Muon::new(model.block_matrices(), s.matrix_lr, s.muon_momentum, s.muon_ns_steps);
+    let muon = Muon::new(model.block_matrices(), s.matrix_lr * s.init_lr_frac, s.muon_momentum, s.muon_ns_steps);
     (adamw, muon)
 }
 

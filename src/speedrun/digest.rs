@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cli::progress::{Progress, Unit};
+use crate::progress::{Progress, Unit};
 
 /// Hashing more than this many bytes shows a progress bar.
 pub const PROGRESS_THRESHOLD: u64 = 256 << 20;

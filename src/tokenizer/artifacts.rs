@@ -44,3 +44,23 @@ pub fn load_token_bytes(dir: &Path) -> Result<Vec<u32>> {
     let text = std::fs::read_to_string(&path).map_err(|e| TokenizerError::io(&path, e))?;
     Ok(serde_json::from_str(&text)?)
 }
+
+/// A tokenizer given on the command line: a directory holding `tokenizer.ranks` (what tok-train
+/// writes), a rank file, or a HuggingFace `tokenizer.json` (ours, or any byte-level BPE whose
+/// vocabulary ids are its ranks); nanochat's special tokens follow the mergeable tokens.
+pub fn load_from(path: &Path) -> Result<BpeEncoder> {
+    if path.is_dir() {
+        return load(path);
+    }
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::io(path, e))?;
+        return BpeEncoder::new(hf_json::mergeable_tokens_from_json(&text, path)?, &SPECIAL_TOKENS);
+    }
+    if !path.exists() {
+        return Err(TokenizerError::Input(format!(
+            "no tokenizer at {}: give a tok/ directory, a tokenizer.ranks file or a tokenizer.json",
+            path.display()
+        )));
+    }
+    BpeEncoder::new(rank_file::load_rank_file(path)?, &SPECIAL_TOKENS)
+}

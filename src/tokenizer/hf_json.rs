@@ -112,6 +112,23 @@ pub fn save_tokenizer_json(path: &Path, encoder: &BpeEncoder) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| TokenizerError::io(path, e))
 }
 
+/// The mergeable tokens of a `tokenizer.json` (id order), from its byte-level `model.vocab`;
+/// the added (special) tokens are left out.
+pub fn mergeable_tokens_from_json(text: &str, path: &Path) -> Result<Vec<Vec<u8>>> {
+    let bad = |reason: String| TokenizerError::Input(format!("{}: {reason}", path.display()));
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let vocab = value["model"]["vocab"].as_object().ok_or_else(|| bad("no model.vocab object".into()))?;
+    let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab.len()];
+    for (name, id) in vocab {
+        let id = id.as_u64().ok_or_else(|| bad(format!("vocab entry {name:?} has no integer id")))? as usize;
+        let bytes = crate::tokenizer::byte_level_alphabet::string_to_bytes(name)
+            .ok_or_else(|| bad(format!("vocab entry {name:?} is not byte-level BPE")))?;
+        let slot = tokens.get_mut(id).ok_or_else(|| bad(format!("vocab id {id} is not below the vocab size")))?;
+        *slot = Some(bytes);
+    }
+    tokens.into_iter().enumerate().map(|(id, t)| t.ok_or_else(|| bad(format!("vocab id {id} is missing")))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,11 @@ pub struct CheckpointMeta {
     pub max_seq_len: u32,
     pub dataloader_state_dict: serde_json::Value,
     pub loop_state: LoopState,
+    /// SFT: the validation loss (nats per target) and the categorical accuracies (§5.4 meta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<serde_json::Value>,
 }
 
 pub fn model_path(dir: &Path, step: u64) -> PathBuf {
@@ -203,4 +208,32 @@ pub fn load_weights(model: &Gpt, weights: &HashMap<String, Tensor>, source: &Pat
         }
         Ok(())
     })
+}
+
+/// `--resume`: the last checkpoint of `dir` into `model` (same configuration required) and this
+/// rank's optimizer state into `optimizers`; returns its meta (step, data positions, loop state).
+pub fn restore_latest(
+    dir: &Path,
+    model: &Gpt,
+    optimizers: &mut crate::optim::Optimizers,
+    rank: usize,
+) -> Result<CheckpointMeta, CheckpointError> {
+    let step = latest_step(dir).ok_or_else(|| CheckpointError::NoneFound(dir.to_path_buf()))?;
+    let meta = load_meta(dir, step)?;
+    let path = model_path(dir, step);
+    if meta.model_config != model.config {
+        return Err(CheckpointError::Mismatch {
+            path,
+            message: format!(
+                "the checkpoint's model {:?} differs from this run's {:?}",
+                meta.model_config, model.config
+            ),
+        });
+    }
+    load_weights(model, &read_tensors(&path)?, &path)?;
+    let optim = optim_path(dir, step, rank);
+    optimizers
+        .load_state_tensors(&read_tensors(&optim)?)
+        .map_err(|message| CheckpointError::Mismatch { path: optim, message })?;
+    Ok(meta)
 }

@@ -1,5 +1,86 @@
-//! Training: batch sources, checkpoints and the loops of the training stages (NANOCHAT.md §4, §5).
-pub mod base_loop;
+//! Training: the stages, one file each that reads top to bottom like the reference's script
+//! (settings, data, model and optimizers, the loop, the checkpoint, the report section), and the
+//! pieces they share: the source checkpoint, the optimizer step, checkpoints, the metrics log
+//! (NANOCHAT.md §4, §5).
+pub mod base;
 pub mod batch_fit;
-pub mod batches;
 pub mod checkpoint;
+pub mod metrics;
+pub mod mid;
+pub mod optimizer_step;
+pub mod sft;
+pub mod source;
+
+use std::path::PathBuf;
+
+use tch::Tensor;
+
+use crate::chat::batches::ChatBatchError;
+use crate::chat::tasks::TaskError;
+use crate::dist::DistError;
+use crate::optim::DistOptimError;
+use crate::tokenizer::{artifacts, TokenizerError};
+
+/// Steps whose time is not counted in the total training time (compilation, warm-up; §4.4).
+pub const UNTIMED_STEPS: i64 = 10;
+
+/// What a training stage can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Batches(#[from] ChatBatchError),
+    #[error(transparent)]
+    Step(#[from] optimizer_step::StepError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    Optimizer(#[from] DistOptimError),
+    #[error(transparent)]
+    Dist(#[from] DistError),
+    #[error("--resume: {0}")]
+    Resume(String),
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// What every training stage takes besides its config.
+#[derive(Clone, Debug, Default)]
+pub struct StageOptions {
+    /// Continue this stage's last checkpoint exactly.
+    pub resume: bool,
+    /// Start from this checkpoint directory instead of the reference's rule (base-train: a weights
+    /// file to initialise from, `--init-from`).
+    pub source_dir: Option<PathBuf>,
+}
+
+/// Micro-batches per step so the batch in tokens does not depend on device batch or world size.
+pub fn grad_accum_steps(total_batch: u64, device_batch: u32, seq_len: u32, world: usize) -> Result<usize, TrainError> {
+    let per_step = device_batch as u64 * seq_len as u64 * world as u64;
+    if per_step == 0 || !total_batch.is_multiple_of(per_step) {
+        return Err(TrainError::Config(format!(
+            "total_batch_size {total_batch} is not a multiple of device_batch_size {device_batch} x max_seq_len {seq_len} x {world} process(es) = {per_step}; change the stage's device_batch_size or total_batch_size"
+        )));
+    }
+    Ok((total_batch / per_step) as usize)
+}
+
+/// Bytes per token id as an int tensor on `device` (for bits per byte).
+pub fn token_bytes_tensor(tokenizer_dir: &std::path::Path, device: tch::Device) -> Result<Tensor, TrainError> {
+    let bytes: Vec<i32> = artifacts::load_token_bytes(tokenizer_dir)?.into_iter().map(|b| b as i32).collect();
+    Ok(Tensor::from_slice(&bytes).to_device(device))
+}
+
+/// Whether a periodic action with period `every` (≤ 0: never) is due at `step`.
+pub fn due(step: i64, every: i64) -> bool {
+    every > 0 && step % every == 0
+}

@@ -6,20 +6,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use tch::Tensor;
 
-use super::base_train::SAMPLE_PROMPTS;
 use super::launch::{launch_or_join, Role};
 use crate::cli::{GlobalOptions, LaunchArgs};
+use crate::data::batch_source::BatchSource;
 use crate::data::dataloader::{DistributedLoader, LoaderConfig};
 use crate::data::parquet_shards::{shards_for, Split};
 use crate::data::shard_source::ParquetDocuments;
-use crate::dist::ReduceOp;
+use crate::dist::Cluster;
 use crate::engine::generate::{generate, SamplingSettings};
 use crate::eval::bpb::{batch_totals, BpbTotals};
 use crate::eval::unigram::UnigramCounts;
 use crate::model::Gpt;
 use crate::report::ReportSection;
 use crate::tokenizer::artifacts;
-use crate::train::batches::BatchSource;
+use crate::train::base::SAMPLE_PROMPTS;
 use crate::train::checkpoint;
 
 pub fn run(global: &GlobalOptions, launch: &LaunchArgs) -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ pub fn run(global: &GlobalOptions, launch: &LaunchArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
     if ctx.is_master() {
-        crate::cli::logging::tee_to_file(&paths.logs().join("base-loss.log"));
+        crate::logging::tee_to_file(&paths.logs().join("base-loss.log"));
     }
     let dir = paths.checkpoints("base", config.base_train.depth);
     let step = checkpoint::latest_step(&dir)
@@ -66,11 +66,7 @@ pub fn run(global: &GlobalOptions, launch: &LaunchArgs) -> anyhow::Result<()> {
                 unigram.add(&y, &bytes_per_token);
             }
         }
-        if let Some(g) = &group {
-            let mut sums = Tensor::from_slice(&[totals.nats, totals.bytes]).to_device(device);
-            g.all_reduce(&mut sums, ReduceOp::Sum)?;
-            totals = BpbTotals { nats: sums.double_value(&[0]), bytes: sums.double_value(&[1]) };
-        }
+        let totals = totals.summed_over(&Cluster { ctx: &ctx, group: group.as_ref(), device })?;
         log::info!("{name} bpb: {:.4}", totals.bpb());
         results.push((name, totals.bpb()));
     }

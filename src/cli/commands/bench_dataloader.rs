@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cli::{BenchDataloaderArgs, GlobalOptions};
+use crate::data::batch_source::BatchSource;
 use crate::data::dataloader::{DistributedLoader, LoaderConfig};
 use crate::data::parquet_shards::{shards_for, Split};
 use crate::data::shard_source::ParquetDocuments;
 use crate::tokenizer::artifacts;
-use crate::train::batches::BatchSource;
 
 /// d20 on 8×H100: 524,288 tokens per step at ~1.05 s per step (NANOCHAT.md §10: 21,400 steps in
 /// ~3 h of training), i.e. about 62K tokens/s per GPU.

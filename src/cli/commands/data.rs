@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::progress::{Progress, Unit};
 use crate::cli::{DataCommand, DataDownloadArgs, DataPinArgs, DataVerifyArgs, GlobalOptions, PinSource};
 use crate::config::RunConfig;
 use crate::data::bundled_manifests::{
@@ -35,6 +34,7 @@ use crate::data::{
     Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
 };
 use crate::paths::Paths;
+use crate::progress::{Progress, Unit};
 use crate::report::ReportSection;
 
 /// Pid of the process started by `--background-rest`, inside the shard directory.
@@ -362,7 +362,7 @@ fn write_report(paths: &Paths, plan: &DataPlan, rows: &[FileRow]) -> anyhow::Res
 fn open_shards_dir(global: &GlobalOptions) -> anyhow::Result<(RunConfig, Paths, PathBuf, BackgroundDownload)> {
     let config = global.resolve_config()?;
     let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("data-download.log"));
+    crate::logging::tee_to_file(&paths.logs().join("data-download.log"));
     let shards_dir = paths.shards(&config.data.manifest);
     fs::create_dir_all(&shards_dir).with_context(|| format!("creating {}", shards_dir.display()))?;
     let background = BackgroundDownload { pid_file: shards_dir.join(BACKGROUND_PID_FILE) };

@@ -9,7 +9,7 @@ use crate::report::ReportSection;
 pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("doctor.log"));
+    crate::logging::tee_to_file(&paths.logs().join("doctor.log"));
     let inventory = GpuInventory::probe();
     let system = SystemInfo::probe();
     let cuda = CudaBackend::probe();

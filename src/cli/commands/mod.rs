@@ -1,10 +1,11 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
 mod base_loss;
-pub mod base_train;
+mod base_train;
 mod bench_collectives;
 mod bench_dataloader;
 mod bench_tokenizer;
 mod bench_train;
+mod chat_stage;
 mod checkpoint;
 mod config;
 mod container;
@@ -13,8 +14,10 @@ mod doctor;
 pub mod launch;
 mod report;
 mod speedrun;
+mod tasks;
 mod tok_eval;
 mod tok_train;
+mod tokenizer;
 
 use super::{BenchCommand, Cli, Command, ContainerCommand};
 
@@ -24,8 +27,12 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(&cli.global, args),
         Command::BaseLoss(args) => base_loss::run(&cli.global, args),
         Command::BaseTrain(args) => base_train::run(&cli.global, args),
+        Command::MidTrain(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Mid),
+        Command::Sft(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Sft),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
+        Command::Tokenizer(command) => tokenizer::run(&cli.global, command),
+        Command::Tasks(command) => tasks::run(&cli.global, command),
         Command::Data(command) => data::run(&cli.global, command),
         Command::Report(command) => report::run(&cli.global, command),
         Command::Config(command) => config::run(&cli.global, command),

@@ -6,7 +6,7 @@ use crate::report::{self, Environment};
 
 pub fn run(global: &GlobalOptions, command: &ReportCommand) -> anyhow::Result<()> {
     let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("report.log"));
+    crate::logging::tee_to_file(&paths.logs().join("report.log"));
     match command {
         ReportCommand::Reset => {
             report::reset(&paths.report())?;

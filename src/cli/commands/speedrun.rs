@@ -11,7 +11,7 @@ pub fn run(global: &GlobalOptions, args: &SpeedrunArgs) -> anyhow::Result<()> {
     let paths = global.paths();
     std::fs::create_dir_all(paths.base())
         .with_context(|| format!("creating the base dir {}", paths.base().display()))?;
-    crate::cli::logging::tee_to_file(&paths.logs().join("speedrun.log"));
+    crate::logging::tee_to_file(&paths.logs().join("speedrun.log"));
 
     let mut stages = pipeline(
         &config,

@@ -31,7 +31,7 @@ struct Row {
 pub fn run(global: &GlobalOptions) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("tok-eval.log"));
+    crate::logging::tee_to_file(&paths.logs().join("tok-eval.log"));
     let ours = artifacts::load(&paths.tokenizer())?;
     let mut texts: Vec<(String, String)> = SAMPLES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
     let dir = paths.shards(&config.data.manifest);

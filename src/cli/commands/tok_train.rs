@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::progress::{Progress, Unit};
 use crate::cli::{GlobalOptions, TokTrainArgs};
 use crate::data::documents;
 use crate::data::parquet_shards::list_shards;
+use crate::progress::{Progress, Unit};
 use crate::report::ReportSection;
 use crate::tokenizer::{artifacts, token_byte_lengths, train_tokenizer, TokenizerTrainingConfig, NUM_SPECIAL_TOKENS};
 
@@ -31,7 +31,7 @@ pub fn tokenizer_shards(dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<s
 pub fn run(global: &GlobalOptions, args: &TokTrainArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;
     let paths = global.paths();
-    crate::cli::logging::tee_to_file(&paths.logs().join("tok-train.log"));
+    crate::logging::tee_to_file(&paths.logs().join("tok-train.log"));
     let t = &config.tok_train;
     let (source, batches): (String, documents::DocumentBatches) = match &args.input {
         Some(input) => {

@@ -644,6 +644,13 @@ def make_base_checkpoint(env, out):
         model = GPT(GPTConfig(**cfg))
     model.to_empty(device="cpu")
     model.init_weights()
+    # init_weights zeroes lm_head and every c_proj (§3.4): the first step's loss would be exactly ln(vocab) and its
+    # gradients mostly zero. Give them small seeded values so the golden steps exercise every parameter.
+    gen = torch.Generator().manual_seed(43)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "lm_head.weight" or name.endswith("c_proj.weight"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
     meta = {"step": 0, "val_bpb": None, "model_config": cfg, "user_config": {"depth": depth},
             "device_batch_size": 2, "max_seq_len": 64}
     ckdir = os.path.join(env.base, "base_checkpoints", "d2")
@@ -655,7 +662,8 @@ def make_base_checkpoint(env, out):
     digest, norms = params_digest(torch, model.state_dict())
     return {"model_config": cfg, "params_sha256": digest, "param_norms": norms,
             "init": "torch.manual_seed(42); GPT(GPTConfig(**model_config)) on the meta device; to_empty(device='cpu'); "
-                    "init_weights()  (reference nanochat/gpt.py; sizing as scripts/base_train.py for depth=2)"}
+                    "init_weights(); then lm_head.weight and every c_proj.weight = randn(shape, generator=Generator().manual_seed(43)) * 0.02 "
+                    "in named_parameters order  (reference nanochat/gpt.py; sizing as scripts/base_train.py for depth=2)"}
 
 
 def run_stage(env, script, argv, ckpt_subdir):
@@ -686,34 +694,33 @@ def run_stage(env, script, argv, ckpt_subdir):
 def phase_train(env, out):
     base = make_base_checkpoint(env, out)
     mid_argv = ["--device_type=cpu", "--device_batch_size=2", "--max_seq_len=64",
-                "--total_batch_size=256", "--num_iterations=8", "--eval_every=2", "--eval_tokens=128"]
+                "--total_batch_size=128", "--num_iterations=6", "--eval_every=2", "--eval_tokens=128"]
     mid, rec, g, ck, digest, norms = run_stage(env, "scripts/mid_train.py", mid_argv, "mid_checkpoints")
     mid.update({"evals": rec.evals, "min_val_bpb": g["min_val_bpb"], "final_param_norms": norms,
                 "final_params_sha256": digest, "checkpoint": ck})
     mid["notes"] = NOTES_COMMON + [
         "python -m scripts.mid_train equivalent: runpy of scripts/mid_train.py with argv above; torch.compile replaced by "
         "identity (eager mode; also inside Muon's Newton-Schulz); wandb stubbed.",
+        "total_batch_size = device_batch_size x max_seq_len: grad accumulation 1, so one process here reads the same "
+        "batches as rank 0 of any layout (no choice between consecutive micro-batches and per-rank streams).",
         "num_iterations counts loader batches (micro-batches), not optimizer steps: the loader sets last_step once it "
         "has yielded num_iterations batches, counting the prefetch, and progress = it/num_iterations. With "
-        "num_iterations=8 and grad_accum 2 that is 4 optimizer steps, and progress reaches 9/8 before the last one, "
-        "so its lr multiplier is 1-(1.125-0.8)/0.2 = -0.625 (a negative learning rate: reference behaviour).",
-        "The base checkpoint is a fresh init (lm_head and every c_proj zero), so the first step's losses are both "
-        "exactly ln(2048) in fp32.",
+        "num_iterations=6 and grad_accum 1 that is 5 optimizer steps with progress (s+2)/6 at step s.",
         "eval_every=2 and eval_tokens=128 (1 val batch) keep the evals tiny; they cannot be switched off without "
         "val_bpb being undefined at the final save.",
         "micro_batch_losses are the raw per-micro-batch losses (before the 1/grad_accum scaling); lrm and "
         "muon_momentum are the values the script set before each optimizer step.",
     ]
-    sft_argv = ["--device_type=cpu", "--source=mid", "--device_batch_size=2",
-                "--target_examples_per_step=4", "--num_iterations=4", "--eval_every=100", "--eval_steps=1",
+    sft_argv = ["--device_type=cpu", "--source=base", "--device_batch_size=2",
+                "--target_examples_per_step=2", "--num_iterations=5", "--eval_every=100", "--eval_steps=1",
                 "--eval_metrics_every=200", "--eval_metrics_max_problems=4"]
     sft, rec, g, ck, digest, norms = run_stage(env, "scripts/chat_sft.py", sft_argv, "chatsft_checkpoints")
     sft.update({"evals": {"val_batch_losses": rec.eval_losses, "val_loss": g["val_loss"], "metrics": g["metrics"]}, "final_param_norms": norms,
-                "final_params_sha256": digest, "checkpoint": ck, "input_params_sha256": mid["final_params_sha256"]})
+                "final_params_sha256": digest, "checkpoint": ck, "input_params_sha256": base["params_sha256"]})
     sft["notes"] = NOTES_COMMON + [
-        "runpy of scripts/chat_sft.py with argv above, starting from the mid checkpoint made by the mid run "
-        "(input_params_sha256 = mid.final_params_sha256).",
-        "The loop breaks at step num_iterations-1 before stepping: num_iterations=4 gives 3 optimizer steps.",
+        "runpy of scripts/chat_sft.py with argv above, starting from the committed base checkpoint (source=base, "
+        "input_params_sha256 = base.params_sha256), grad accumulation 1 (target_examples_per_step = device_batch_size).",
+        "The loop breaks at step num_iterations-1 before stepping: num_iterations=5 gives 4 optimizer steps.",
         "Evaluation cannot be switched off: val loss (eval_steps=1 batch of SmolTalk test) runs at step 0 and at the "
         "last step (evals.val_batch_losses), MMLU and ARC-Easy categorical accuracy (max 4 problems, batch 4) at the "
         "last step (evals.metrics).",
@@ -723,8 +730,7 @@ def phase_train(env, out):
         "base": base, "mid": mid, "sft": sft,
         "notes": ["torch.set_num_threads(1) and OMP_NUM_THREADS=1 for every run here (bit-reproducible CPU reductions); "
                   "compare against a single-threaded run, or with a tolerance.",
-                  "The final mid weights (3.7 MB) are not committed: the SFT run starts from them, so a test that "
-                  "checks SFT alone must first reproduce mid.final_params_sha256."]})
+                  "Both runs start from base_d2/ (committed)."]})
 
 
 # -----------------------------------------------------------------------------------------------

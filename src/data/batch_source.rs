@@ -1,4 +1,4 @@
-//! What training loops read: batches of (inputs, targets) with a position that checkpoints store, so a
+//! What training loops read (the data side's interface to them): batches of (inputs, targets) with a position that checkpoints store, so a
 //! resumed run continues with exactly the batches an uninterrupted run would have seen.
 use tch::Tensor;
 

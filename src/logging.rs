@@ -31,7 +31,7 @@ impl Log for ConsoleLogger {
             Level::Info => record.args().to_string(),
             Level::Debug | Level::Trace => format!("[{}] {}", record.target(), record.args()),
         };
-        crate::cli::progress::suspend_bars(|| eprintln!("{line}"));
+        crate::progress::suspend_bars(|| eprintln!("{line}"));
         if let Ok(mut guard) = self.file.lock() {
             if let Some(file) = guard.as_mut() {
                 let _ = writeln!(file, "{} {line}", crate::report::now_timestamp());

@@ -1,0 +1,119 @@
+//! Arguments of the chat half's commands: `tokenizer`, `tasks`, `mid-train`, `sft`.
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::LaunchArgs;
+
+#[derive(Debug, Args, Clone)]
+pub struct TokenizerSource {
+    /// Tokenizer to use: a tok/ directory, a tokenizer.ranks file or a tokenizer.json
+    /// (default: tok/ under the base dir).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenizerCommand {
+    /// Encode text (the argument, or standard input) to token ids, printed as a JSON list.
+    #[command(long_about = "Encode text to token ids, printed as one JSON list.\n\n\
+        Special-token strings like <|bos|> are ordinary text unless --special is given.\n\n\
+        Example: nanochat tokenizer encode 'Hello world'\n\
+        Example: echo 'Hello' | nanochat tokenizer encode --bos")]
+    Encode {
+        /// Text to encode (default: all of standard input).
+        text: Option<String>,
+        /// Prepend <|bos|>.
+        #[arg(long)]
+        bos: bool,
+        /// Encode special-token strings in the text as the special tokens.
+        #[arg(long)]
+        special: bool,
+        #[command(flatten)]
+        source: TokenizerSource,
+    },
+    /// Decode token ids (arguments, or a JSON list / whitespace-separated ids on standard input).
+    #[command(long_about = "Decode token ids to text (invalid UTF-8 shows as U+FFFD).\n\n\
+        Example: nanochat tokenizer decode 65527 1234 56\n\
+        Example: nanochat tokenizer encode hi | nanochat tokenizer decode")]
+    Decode {
+        ids: Vec<u32>,
+        #[command(flatten)]
+        source: TokenizerSource,
+    },
+    /// Render conversations (JSONL) to token ids and loss masks, or a readable view.
+    #[command(long_about = "Render a JSONL file of conversations with the chat format of NANOCHAT.md §5.1.\n\n\
+        Input: one conversation per line, {\"messages\": [{\"role\": ..., \"content\": ...}, ...]} or a bare list \
+        of messages; assistant content may be a list of parts {\"type\": \"text\"|\"python\"|\"python_output\", \
+        \"text\": ...}.\n\
+        Output: one line per conversation, {\"ids\": [...], \"mask\": [...]} (mask 1 = supervised), or with \
+        --for-completion {\"ids\": [...]}: the prompt without the last assistant message, ending in \
+        <|assistant_start|>. --view prints the tokens separated by | with the supervised ones in green \
+        (on a terminal) or inside [[ ]].\n\n\
+        Example: nanochat tokenizer render conversations.jsonl > rendered.jsonl\n\
+        Example: nanochat tasks show gsm8k --index 0 --json | nanochat tokenizer render --view -")]
+    Render {
+        /// JSONL file of conversations ("-" for standard input).
+        input: PathBuf,
+        /// Render the prompt for a completion (render_for_completion) instead.
+        #[arg(long)]
+        for_completion: bool,
+        /// Readable view instead of JSON.
+        #[arg(long)]
+        view: bool,
+        /// Truncate each conversation to this many tokens (§5.1: 2048).
+        #[arg(long, default_value_t = crate::chat::MAX_CONVERSATION_TOKENS)]
+        max_tokens: usize,
+        #[command(flatten)]
+        source: TokenizerSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List the tasks and mixtures, their splits and whether their data is downloaded.
+    List,
+    /// Print examples of a task as conversations (the exact examples the stages use, in order).
+    #[command(long_about = "Print examples of a task or of a stage's mixture, in the order the stages see \
+        them (the dataset shuffle with seed 42, the mixtures' Random(42) interleaving, NANOCHAT.md §5.2).\n\n\
+        Reads: data/hf/<dataset>/ and data/chat-data/ (run `nanochat data download --chat` first); the \
+        mixtures `mid` and `sft` follow the preset's mid_train / chat_sft sizes.\n\n\
+        Example: nanochat tasks show gsm8k --index 0\n\
+        Example: nanochat tasks show spellingbee --split test --range 0:5 --json\n\
+        Example: nanochat tasks show mid --range 0:10")]
+    Show(TasksShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TasksShowArgs {
+    /// Task or mixture name (see `nanochat tasks list`).
+    pub name: String,
+    /// Split (default: the task's first, usually train).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// One example.
+    #[arg(long, conflicts_with = "range")]
+    pub index: Option<usize>,
+    /// Examples A..B (B excluded), e.g. 0:10; an empty end means to the last one.
+    #[arg(long, value_name = "A:B")]
+    pub range: Option<String>,
+    /// Size of the synthetic spelling tasks (reference default 1000).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// One JSON conversation per line ({"messages": [...], ...} as the reference's tasks return it).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatStageArgs {
+    /// Continue the last checkpoint of this stage exactly (weights, optimizer state, data position).
+    #[arg(long)]
+    pub resume: bool,
+    /// Source checkpoint directory (default: the reference's rule, largest depth and last step of the
+    /// source phase under the base dir).
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}

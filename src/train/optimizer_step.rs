@@ -1,0 +1,76 @@
+//! One optimizer step of any training stage (NANOCHAT.md §4.4, §5.3-5.5): the micro-batches'
+//! losses, each divided by the number of micro-batches, backpropagated (gradients add up); optional
+//! clipping of this rank's gradient; the stage's LR multiplier and Muon momentum; AdamW then Muon
+//! (with several processes the distributed optimisers average the gradients); gradients cleared.
+use tch::{Reduction, Tensor};
+
+use crate::data::batch_source::BatchError;
+use crate::dist::ProcessGroup;
+use crate::model::Gpt;
+use crate::optim::{self, DistOptimError, Optimizers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("reading training data: {0}")]
+    Data(BatchError),
+    #[error("the loss became {loss} at step {step}; lower the learning rates or check the data")]
+    NonFiniteLoss { step: i64, loss: f64 },
+    #[error(transparent)]
+    Optimizer(#[from] DistOptimError),
+}
+
+/// What the schedule says for this step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSchedule {
+    pub lr_multiplier: f64,
+    pub muon_momentum: f64,
+    /// Clip this rank's gradient to this L2 norm (§4.4: 1.0 in base training; None in mid/SFT).
+    pub grad_clip: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutcome {
+    /// Each micro-batch's loss (mean over its trained targets), before the 1/A scaling.
+    pub losses: Vec<f64>,
+    pub grad_norm: Option<f64>,
+    /// Targets that were trained (not −1) over the micro-batches.
+    pub trained_tokens: i64,
+}
+
+impl StepOutcome {
+    /// The last micro-batch's loss: what the reference logs as the step's training loss.
+    pub fn loss(&self) -> f64 {
+        self.losses.last().copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// Runs step `step` on `accum` micro-batches from `next_batch(m)`.
+pub fn optimizer_step(
+    model: &Gpt,
+    optimizers: &mut Optimizers,
+    group: Option<&ProcessGroup>,
+    step: i64,
+    accum: usize,
+    mut next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor), BatchError>,
+    schedule: StepSchedule,
+) -> Result<StepOutcome, StepError> {
+    let mut losses = Vec::with_capacity(accum);
+    let mut trained_tokens = 0;
+    for m in 0..accum {
+        let (x, y) = next_batch(m).map_err(StepError::Data)?;
+        let loss = model.loss(&x, &y, Reduction::Mean);
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            model.zero_grad();
+            return Err(StepError::NonFiniteLoss { step, loss: value });
+        }
+        losses.push(value);
+        trained_tokens += y.ge(0).sum(tch::Kind::Int64).int64_value(&[]);
+        (loss / accum as f64).backward();
+    }
+    let grad_norm = schedule.grad_clip.map(|max| optim::clip_grad_norm(&model.parameters_in_reference_order(), max));
+    optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum);
+    optimizers.step(group)?;
+    model.zero_grad();
+    Ok(StepOutcome { losses, grad_norm, trained_tokens })
+}
