@@ -190,3 +190,29 @@ fn stage_mixtures_follow_the_preset() {
     assert_eq!(sft.len() as u64, fixture["sft_train"]["len"].as_u64().unwrap());
     assert_eq!(sft.get(2).unwrap().to_json(), fixture["sft_train"]["first_examples"][2]);
 }
+
+/// The reference's pickled tokenizer loads as the same encoder as its rank file, and encodes the
+/// reference's sample texts to the same ids.
+#[test]
+fn the_reference_tokenizer_pickle_loads() {
+    let golden_dir = root().join("tests/golden/chat");
+    let from_pickle = nanochat::tokenizer::artifacts::load_from(&golden_dir.join("tokenizer.pkl")).unwrap();
+    let from_ranks = encoder();
+    assert_eq!(from_pickle.mergeable_tokens(), from_ranks.mergeable_tokens());
+    assert_eq!(from_pickle.vocab_size(), 2048);
+    let meta = golden("tokenizer_meta.json");
+    for sample in meta["encode"].as_array().unwrap() {
+        let ids: Vec<u32> = serde_json::from_value(sample["ids"].clone()).unwrap();
+        assert_eq!(from_pickle.encode_ordinary(sample["text"].as_str().unwrap()), ids);
+    }
+    // A directory laid out like the reference's base_dir/tokenizer/ works too.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(golden_dir.join("tokenizer.pkl"), dir.path().join("tokenizer.pkl")).unwrap();
+    let from_dir = nanochat::tokenizer::artifacts::load_from(dir.path()).unwrap();
+    assert_eq!(from_dir.mergeable_tokens(), from_ranks.mergeable_tokens());
+    // Something else pickled is a clear error.
+    let other = dir.path().join("other.pkl");
+    std::fs::write(&other, b"\x80\x04K\x05.").unwrap();
+    let err = nanochat::tokenizer::artifacts::load_from(&other).err().unwrap().to_string();
+    assert!(err.contains("not a nanochat tokenizer.pkl"), "{err}");
+}

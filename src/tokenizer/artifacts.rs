@@ -46,11 +46,19 @@ pub fn load_token_bytes(dir: &Path) -> Result<Vec<u32>> {
 }
 
 /// A tokenizer given on the command line: a directory holding `tokenizer.ranks` (what tok-train
-/// writes), a rank file, or a HuggingFace `tokenizer.json` (ours, or any byte-level BPE whose
-/// vocabulary ids are its ranks); nanochat's special tokens follow the mergeable tokens.
+/// writes) or the reference's `tokenizer/tokenizer.pkl`, a rank file, a HuggingFace
+/// `tokenizer.json` (ours, or any byte-level BPE whose vocabulary ids are its ranks), or the
+/// reference's `tokenizer.pkl`; nanochat's special tokens follow the mergeable tokens.
 pub fn load_from(path: &Path) -> Result<BpeEncoder> {
     if path.is_dir() {
+        let pickle = path.join("tokenizer.pkl");
+        if !path.join(RANK_FILE).exists() && pickle.exists() {
+            return super::tiktoken_pickle::load_tiktoken_pickle(&pickle);
+        }
         return load(path);
+    }
+    if path.extension().is_some_and(|e| e == "pkl") {
+        return super::tiktoken_pickle::load_tiktoken_pickle(path);
     }
     if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::io(path, e))?;

@@ -17,6 +17,7 @@ pub mod merges;
 pub mod rank_file;
 pub mod special_tokens;
 pub mod split_pattern;
+pub mod tiktoken_pickle;
 pub mod token_bytes;
 pub mod tokenizer_training;
 

@@ -304,11 +304,14 @@ impl Unpickler<'_> {
                     let v = self.call(callable, args)?;
                     self.push(v);
                 }
-                // BUILD: sets object state (e.g. the `_metadata` attribute of a state_dict's
-                // OrderedDict). The state carries no tensor data, so it is dropped.
+                // BUILD: sets object state. An opaque object keeps it (a pickled tiktoken Encoding
+                // is all state); on anything else (e.g. the `_metadata` attribute of a state_dict's
+                // OrderedDict) it carries no tensor data and is dropped.
                 b'b' => {
-                    self.pop()?;
-                    self.top_any()?;
+                    let state = self.pop()?;
+                    if let Value::Object { state: slot @ None, .. } = self.top_mut()? {
+                        *slot = Some(Rc::new(Items(vec![state])));
+                    }
                 }
                 // BINPERSID
                 b'Q' => {
@@ -462,7 +465,7 @@ impl Unpickler<'_> {
                 }
                 _ => Err(self.err("unsupported _codecs.encode(...) arguments")),
             },
-            _ => Ok(Value::Object { module, name, args: Rc::clone(&args) }),
+            _ => Ok(Value::Object { module, name, args: Rc::clone(&args), state: None }),
         }
     }
 

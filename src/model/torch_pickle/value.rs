@@ -62,11 +62,13 @@ pub enum Value {
     },
     Storage(StorageRef),
     Tensor(Box<TensorRef>),
-    /// The result of calling a global the reader does not interpret (kept opaque, never executed).
+    /// The result of calling a global the reader does not interpret (kept opaque, never executed),
+    /// with the state a BUILD gave it (one item), e.g. a pickled `tiktoken.core.Encoding`'s dict.
     Object {
         module: String,
         name: String,
         args: Rc<Items>,
+        state: Option<Rc<Items>>,
     },
 }
 
@@ -126,9 +128,16 @@ impl Drop for Pairs {
 fn drop_iteratively(mut work: Vec<Value>) {
     while let Some(value) = work.pop() {
         match value {
-            Value::Tuple(rc) | Value::Object { args: rc, .. } => {
+            Value::Tuple(rc) => {
                 if let Ok(mut items) = Rc::try_unwrap(rc) {
                     work.append(&mut items.0);
+                }
+            }
+            Value::Object { args, state, .. } => {
+                for rc in std::iter::once(args).chain(state) {
+                    if let Ok(mut items) = Rc::try_unwrap(rc) {
+                        work.append(&mut items.0);
+                    }
                 }
             }
             Value::List(rc) => {
