@@ -2,7 +2,10 @@
 //! (nanochat 10231df) over the stand-in datasets of manifests/data/chat_smoke
 //! (tests/golden/chat/make_chat_golden.py): rendered ids and masks, every task's examples, the
 //! answer checks, and the mid/SFT mixtures.
-use std::path::Path;
+#[path = "support/chat_fixtures.rs"]
+mod chat_fixtures;
+
+use chat_fixtures::{chat_base, golden, golden_encoder as encoder, root};
 use std::sync::Arc;
 
 use nanochat::chat::tasks::arc::Arc as ArcTask;
@@ -15,38 +18,7 @@ use nanochat::chat::tasks::spelling::{SimpleSpelling, SpellingBee};
 use nanochat::chat::tasks::{extract_answer, Examples, SharedTask, Slice, Sliced, TaskMixture};
 use nanochat::chat::{ChatRenderer, Conversation};
 use nanochat::paths::Paths;
-use nanochat::tokenizer::{rank_file, BpeEncoder, SPECIAL_TOKENS};
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn golden(name: &str) -> Value {
-    let path = root().join("tests/golden/chat").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn encoder() -> BpeEncoder {
-    let tokens = rank_file::load_rank_file(&root().join("tests/golden/chat/tokenizer.ranks")).unwrap();
-    BpeEncoder::new(tokens, &SPECIAL_TOKENS).unwrap()
-}
-
-/// A base dir whose dataset and extras directories are the committed stand-ins.
-struct StandIns {
-    _dir: tempfile::TempDir,
-    paths: Paths,
-}
-
-fn stand_ins() -> StandIns {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = Paths::new(dir.path());
-    let data = root().join("manifests/data/chat_smoke");
-    std::fs::create_dir_all(paths.data()).unwrap();
-    std::os::unix::fs::symlink(&data, paths.data().join("hf")).unwrap();
-    std::os::unix::fs::symlink(&data, paths.chat_extras()).unwrap();
-    StandIns { _dir: dir, paths }
-}
 
 fn slice_of(args: &Value) -> Slice {
     Slice {
@@ -106,7 +78,7 @@ fn rendering_matches_the_reference() {
 #[test]
 fn every_task_gives_the_reference_examples() {
     let fixture = golden("tasks.json");
-    let data = stand_ins();
+    let data = chat_base();
     let mut checked = 0;
     for entry in fixture["tasks"].as_array().unwrap() {
         let (name, args) = (entry["task"].as_str().unwrap(), &entry["args"]);
@@ -136,7 +108,7 @@ fn answer_checks_match_the_reference() {
         let text = case["text"].as_str().unwrap();
         assert_eq!(extract_answer(text).as_deref(), case["answer"].as_str(), "extract_answer({text:?})");
     }
-    let data = stand_ins();
+    let data = chat_base();
     for case in fixture["cases"].as_array().unwrap() {
         let task = open(&data.paths, case["task"].as_str().unwrap(), &case["args"]);
         let conversation = task.get(case["index"].as_u64().unwrap() as usize).unwrap();
@@ -149,7 +121,7 @@ fn answer_checks_match_the_reference() {
 #[test]
 fn mixtures_interleave_like_the_reference() {
     let fixture = golden("mixtures.json");
-    let data = stand_ins();
+    let data = chat_base();
     for key in ["mid_train", "mid_val", "sft_train"] {
         let entry = &fixture[key];
         let tasks: Vec<SharedTask> = entry["tasks"]
@@ -178,7 +150,7 @@ fn mixtures_interleave_like_the_reference() {
 #[test]
 fn stage_mixtures_follow_the_preset() {
     let fixture = golden("mixtures.json");
-    let data = stand_ins();
+    let data = chat_base();
     let config = nanochat::config::resolve("d20", &[], None).unwrap();
     let mid = nanochat::chat::tasks::catalog::mid_train_mixture(&data.paths, &config.mid_train).unwrap();
     assert_eq!(mid.len() as u64, fixture["mid_train"]["len"].as_u64().unwrap());

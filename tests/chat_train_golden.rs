@@ -3,7 +3,12 @@
 //! (tests/golden/chat/train_steps.json, made by make_chat_golden.py): the first batch token for
 //! token, every step's raw loss, trained-token counts, validation bpb / loss and the categorical
 //! accuracies; SFT's final weights by their norms.
+#[path = "support/chat_fixtures.rs"]
+mod chat_fixtures;
+
 use std::path::Path;
+
+use chat_fixtures::{chat_base, golden};
 
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::paths::Paths;
@@ -11,36 +16,8 @@ use nanochat::train::{mid, sft, StageOptions};
 use serde_json::Value;
 use tch::Device;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn golden() -> Value {
-    let path = root().join("tests/golden/chat/train_steps.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A base dir with the golden tokenizer in tok/, the reference's d2 base checkpoint as base_d2/, and
-/// the stand-in datasets as data/hf and data/chat-data.
-fn base_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = Paths::new(dir.path());
-    let golden = root().join("tests/golden/chat");
-    std::fs::create_dir_all(paths.tokenizer()).unwrap();
-    std::fs::copy(golden.join("tokenizer.ranks"), paths.tokenizer().join("tokenizer.ranks")).unwrap();
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(golden.join("tokenizer_meta.json")).unwrap()).unwrap();
-    std::fs::write(paths.tokenizer().join("token_bytes.json"), meta["token_bytes"].to_string()).unwrap();
-    let base = paths.checkpoints("base", 2);
-    std::fs::create_dir_all(&base).unwrap();
-    for f in ["model_000000.pt", "meta_000000.json"] {
-        std::fs::copy(golden.join("base_d2").join(f), base.join(f)).unwrap();
-    }
-    let data = root().join("manifests/data/chat_smoke");
-    std::fs::create_dir_all(paths.data()).unwrap();
-    std::os::unix::fs::symlink(&data, paths.data().join("hf")).unwrap();
-    std::os::unix::fs::symlink(&data, paths.chat_extras()).unwrap();
-    dir
+fn golden_steps() -> Value {
+    golden("train_steps.json")
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
@@ -63,8 +40,8 @@ fn run_with<T>(
     overrides: &[&str],
     f: impl FnOnce(&nanochat::config::RunConfig, &Paths, &Cluster<'_>) -> T,
 ) -> (T, tempfile::TempDir) {
-    let dir = base_dir();
-    let paths = Paths::new(dir.path());
+    let base = chat_base();
+    let (dir, paths) = (base.dir, base.paths);
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let config = nanochat::config::resolve("d20", &overrides, None).unwrap();
     let ctx = DistContext::single();
@@ -74,7 +51,7 @@ fn run_with<T>(
 
 #[test]
 fn midtraining_follows_the_reference() {
-    let golden = golden();
+    let golden = golden_steps();
     let reference = &golden["mid"];
     // The reference ran with num_iterations=6, which (counting loader batches) makes 5 optimizer
     // steps with lr multipliers [1, 1, 1, 0.83, 0]; ours, 5 steps, has [1, 1, 1, 1, 0]: steps 0-3 see
@@ -120,7 +97,7 @@ fn midtraining_follows_the_reference() {
 
 #[test]
 fn sft_follows_the_reference() {
-    let golden = golden();
+    let golden = golden_steps();
     let reference = &golden["sft"];
     let (outcome, dir) = run_with(
         &[

@@ -33,7 +33,7 @@ pub struct PipelineOptions {
 
 /// Every stage this build knows, in pipeline order.
 pub const KNOWN_STAGES: &[&str] =
-    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "report"];
+    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "mid-train", "sft", "report"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
@@ -75,6 +75,11 @@ fn data_identity(config: &RunConfig) -> Value {
         "train_shards": config.data.train_shards,
         "compare_baselines": config.tok_eval.compare_baselines,
     })
+}
+
+/// What the chat stages read besides a checkpoint: the task datasets and the chat extras (§5.2).
+fn chat_data(paths: &Paths) -> Vec<PathBuf> {
+    vec![paths.data().join("hf"), paths.chat_extras()]
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -170,6 +175,36 @@ pub fn stage_spec(
             config: section(config, "base_loss"),
             always_run: false,
             resume_args: vec![],
+        },
+        // §10.1 step 8: midtraining from the base model.
+        "mid-train" => StageSpec {
+            name: name.into(),
+            args: distributed_args("mid-train", options),
+            inputs: [
+                tokenizer_files(paths),
+                vec![paths.checkpoints("base", config.base_train.depth)],
+                chat_data(paths),
+            ]
+            .concat(),
+            outputs: vec![paths.checkpoints("mid", config.base_train.depth)],
+            config: serde_json::json!({"mid_train": section(config, "mid_train"), "seed": config.run.seed}),
+            always_run: false,
+            resume_args: vec!["--resume".into()],
+        },
+        // §10.1 step 9: supervised fine-tuning from the chat_sft.source checkpoint (mid by default).
+        "sft" => StageSpec {
+            name: name.into(),
+            args: distributed_args("sft", options),
+            inputs: [
+                tokenizer_files(paths),
+                vec![paths.checkpoints(&config.chat_sft.source, config.base_train.depth)],
+                chat_data(paths),
+            ]
+            .concat(),
+            outputs: vec![paths.checkpoints("sft", config.base_train.depth)],
+            config: serde_json::json!({"chat_sft": section(config, "chat_sft"), "seed": config.run.seed}),
+            always_run: false,
+            resume_args: vec!["--resume".into()],
         },
         "report" => StageSpec {
             name: name.into(),

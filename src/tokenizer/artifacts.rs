@@ -50,6 +50,13 @@ pub fn load_token_bytes(dir: &Path) -> Result<Vec<u32>> {
 /// `tokenizer.json` (ours, or any byte-level BPE whose vocabulary ids are its ranks), or the
 /// reference's `tokenizer.pkl`; nanochat's special tokens follow the mergeable tokens.
 pub fn load_from(path: &Path) -> Result<BpeEncoder> {
+    if !path.exists() {
+        return Err(TokenizerError::Input(format!(
+            "no tokenizer at {}: train one with `nanochat tok-train`, or pass --tokenizer with a tok/ directory, \
+             a tokenizer.ranks, a tokenizer.json or the reference's tokenizer.pkl",
+            path.display()
+        )));
+    }
     if path.is_dir() {
         let pickle = path.join("tokenizer.pkl");
         if !path.join(RANK_FILE).exists() && pickle.exists() {
@@ -64,11 +71,6 @@ pub fn load_from(path: &Path) -> Result<BpeEncoder> {
         let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::io(path, e))?;
         return BpeEncoder::new(hf_json::mergeable_tokens_from_json(&text, path)?, &SPECIAL_TOKENS);
     }
-    if !path.exists() {
-        return Err(TokenizerError::Input(format!(
-            "no tokenizer at {}: give a tok/ directory, a tokenizer.ranks file or a tokenizer.json",
-            path.display()
-        )));
-    }
+
     BpeEncoder::new(rank_file::load_rank_file(path)?, &SPECIAL_TOKENS)
 }
