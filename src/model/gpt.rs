@@ -113,8 +113,14 @@ impl Gpt {
     pub fn forward(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
         let t = idx.size()[1];
         let t0 = cache.as_ref().map_or(0, |c| c.pos());
-        let cos = self.cos.narrow(1, t0, t);
-        let sin = self.sin.narrow(1, t0, t);
+        // Positions past the cached table (10× sequence_len) get the same values computed on demand
+        // (the reference asserts instead; a chat conversation can be longer than a tiny model's table).
+        let (cos, sin) = if t0 + t <= self.cos.size()[1] {
+            (self.cos.narrow(1, t0, t), self.sin.narrow(1, t0, t))
+        } else {
+            let (cos, sin) = rotary::precompute(t0 + t, self.config.head_dim(), self.device());
+            (cos.narrow(1, t0, t), sin.narrow(1, t0, t))
+        };
         let mut x = norm(&Tensor::embedding(&self.wte, idx, -1, false, false));
         for (layer, block) in self.blocks.iter().enumerate() {
             x = &x + self.attention(block, layer, &norm(&x), &cos, &sin, cache.as_deref_mut());

@@ -26,3 +26,34 @@ pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
     let y2 = &x1 * (-sin) + &x2 * cos;
     Tensor::cat(&[y1, y2], 3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_longer_table_extends_the_shorter_one_bit_for_bit() {
+        let (cos, sin) = precompute(40, 16, Device::Cpu);
+        let (long_cos, long_sin) = precompute(100, 16, Device::Cpu);
+        assert!(long_cos.narrow(1, 0, 40).equal(&cos));
+        assert!(long_sin.narrow(1, 0, 40).equal(&sin));
+    }
+
+    #[test]
+    fn positions_past_the_table_are_computed_on_demand() {
+        // sequence_len 4 caches 40 positions; a causal model's first 40 logits do not depend on later tokens.
+        tch::manual_seed(7);
+        let mut model = crate::model::Gpt::new(crate::model::GptConfig::from_depth(1, 64, 4), Device::Cpu).unwrap();
+        model.init_weights();
+        tch::no_grad(|| {
+            for (_, p) in model.named_parameters() {
+                let _ = p.shallow_clone().normal_(0.0, 0.1);
+            }
+        });
+        let ids = Tensor::arange(50, (Kind::Int64, Device::Cpu)).remainder(64).view([1, 50]);
+        let long = model.forward(&ids, None);
+        let short = model.forward(&ids.narrow(1, 0, 40), None);
+        assert_eq!(long.size(), [1, 50, 64]);
+        assert!(long.narrow(1, 0, 40).allclose(&short, 1e-6, 1e-6, false));
+    }
+}

@@ -403,14 +403,14 @@ impl<'a> BaseLoop<'a> {
             let outcome = optimizer_step(
                 self.model,
                 &mut self.optimizers,
-                self.cluster.group,
+                self.cluster,
                 step,
                 s.grad_accum_steps as usize,
                 |m| train[m].next_batch(),
                 schedule,
             )?;
             let dt = t0.elapsed().as_secs_f64();
-            let train_loss = outcome.loss();
+            let train_loss = outcome.loss;
             let debiased = smooth.update(step, train_loss);
             loop_state.smooth_train_loss = smooth.ema;
             if step > UNTIMED_STEPS {

@@ -234,24 +234,25 @@ pub fn run(
         let outcome = optimizer_step(
             &model,
             &mut optimizers,
-            cluster.group,
+            cluster,
             step,
             accum,
             |m| Ok((batches[m].inputs.shallow_clone(), batches[m].targets.shallow_clone())),
             schedule,
         )?;
         let dt = t0.elapsed().as_secs_f64();
-        step += 1;
-        let smoothed = smooth.update(step, outcome.loss());
+        // The reference counts and prints steps from 1 here (its debiasing uses that count too).
+        let done = step + 1;
+        let smoothed = smooth.update(done, outcome.loss);
         loop_state.smooth_train_loss = smooth.ema;
-        if step > UNTIMED_STEPS {
+        if done > UNTIMED_STEPS {
             loop_state.total_training_time += dt;
         }
-        losses.push(outcome.loss());
+        losses.push(outcome.loss);
         let tok_per_sec = c.total_batch_size as f64 / dt;
         suspend_bars(|| {
             log::info!(
-                "step {step:05} ({:.2}%) | loss: {smoothed:.6} | lrm: {:.2} | dt: {:.2}ms | tok/sec: {tok_per_sec:.0} | total time: {:.2}m",
+                "step {done:05} ({:.2}%) | loss: {smoothed:.6} | lrm: {:.2} | dt: {:.2}ms | tok/sec: {tok_per_sec:.0} | total time: {:.2}m",
                 100.0 * progress,
                 schedule.lr_multiplier,
                 dt * 1000.0,
@@ -261,7 +262,7 @@ pub fn run(
         bar.set_position(((progress * unit_scale) as u64).min(total));
         metrics.write(&StepRecord {
             step,
-            loss: Some(outcome.loss()),
+            loss: Some(outcome.loss),
             smoothed_loss: Some(smoothed),
             lrm: Some(schedule.lr_multiplier),
             muon_momentum: Some(schedule.muon_momentum),
@@ -271,6 +272,7 @@ pub fn run(
             total_training_time: loop_state.total_training_time,
             ..StepRecord::default()
         })?;
+        step = done;
     }
     drop(bar);
     cluster.barrier()?;

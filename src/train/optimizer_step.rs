@@ -2,10 +2,12 @@
 //! losses, each divided by the number of micro-batches, backpropagated (gradients add up); optional
 //! clipping of this rank's gradient; the stage's LR multiplier and Muon momentum; AdamW then Muon
 //! (with several processes the distributed optimisers average the gradients); gradients cleared.
+//! The step's loss is the mean over every micro-batch of every process, so the logged value does
+//! not depend on how the batch is split (the reference logs rank 0's last micro-batch).
 use tch::{Reduction, Tensor};
 
 use crate::data::batch_source::BatchError;
-use crate::dist::ProcessGroup;
+use crate::dist::{Cluster, DistError, ReduceOp};
 use crate::model::Gpt;
 use crate::optim::{self, DistOptimError, Optimizers};
 
@@ -17,6 +19,8 @@ pub enum StepError {
     NonFiniteLoss { step: i64, loss: f64 },
     #[error(transparent)]
     Optimizer(#[from] DistOptimError),
+    #[error(transparent)]
+    Dist(#[from] DistError),
 }
 
 /// What the schedule says for this step.
@@ -30,25 +34,20 @@ pub struct StepSchedule {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepOutcome {
-    /// Each micro-batch's loss (mean over its trained targets), before the 1/A scaling.
-    pub losses: Vec<f64>,
+    /// The mean of every micro-batch's loss (mean over its trained targets) over all processes.
+    pub loss: f64,
+    /// This process's micro-batch losses, before the 1/A scaling.
+    pub local_losses: Vec<f64>,
     pub grad_norm: Option<f64>,
-    /// Targets that were trained (not −1) over the micro-batches.
+    /// Targets that were trained (not −1) over the micro-batches of all processes.
     pub trained_tokens: i64,
-}
-
-impl StepOutcome {
-    /// The last micro-batch's loss: what the reference logs as the step's training loss.
-    pub fn loss(&self) -> f64 {
-        self.losses.last().copied().unwrap_or(f64::NAN)
-    }
 }
 
 /// Runs step `step` on `accum` micro-batches from `next_batch(m)`.
 pub fn optimizer_step(
     model: &Gpt,
     optimizers: &mut Optimizers,
-    group: Option<&ProcessGroup>,
+    cluster: &Cluster<'_>,
     step: i64,
     accum: usize,
     mut next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor), BatchError>,
@@ -70,7 +69,9 @@ pub fn optimizer_step(
     }
     let grad_norm = schedule.grad_clip.map(|max| optim::clip_grad_norm(&model.parameters_in_reference_order(), max));
     optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum);
-    optimizers.step(group)?;
+    optimizers.step(cluster.group)?;
     model.zero_grad();
-    Ok(StepOutcome { losses, grad_norm, trained_tokens })
+    let totals = cluster.reduce(&[losses.iter().sum(), losses.len() as f64, trained_tokens as f64], ReduceOp::Sum)?;
+    let loss = totals[0] / totals[1].max(1.0);
+    Ok(StepOutcome { loss, local_losses: losses, grad_norm, trained_tokens: totals[2] as i64 })
 }

@@ -289,21 +289,14 @@ pub fn run(
         let t0 = Instant::now();
         let schedule =
             StepSchedule { lr_multiplier: lr_multiplier(step, iterations), muon_momentum: momentum, grad_clip: None };
-        let outcome = optimizer_step(
-            &model,
-            &mut optimizers,
-            cluster.group,
-            step,
-            accum,
-            |m| Ok(train[m].next_batch()?),
-            schedule,
-        )?;
+        let outcome =
+            optimizer_step(&model, &mut optimizers, cluster, step, accum, |m| Ok(train[m].next_batch()?), schedule)?;
         let dt = t0.elapsed().as_secs_f64();
-        let trained = cluster.reduce(&[outcome.trained_tokens as f64], ReduceOp::Sum)?[0] as i64;
+        let trained = outcome.trained_tokens;
         if step + 1 > UNTIMED_STEPS {
             loop_state.total_training_time += dt;
         }
-        last_loss = outcome.loss();
+        last_loss = outcome.loss;
         losses.push(last_loss);
         suspend_bars(|| {
             log::info!(

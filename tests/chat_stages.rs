@@ -1,0 +1,236 @@
+//! mid-train and sft through the binary on the stand-in datasets, from the reference's d2 base
+//! checkpoint: a run killed mid-way and resumed with --resume ends bit-identical to one never
+//! interrupted; 2 processes train like 1 process with twice the accumulation; the report sections.
+#[path = "support/chat_fixtures.rs"]
+mod chat_fixtures;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_fixtures::chat_base;
+use nanochat::train::checkpoint;
+
+const MID: &[&str] = &[
+    "--preset",
+    "d20",
+    "--set",
+    "mid_train.device_batch_size=2",
+    "--set",
+    "mid_train.max_seq_len=64",
+    "--set",
+    "mid_train.total_batch_size=256",
+    "--set",
+    "mid_train.eval_tokens=256",
+];
+
+const SFT: &[&str] = &[
+    "--preset",
+    "d20",
+    "--set",
+    "chat_sft.source=base",
+    "--set",
+    "chat_sft.device_batch_size=2",
+    "--set",
+    "chat_sft.target_examples_per_step=4",
+    "--set",
+    "chat_sft.eval_steps=2",
+    "--set",
+    "chat_sft.eval_metrics_max_problems=8",
+];
+
+fn nanochat(base: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
+    cmd.args(args).env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE");
+    cmd
+}
+
+fn run_ok(base: &Path, args: &[&str]) -> Output {
+    let out = nanochat(base, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn model_sha(dir: &Path, step: u64) -> String {
+    nanochat::speedrun::digest::sha256_file(&checkpoint::model_path(dir, step)).unwrap()
+}
+
+/// (step, loss, val_bpb, val_loss) of every line of a metrics log.
+fn metrics(dir: &Path) -> Vec<(i64, Option<f64>, Option<f64>, Option<f64>)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (m["step"].as_i64().unwrap(), m["loss"].as_f64(), m["val_bpb"].as_f64(), m["val_loss"].as_f64())
+        })
+        .collect()
+}
+
+/// Runs `args` (ending in the stage name), kills it once `meta_{kill_after}` exists, resumes with
+/// --resume, and checks the result against an uninterrupted run.
+fn kill_and_resume(args: &[&str], out: &str, last_step: u64, kill_after: u64) {
+    let straight = chat_base();
+    run_ok(straight.dir.path(), args);
+
+    let run = chat_base();
+    let mut child = nanochat(run.dir.path(), args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let dir = run.dir.path().join(out);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoint::meta_path(&dir, kill_after).exists() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "no checkpoint of step {kill_after}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = checkpoint::latest_step(&dir).unwrap();
+    assert!(killed_at < last_step, "the run was killed before its end (latest checkpoint {killed_at})");
+
+    run_ok(run.dir.path(), &[args, &["--resume"]].concat());
+    let straight_dir = straight.dir.path().join(out);
+    assert_eq!(model_sha(&dir, last_step), model_sha(&straight_dir, last_step), "resumed after step {killed_at}");
+    assert_eq!(metrics(&dir), metrics(&straight_dir), "the metrics log reads as one run");
+}
+
+#[test]
+fn a_killed_midtraining_resumes_to_the_same_weights() {
+    let args = [
+        MID,
+        &[
+            "--set",
+            "mid_train.num_iterations=150",
+            "--set",
+            "mid_train.eval_every=50",
+            "--set",
+            "mid_train.save_every=2",
+        ],
+        &["mid-train"],
+    ]
+    .concat();
+    kill_and_resume(&args, "mid_d2", 40, 4);
+}
+
+#[test]
+fn a_killed_sft_resumes_to_the_same_weights() {
+    let args = [
+        SFT,
+        &[
+            "--set",
+            "chat_sft.num_iterations=40",
+            "--set",
+            "chat_sft.eval_every=15",
+            "--set",
+            "chat_sft.eval_metrics_every=20",
+            "--set",
+            "chat_sft.save_every=2",
+        ],
+        &["sft"],
+    ]
+    .concat();
+    kill_and_resume(&args, "sft_d2", 39, 4);
+}
+
+fn worst_relative_difference(a: &Path, b: &Path) -> f64 {
+    let a = checkpoint::read_tensors(a).unwrap();
+    let b = checkpoint::read_tensors(b).unwrap();
+    let mut worst = 0.0f64;
+    for (name, ta) in &a {
+        let tb = &b[name];
+        let rel = (ta - tb).abs().max().double_value(&[]) / ta.abs().max().double_value(&[]).max(1e-12);
+        worst = worst.max(rel);
+    }
+    worst
+}
+
+#[test]
+fn two_processes_train_like_one_with_twice_the_accumulation() {
+    for (stage, args, out, last) in [
+        (
+            "mid-train",
+            [
+                MID,
+                &[
+                    "--set",
+                    "mid_train.num_iterations=4",
+                    "--set",
+                    "mid_train.eval_every=2",
+                    "--set",
+                    "mid_train.save_every=-1",
+                ],
+            ]
+            .concat(),
+            "mid_d2",
+            4,
+        ),
+        (
+            "sft",
+            [
+                SFT,
+                &[
+                    "--set",
+                    "chat_sft.num_iterations=5",
+                    "--set",
+                    "chat_sft.eval_every=2",
+                    "--set",
+                    "chat_sft.save_every=-1",
+                ],
+            ]
+            .concat(),
+            "sft_d2",
+            4,
+        ),
+    ] {
+        let one = chat_base();
+        run_ok(one.dir.path(), &[&args[..], &[stage]].concat());
+        let two = chat_base();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        run_ok(two.dir.path(), &[&args[..], &[stage, "--nproc-per-node", "2", "--master-port", &port]].concat());
+        let worst = worst_relative_difference(
+            &checkpoint::model_path(&one.dir.path().join(out), last),
+            &checkpoint::model_path(&two.dir.path().join(out), last),
+        );
+        eprintln!("{stage}: 2 processes vs 1 process x 2 accumulation, largest relative weight difference {worst:e}");
+        assert!(worst < 1e-4, "{stage}: {worst:e}");
+        let (a, b) = (metrics(&one.dir.path().join(out)), metrics(&two.dir.path().join(out)));
+        assert_eq!(a.len(), b.len(), "{stage}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.0, y.0);
+            for (p, q) in [(x.1, y.1), (x.2, y.2), (x.3, y.3)] {
+                assert_eq!(p.is_some(), q.is_some(), "{stage} step {}", x.0);
+                if let (Some(p), Some(q)) = (p, q) {
+                    assert!((p - q).abs() <= 1e-4 * p.abs().max(1.0), "{stage} step {}: {p} vs {q}", x.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stages_write_their_report_sections() {
+    let base = chat_base();
+    let dir = base.dir.path();
+    run_ok(
+        dir,
+        &[MID, &["--set", "mid_train.num_iterations=3", "--set", "mid_train.eval_every=2", "mid-train"]].concat(),
+    );
+    let section = std::fs::read_to_string(dir.join("report/midtraining.json")).unwrap();
+    for key in ["Minimum validation bpb", "Number of iterations", "DDP world size", "Training conversations"] {
+        assert!(section.contains(key), "{key}: {section}");
+    }
+    // SFT from the midtrained model (the default source), by the reference's rule.
+    run_ok(
+        dir,
+        &[&SFT[..2], &["--set", "chat_sft.num_iterations=3", "--set", "chat_sft.eval_steps=1", "sft"]].concat(),
+    );
+    let section = std::fs::read_to_string(dir.join("report/chat-sft.json")).unwrap();
+    for key in ["Training rows", "Validation loss", "mmlu_acc", "arc_easy_acc", "mid_d2 step 3"] {
+        assert!(section.contains(key), "{key}: {section}");
+    }
+    let meta = checkpoint::load_meta(&dir.join("sft_d2"), 2).unwrap();
+    assert!(meta.val_loss.is_some() && meta.metrics.is_some());
+}
