@@ -60,8 +60,10 @@ fn model_sha(dir: &Path, step: u64) -> String {
     nanochat::speedrun::digest::sha256_file(&checkpoint::model_path(dir, step)).unwrap()
 }
 
-/// (step, loss, val_bpb, val_loss) of every line of a metrics log.
-fn metrics(dir: &Path) -> Vec<(i64, Option<f64>, Option<f64>, Option<f64>)> {
+/// (step, loss, val_bpb, val_loss) of one line of a metrics log.
+type MetricsLine = (i64, Option<f64>, Option<f64>, Option<f64>);
+
+fn metrics(dir: &Path) -> Vec<MetricsLine> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
