@@ -234,10 +234,10 @@ fn fetch_group(
     if !errors.is_empty() {
         let lines: Vec<String> = errors.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
         bail!(
-            "{} of {} {} could not be downloaded:\n  {}\n{WHAT_NEXT}",
+            "{}: {} of {} file(s) could not be downloaded:\n  {}\n{WHAT_NEXT}",
+            group.label,
             lines.len(),
             entries.len(),
-            group.label,
             lines.join("\n  "),
         );
     }
