@@ -485,3 +485,21 @@ fn smoke_stand_ins_arrive_byte_identical_through_the_local_hub() {
     assert!(!out.status.success());
     assert!(text(&out).contains("holds the smoke stand-ins") && text(&out).contains("--base-dir"), "{}", text(&out));
 }
+
+#[test]
+fn the_data_wait_stage_produces_the_chat_data_when_a_chat_stage_is_listed() {
+    use nanochat::speedrun::stage::{stage_spec, PipelineOptions};
+    let paths = nanochat::paths::Paths::new("/base");
+    let plain = nanochat::config::resolve("smoke", &["run.stages=[\"data\", \"data-wait\"]".into()], None).unwrap();
+    let wait = stage_spec("data-wait", &plain, &paths, &PipelineOptions::default()).unwrap();
+    assert!(wait.outputs.iter().all(|o| o.starts_with("/base/data/smoke")), "{:?}", wait.outputs);
+    assert!(wait.config.get("chat_data").is_none(), "unchanged for presets without chat stages");
+
+    let chat =
+        nanochat::config::resolve("smoke", &["run.stages=[\"data\", \"data-wait\", \"sft\"]".into()], None).unwrap();
+    let wait = stage_spec("data-wait", &chat, &paths, &PipelineOptions::default()).unwrap();
+    assert_eq!(wait.args, ["data", "download", "--wait"]);
+    assert!(wait.outputs.contains(&Path::new("/base/data/hf").to_path_buf()), "{:?}", wait.outputs);
+    assert!(wait.outputs.contains(&Path::new("/base/data/chat-data").to_path_buf()), "{:?}", wait.outputs);
+    assert_eq!(wait.config["chat_data"], true);
+}

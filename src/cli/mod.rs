@@ -385,7 +385,7 @@ pub enum DataCommand {
         once per base dir through the Hub API; the commit and the file list (sizes, the publisher's LFS sha256s) \
         are recorded in data/hf/<owner>/<name>/revision.json, and later runs fetch exactly those files without \
         asking the Hub. For the smoke preset, stand-ins compiled into the binary are served as a local Hub on \
-        127.0.0.1 instead. HF_ENDPOINT points at a mirror of the Hub (API and resolve URLs).\n\n\
+        127.0.0.1 instead (data.mirror_url is not asked for them). HF_ENDPOINT points at a mirror of the Hub (API and resolve URLs).\n\n\
         A plain mirror (data.mirror_url = URL) holds every file the downloads need: URL/<file name> for the \
         shards, the tokenizer files and the chat extras; URL/<owner>/<name>/<path in the repository> for the \
         chat datasets (e.g. URL/allenai/ai2_arc/ARC-Easy/test-00000-of-00001.parquet), plus \

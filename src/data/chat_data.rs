@@ -36,6 +36,11 @@ pub fn stages_need_chat_data(stages: &[String]) -> bool {
     stages.iter().any(|stage| CHAT_STAGES.contains(&stage.as_str()))
 }
 
+/// Where the chat data lands (`data/hf/`, `data/chat-data/`): what a stage that fetches it produces.
+pub fn chat_data_dirs(paths: &Paths) -> Vec<PathBuf> {
+    vec![paths.data().join("hf"), paths.chat_extras()]
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChatDataError {
     #[error(transparent)]

@@ -35,7 +35,9 @@ pub mod shard_writer;
 pub mod smoke_corpus;
 pub mod smoke_corpus_manifest;
 
-pub use chat_data::{chat_data_hint, stages_need_chat_data, ChatDownloads, CHAT_DATASETS_MANIFEST_FILE, CHAT_STAGES};
+pub use chat_data::{
+    chat_data_dirs, chat_data_hint, stages_need_chat_data, ChatDownloads, CHAT_DATASETS_MANIFEST_FILE, CHAT_STAGES,
+};
 pub use checksum_ledger::{ChecksumLedger, LedgerError, LEDGER_FILE_NAME};
 pub use download_error::DownloadError;
 pub use download_handle::DownloadHandle;
