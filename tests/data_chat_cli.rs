@@ -503,3 +503,44 @@ fn the_data_wait_stage_produces_the_chat_data_when_a_chat_stage_is_listed() {
     assert!(wait.outputs.contains(&Path::new("/base/data/chat-data").to_path_buf()), "{:?}", wait.outputs);
     assert_eq!(wait.config["chat_data"], true);
 }
+
+/// A wanted file the listing gives without `lfs` (kept in git: its `oid` is no sha256) is downloaded
+/// like any unpinned file: its sha256 recorded in the dataset's checksum ledger at the first download,
+/// checked against it from then on.
+#[test]
+fn a_file_outside_lfs_follows_the_ledger_policy() {
+    let server = FaultServer::start().unwrap();
+    let commit = "9".repeat(40);
+    let files = serve_hub(&server, &commit, "git");
+    let humaneval = files.iter().find(|f| f.repo == "openai/openai_humaneval").unwrap();
+    let listing =
+        json!([{"type": "file", "oid": "3".repeat(40), "size": humaneval.bytes.len(), "path": humaneval.path}]);
+    server.serve(
+        &format!("/api/datasets/openai/openai_humaneval/tree/{commit}/openai_humaneval"),
+        listing.to_string().into_bytes(),
+    );
+    let base = tempfile::tempdir().unwrap();
+    seed_extras(base.path());
+    let out = nanochat(base.path(), &server.url(""), &["data", "download", "--chat"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_all_in_place(base.path(), &files);
+    let recorded = &record(base.path(), "openai/openai_humaneval")["files"][0];
+    assert!(recorded.get("sha256").is_none(), "{recorded}");
+    let ledger_path = base.path().join("data/hf/openai/openai_humaneval/checksums.ledger.json");
+    let ledger: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ledger_path).unwrap()).unwrap();
+    let entry = &ledger["files"][humaneval.path.as_str()];
+    assert_eq!(entry["sha256"], Sha256Digest::of_bytes(&humaneval.bytes).as_hex());
+    assert_eq!(entry["source"], "first-download");
+    let row = report_markdown(&report_section(base.path()));
+    let row = row.lines().find(|l| l.contains("openai_humaneval/test-")).unwrap();
+    assert!(row.contains("**unpinned**"), "{row}");
+
+    // From then on the ledger vouches for it.
+    let mut bytes = humaneval.bytes.clone();
+    bytes[3] ^= 0x01;
+    std::fs::write(humaneval.local(base.path()), &bytes).unwrap();
+    let out = nanochat(base.path(), &server.url(""), &["data", "verify", "--chat"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("openai/openai_humaneval: 0 intact, 1 repaired"), "{}", text(&out));
+    assert_all_in_place(base.path(), &files);
+}

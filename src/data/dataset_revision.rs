@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::fineweb_edu_manifest::{FINEWEB_EDU_REPO, FINEWEB_EDU_REVISION};
-pub use super::hub_api::{hub_endpoint, DEFAULT_HUB_ENDPOINT};
+pub use super::hub_api::hub_endpoint;
 use super::hub_api::{is_commit_hash, HubApi, HubApiError};
 
 /// The record kept next to the dataset's files.
@@ -34,10 +34,7 @@ pub enum RevisionError {
 
 impl RevisionError {
     fn resolve(repo: &str, error: HubApiError) -> Self {
-        let (url, message) = match error {
-            HubApiError::Unreachable { url, message } | HubApiError::Answer { url, message } => (url, message),
-            HubApiError::Status { url, status } => (url, format!("HTTP {status}")),
-        };
+        let (url, message) = error.into_url_and_message();
         RevisionError::Resolve { repo: repo.to_string(), url, message }
     }
 }
@@ -76,13 +73,6 @@ impl DatasetRevision {
         match self {
             DatasetRevision::Pinned { commit, .. } => commit,
             DatasetRevision::Recorded(record) => &record.commit,
-        }
-    }
-
-    pub fn repo(&self) -> &str {
-        match self {
-            DatasetRevision::Pinned { repo, .. } => repo,
-            DatasetRevision::Recorded(record) => &record.repo,
         }
     }
 

@@ -48,6 +48,14 @@ impl HubApiError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, HubApiError::Status { status: 404, .. })
     }
+
+    /// The URL asked and what went wrong, for an error message of the caller's.
+    pub fn into_url_and_message(self) -> (String, String) {
+        match self {
+            HubApiError::Unreachable { url, message } | HubApiError::Answer { url, message } => (url, message),
+            HubApiError::Status { url, status } => (url, format!("HTTP {status}")),
+        }
+    }
 }
 
 /// One file of a directory listing.

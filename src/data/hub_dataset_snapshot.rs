@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::dataset_revision::{
     read_revision_record, resolve_main, DatasetRevision, RevisionError, RevisionRecord, REVISION_RECORD_FILE,
 };
-use super::hub_api::{encode_path, HubApi, HubApiError, TreeFile};
+use super::hub_api::{encode_path, HubApi, TreeFile};
 use super::hub_dataset_manifest::HubDataset;
-use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError};
+use super::manifest::{is_plain_relative_path, Checksum, DataManifest, ManifestEntry, ManifestError};
 use super::sha256_digest::Sha256Digest;
 
 /// What `resolved_from` says for a commit the build pins.
@@ -199,7 +199,7 @@ pub fn dataset_snapshot(
         if let Some(record) = mirror_record(dataset, url)? {
             let same_commit = recorded.as_ref().is_none_or(|r| r.revision.commit == record.revision.commit);
             if same_commit && fits(&record) && !record.stand_in {
-                write_record(&path, &record)?;
+                replace_record(dir, recorded.as_ref(), &record)?;
                 log::info!("dataset {repo}: commit {} and its file list taken from the mirror", record.revision.commit);
                 return Ok(snapshot_of(dataset, record));
             }
@@ -225,7 +225,7 @@ pub fn dataset_snapshot(
     };
     let files = list_files(dataset, &revision.commit, pin.is_some(), source)?;
     let record = SnapshotRecord { revision, patterns: dataset.files.clone(), stand_in: source.is_stand_in(), files };
-    write_record(&path, &record)?;
+    replace_record(dir, recorded.as_ref(), &record)?;
     log::info!(
         "dataset {repo}: {} file(s) at commit {} recorded in {}",
         record.files.len(),
@@ -266,6 +266,31 @@ fn check_record(
     Ok(())
 }
 
+/// Writes `record` in place of `old` and deletes the files only `old` listed.
+fn replace_record(dir: &Path, old: Option<&SnapshotRecord>, record: &SnapshotRecord) -> Result<(), SnapshotError> {
+    write_record(&dir.join(REVISION_RECORD_FILE), record)?;
+    if let Some(old) = old {
+        remove_stale_files(dir, old, record);
+    }
+    Ok(())
+}
+
+/// Deletes the files a replaced record listed that the new one does not, so a loader reading
+/// `<dir>/<split>-*.parquet` never mixes two commits (e.g. `train-00000-of-00004` left beside
+/// `train-00000-of-00005`).
+fn remove_stale_files(dir: &Path, old: &SnapshotRecord, new: &SnapshotRecord) {
+    for file in old.files.iter().filter(|f| !new.files.iter().any(|n| n.path == f.path)) {
+        if !is_plain_relative_path(&file.path) {
+            continue;
+        }
+        match std::fs::remove_file(dir.join(&file.path)) {
+            Ok(()) => log::info!("{}: not in commit {}; removed", file.path, new.revision.commit),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("{}: not in commit {} but cannot be removed: {e}", file.path, new.revision.commit),
+        }
+    }
+}
+
 fn snapshot_of(dataset: &HubDataset, record: SnapshotRecord) -> DatasetSnapshot {
     let revision = match dataset.pinned_commit() {
         Some(commit) if commit == record.revision.commit && !record.stand_in => {
@@ -288,10 +313,7 @@ fn mirror_record(dataset: &HubDataset, mirror: &str) -> Result<Option<SnapshotRe
     let text = match HubApi::new(mirror).fetch_text(&url) {
         Ok(text) => text,
         Err(e) if e.is_not_found() => return Ok(None),
-        Err(HubApiError::Status { status, .. }) => return Err(failed(format!("HTTP {status}"))),
-        Err(HubApiError::Unreachable { message, .. } | HubApiError::Answer { message, .. }) => {
-            return Err(failed(message))
-        }
+        Err(e) => return Err(failed(e.into_url_and_message().1)),
     };
     let record: SnapshotRecord =
         serde_json::from_str(&text).map_err(|e| failed(format!("not a revision record: {e}")))?;
@@ -322,12 +344,7 @@ fn list_files(
                     return Err(no_files(dataset, commit, &pattern.to_string(), found, pinned, source));
                 }
                 Err(e) => {
-                    let (url, message) = match e {
-                        HubApiError::Unreachable { url, message } | HubApiError::Answer { url, message } => {
-                            (url, message)
-                        }
-                        HubApiError::Status { url, status } => (url, format!("HTTP {status}")),
-                    };
+                    let (url, message) = e.into_url_and_message();
                     return Err(SnapshotError::List { repo: repo.into(), commit: commit.into(), url, message });
                 }
             };
@@ -422,6 +439,13 @@ mod tests {
         let pinned = dataset_snapshot(&dataset(&commit), dir.path(), &source).unwrap();
         assert!(pinned.revision.is_pinned() && pinned.describe().contains("pinned in this build"));
 
+        // A file kept in git (no LFS sha256): unpinned, so the downloader's ledger policy applies.
+        let mut git_file = record(&commit, &files);
+        git_file.files[0].sha256 = None;
+        let unpinned = snapshot_of(&dataset("unpinned"), git_file).manifest(&source).unwrap();
+        assert_eq!(unpinned.files[0].sha256, Checksum::Unpinned);
+        assert_eq!(unpinned.files[0].size, Some(3));
+
         // A plain mirror: files at <mirror>/<repo>/<path>.
         let mirror = SnapshotSource::Mirror { url: "http://m:1/hf/".into(), endpoint: UNREACHABLE.into() };
         let snapshot = dataset_snapshot(&dataset("unpinned"), dir.path(), &mirror).unwrap();
@@ -449,6 +473,41 @@ mod tests {
         write_record(&path, &stand_in).unwrap();
         let err = dataset_snapshot(&dataset("unpinned"), dir.path(), &source).unwrap_err().to_string();
         assert!(err.contains("holds the smoke stand-ins") && err.contains("--base-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_new_pin_is_listed_and_the_files_only_the_old_commit_had_are_removed() {
+        let (old_commit, new_commit) = ("c".repeat(40), "e".repeat(40));
+        let dir = tempfile::tempdir().unwrap();
+        let old_files = ["main/test-00000-of-00001.parquet", "main/train-00000-of-00002.parquet"];
+        write_record(&dir.path().join(REVISION_RECORD_FILE), &record(&old_commit, &old_files)).unwrap();
+        for file in old_files {
+            crate::fsutil::write_atomic(&dir.path().join(file), b"abc").unwrap();
+        }
+        // A Hub with the new commit: train is now one file of another name.
+        let hub = tempfile::tempdir().unwrap();
+        let listing = serde_json::json!([
+            {"type": "file", "path": "main/test-00000-of-00001.parquet", "size": 3,
+             "lfs": {"oid": Sha256Digest::of_bytes(b"abc").as_hex(), "size": 3}},
+            {"type": "file", "path": "main/train-00000-of-00001.parquet", "size": 3,
+             "lfs": {"oid": Sha256Digest::of_bytes(b"xyz").as_hex(), "size": 3}},
+        ]);
+        let tree = hub.path().join(format!("api/datasets/openai/gsm8k/tree/{new_commit}/main"));
+        crate::fsutil::write_atomic(&tree, listing.to_string().as_bytes()).unwrap();
+        let server = crate::data::LocalMirror::serve(hub.path()).unwrap();
+        let source = SnapshotSource::Hub { endpoint: server.url() };
+
+        let snapshot = dataset_snapshot(&dataset(&new_commit), dir.path(), &source).unwrap();
+        assert!(snapshot.revision.is_pinned());
+        let paths: Vec<_> = snapshot.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["main/test-00000-of-00001.parquet", "main/train-00000-of-00001.parquet"]);
+        assert!(dir.path().join(old_files[0]).exists(), "still listed: kept (the downloader re-checks it)");
+        assert!(!dir.path().join(old_files[1]).exists(), "only the old commit had it: removed");
+        let recorded: SnapshotRecord = read_revision_record(&dir.path().join(REVISION_RECORD_FILE)).unwrap().unwrap();
+        assert_eq!(
+            (recorded.revision.commit.as_str(), recorded.revision.resolved_from.as_str()),
+            (new_commit.as_str(), PINNED_FROM)
+        );
     }
 
     #[test]
