@@ -79,7 +79,7 @@ fn data_identity(config: &RunConfig) -> Value {
 
 /// What the chat stages read besides a checkpoint: the task datasets and the chat extras (§5.2).
 fn chat_data(paths: &Paths) -> Vec<PathBuf> {
-    vec![paths.data().join("hf"), paths.chat_extras()]
+    crate::data::chat_data_dirs(paths)
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -127,7 +127,7 @@ pub fn stage_spec(
             let mut outputs = shard_files(config, paths, config.data.train_shards);
             let mut identity = data_identity(config);
             if crate::data::stages_need_chat_data(&config.run.stages) {
-                outputs.extend(crate::data::chat_data_dirs(paths));
+                outputs.extend(chat_data(paths));
                 identity["chat_data"] = Value::Bool(true);
             }
             StageSpec {
