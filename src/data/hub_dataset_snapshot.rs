@@ -226,7 +226,7 @@ pub fn dataset_snapshot(
     let files = list_files(dataset, &revision.commit, pin.is_some(), source)?;
     let record = SnapshotRecord { revision, patterns: dataset.files.clone(), stand_in: source.is_stand_in(), files };
     replace_record(dir, recorded.as_ref(), &record)?;
-    log::info!(
+    log::debug!(
         "dataset {repo}: {} file(s) at commit {} recorded in {}",
         record.files.len(),
         record.revision.commit,
