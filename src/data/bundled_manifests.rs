@@ -2,11 +2,14 @@
 //! copied binary or the container needs no checkout to know what to download and which sha256s to
 //! expect (DESIGN.md "Data and artifacts"). Also: the download list of the smoke shards (built
 //! locally, pinned by the corpus manifest), the mirror rewrite (`data.mirror_url`: every file from
-//! `<mirror>/<file name>`), and where each manifest's files live under the base directory.
+//! `<mirror>/<file name>`), and where each manifest's files live under the base directory. The chat
+//! datasets' manifest (manifests/data/chat_datasets.toml, NANOCHAT.md §5.2) lists repositories rather
+//! than files: see [`hub_dataset_manifest`](super::hub_dataset_manifest).
 use std::path::PathBuf;
 
 use super::dataset_revision::hub_endpoint;
 use super::fineweb_edu_manifest::fineweb_edu_manifest;
+use super::hub_dataset_manifest::HubDatasetManifest;
 use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError};
 use super::smoke_corpus_manifest::SmokeCorpusManifest;
 use crate::paths::Paths;
@@ -17,13 +20,23 @@ pub const FINEWEB_EDU_MANIFEST_NAME: &str = "fineweb-edu-100b";
 pub const SMOKE_MANIFEST_NAME: &str = "smoke";
 /// The GPT-2/GPT-4 tiktoken files of tok-eval (NANOCHAT.md §1.6).
 pub const TOKENIZERS_MANIFEST_NAME: &str = "tokenizers";
+/// The chat stages' extra files: identity conversations, SpellingBee word list (NANOCHAT.md §5.2).
+pub const CHAT_EXTRAS_MANIFEST_NAME: &str = "chat-data";
 
 /// (name, TOML text) of the manifests listed as files, in the order `data pin` names them.
 pub const BUNDLED_MANIFESTS: &[(&str, &str)] = &[
     (TOKENIZERS_MANIFEST_NAME, include_str!("../../manifests/data/tokenizers.toml")),
     ("eval-bundle", include_str!("../../manifests/data/eval_bundle.toml")),
-    ("chat-data", include_str!("../../manifests/data/chat_data.toml")),
+    (CHAT_EXTRAS_MANIFEST_NAME, include_str!("../../manifests/data/chat_data.toml")),
 ];
+
+/// The HuggingFace datasets of the chat stages (NANOCHAT.md §5.2).
+pub const CHAT_DATASETS_TOML: &str = include_str!("../../manifests/data/chat_datasets.toml");
+
+/// The chat datasets' manifest compiled into the binary.
+pub fn bundled_chat_datasets() -> Result<HubDatasetManifest, ManifestError> {
+    HubDatasetManifest::parse(CHAT_DATASETS_TOML, "manifests/data/chat_datasets.toml")
+}
 
 /// The smoke corpus manifest (sources and the recorded shard sha256s).
 pub const SMOKE_CORPUS_TOML: &str = include_str!("../../manifests/data/smoke_corpus.toml");
@@ -94,10 +107,12 @@ pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Resul
 }
 
 /// Directory the files of manifest `name` are downloaded into: the shard manifests under
-/// `data/<name>/`, the tokenizers under `data/tokenizers/`, the other bundled ones under `data/<name>/`.
+/// `data/<name>/`, the tokenizers under `data/tokenizers/`, the chat extras under `data/chat-data/`, the
+/// other bundled ones under `data/<name>/`.
 pub fn download_dir(paths: &Paths, name: &str) -> PathBuf {
     match name {
         TOKENIZERS_MANIFEST_NAME => paths.baseline_tokenizers(),
+        CHAT_EXTRAS_MANIFEST_NAME => paths.chat_extras(),
         other => paths.shards(other),
     }
 }
@@ -120,6 +135,7 @@ pub fn with_mirror(manifest: &DataManifest, mirror_url: &str) -> DataManifest {
 mod tests {
     use super::*;
     use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
+    use std::path::Path;
 
     #[test]
     fn every_bundled_manifest_parses_and_tokenizers_are_pinned() {
@@ -136,6 +152,29 @@ mod tests {
             .iter()
             .all(|f| f.url.starts_with("https://openaipublic.blob.core.windows.net/encodings/")));
         assert!(bundled_manifest("nope").is_none());
+        assert_eq!(download_dir(&Paths::new("/b"), CHAT_EXTRAS_MANIFEST_NAME), Path::new("/b/data/chat-data"));
+    }
+
+    #[test]
+    fn the_chat_datasets_manifest_lists_every_dataset_of_the_chat_stages() {
+        let manifest = bundled_chat_datasets().unwrap();
+        let repos: Vec<_> = manifest.datasets.iter().map(|d| d.repo.as_str()).collect();
+        assert_eq!(
+            repos,
+            ["HuggingFaceTB/smol-smoltalk", "cais/mmlu", "allenai/ai2_arc", "openai/gsm8k", "openai/openai_humaneval"]
+        );
+        let mmlu = manifest.dataset("cais/mmlu").unwrap();
+        assert!(
+            mmlu.wants("all/test-00000-of-00001.parquet") && mmlu.wants("auxiliary_train/train-00000-of-00001.parquet")
+        );
+        assert!(!mmlu.wants("all/auxiliary_train-00000-of-00001.parquet"), "only the three splits of all/");
+        let arc = manifest.dataset("allenai/ai2_arc").unwrap();
+        for subset in ["ARC-Easy", "ARC-Challenge"] {
+            for split in ["train", "validation", "test"] {
+                assert!(arc.wants(&format!("{subset}/{split}-00000-of-00001.parquet")), "{subset} {split}");
+            }
+        }
+        assert!(manifest.datasets.iter().all(|d| d.pinned_commit().is_some() || d.revision == "unpinned"));
     }
 
     #[test]

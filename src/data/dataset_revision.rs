@@ -1,31 +1,42 @@
-//! Which commit of the FineWeb-Edu dataset the shard URLs name: never the moving `main` (issue 4).
-//! The build's pin (`FINEWEB_EDU_REVISION`) when it has one. Until then, the commit `main` points to
-//! when a base dir first downloads shards, resolved through the Hub API and recorded in
-//! `data/<manifest>/revision.json`: every shard of the run, and of every later run on that base dir,
-//! comes from that one commit. Like an unpinned checksum, it is flagged in the report.
+//! Which commit of a HuggingFace dataset the download URLs name: never the moving `main` (issue 4).
+//! The build's pin when it has one. Until then, the commit `main` points to when a base dir first
+//! downloads the dataset, resolved through the Hub API and recorded in `revision.json` in the
+//! dataset's directory: every file of the run, and of every later run on that base dir, comes from
+//! that one commit. Like an unpinned checksum, it is flagged in the report. Used for the FineWeb-Edu
+//! shards (`data/<manifest>/revision.json`, NANOCHAT.md §2.1) and the chat datasets
+//! (`data/hf/<owner>/<name>/revision.json`, §5.2, which also records their file list: see
+//! [`hub_dataset_snapshot`](super::hub_dataset_snapshot)).
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::fineweb_edu_manifest::{fineweb_edu_revision_is_placeholder, FINEWEB_EDU_REPO, FINEWEB_EDU_REVISION};
+use super::fineweb_edu_manifest::{FINEWEB_EDU_REPO, FINEWEB_EDU_REVISION};
+pub use super::hub_api::hub_endpoint;
+use super::hub_api::{is_commit_hash, HubApi, HubApiError};
 
-/// The record kept next to the shards.
+/// The record kept next to the dataset's files.
 pub const REVISION_RECORD_FILE: &str = "revision.json";
-/// The Hub, or a mirror of its API (HuggingFace's own `HF_ENDPOINT` variable).
-pub const DEFAULT_HUB_ENDPOINT: &str = "https://huggingface.co";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RevisionError {
     #[error(
-        "cannot resolve which commit of {repo} to download ({url}: {message}); with no access to the Hub, \
-         set data.mirror_url to a mirror holding the shards (--set data.mirror_url=URL)"
+        "cannot resolve which commit of {repo} to download ({url}: {message}); check the network or HF_ENDPOINT \
+         (a Hub mirror), or with no access to the Hub set data.mirror_url to a mirror holding the files \
+         (--set data.mirror_url=URL)"
     )]
     Resolve { repo: String, url: String, message: String },
     #[error("{path} is not a revision record ({message}): delete it to resolve the dataset commit again")]
     BadRecord { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+}
+
+impl RevisionError {
+    fn resolve(repo: &str, error: HubApiError) -> Self {
+        let (url, message) = error.into_url_and_message();
+        RevisionError::Resolve { repo: repo.to_string(), url, message }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,10 +48,22 @@ pub struct RevisionRecord {
     pub resolved_at: String,
 }
 
+impl RevisionRecord {
+    /// A record of `commit`, taken from `resolved_from` now.
+    pub fn now(repo: &str, commit: &str, resolved_from: &str) -> Self {
+        Self {
+            repo: repo.to_string(),
+            commit: commit.to_string(),
+            resolved_from: resolved_from.to_string(),
+            resolved_at: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatasetRevision {
     /// Pinned in this build.
-    Pinned(String),
+    Pinned { repo: String, commit: String },
     /// Resolved from `main` at this base dir's first download and recorded.
     Recorded(RevisionRecord),
 }
@@ -48,15 +71,19 @@ pub enum DatasetRevision {
 impl DatasetRevision {
     pub fn commit(&self) -> &str {
         match self {
-            DatasetRevision::Pinned(commit) => commit,
+            DatasetRevision::Pinned { commit, .. } => commit,
             DatasetRevision::Recorded(record) => &record.commit,
         }
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        matches!(self, DatasetRevision::Pinned { .. })
     }
 
     /// For the log and the report.
     pub fn describe(&self) -> String {
         match self {
-            DatasetRevision::Pinned(commit) => format!("{FINEWEB_EDU_REPO} at commit {commit} (pinned in this build)"),
+            DatasetRevision::Pinned { repo, commit } => format!("{repo} at commit {commit} (pinned in this build)"),
             DatasetRevision::Recorded(r) => format!(
                 "{} at commit {} (**not pinned in this build**: `{}` as of {}, recorded in {REVISION_RECORD_FILE} \
                  at the first download)",
@@ -66,62 +93,66 @@ impl DatasetRevision {
     }
 }
 
-/// The Hub endpoint: `HF_ENDPOINT` or huggingface.co.
-pub fn hub_endpoint() -> String {
-    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_default();
-    let endpoint = endpoint.trim().trim_end_matches('/');
-    if endpoint.is_empty() {
-        DEFAULT_HUB_ENDPOINT.to_string()
-    } else {
-        endpoint.to_string()
+/// Reads the record at `path` as `T` (a [`RevisionRecord`] or a record that extends it); `None` when
+/// there is none, an error naming the way out when it is damaged or names no commit.
+pub fn read_revision_record<T: DeserializeOwned + AsRef<RevisionRecord>>(
+    path: &Path,
+) -> Result<Option<T>, RevisionError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RevisionError::BadRecord { path: path.to_path_buf(), message: e.to_string() }),
+    };
+    let record: T = serde_json::from_str(&text)
+        .map_err(|e| RevisionError::BadRecord { path: path.to_path_buf(), message: e.to_string() })?;
+    let commit = &record.as_ref().commit;
+    if !is_commit_hash(commit) {
+        return Err(RevisionError::BadRecord {
+            path: path.to_path_buf(),
+            message: format!("{commit:?} is not a commit"),
+        });
     }
+    Ok(Some(record))
+}
+
+impl AsRef<RevisionRecord> for RevisionRecord {
+    fn as_ref(&self) -> &RevisionRecord {
+        self
+    }
+}
+
+/// The commit of dataset `repo` whose files go to `dir`: `pinned` (the build's pin, when it is a
+/// commit), else the one recorded in `dir/revision.json`, else `main` resolved now through the Hub
+/// at `endpoint` (and recorded).
+pub fn dataset_revision(
+    repo: &str,
+    pinned: Option<&str>,
+    dir: &Path,
+    endpoint: &str,
+) -> Result<DatasetRevision, RevisionError> {
+    if let Some(commit) = pinned.filter(|c| is_commit_hash(c)) {
+        return Ok(DatasetRevision::Pinned { repo: repo.to_string(), commit: commit.to_string() });
+    }
+    let path = dir.join(REVISION_RECORD_FILE);
+    if let Some(record) = read_revision_record::<RevisionRecord>(&path)? {
+        return Ok(DatasetRevision::Recorded(record));
+    }
+    let commit = resolve_main(repo, endpoint)?;
+    let record = RevisionRecord::now(repo, &commit, "main");
+    crate::fsutil::write_json_atomic(&path, &record).map_err(|source| RevisionError::Write { path, source })?;
+    log::info!("dataset {repo}: `main` is commit {commit}; recorded for this base dir");
+    Ok(DatasetRevision::Recorded(record))
+}
+
+/// The commit `main` of dataset `repo` points to now, asked of the Hub at `endpoint`.
+pub fn resolve_main(repo: &str, endpoint: &str) -> Result<String, RevisionError> {
+    HubApi::new(endpoint).branch_commit(repo, "main").map_err(|e| RevisionError::resolve(repo, e))
 }
 
 /// The FineWeb-Edu commit for the shards in `shard_dir`: the build's pin, the recorded one, or `main`
 /// resolved now (and recorded).
 pub fn fineweb_edu_revision(shard_dir: &Path, endpoint: &str) -> Result<DatasetRevision, RevisionError> {
-    if !fineweb_edu_revision_is_placeholder(FINEWEB_EDU_REVISION) {
-        return Ok(DatasetRevision::Pinned(FINEWEB_EDU_REVISION.to_string()));
-    }
-    let path = shard_dir.join(REVISION_RECORD_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let record: RevisionRecord = serde_json::from_str(&text)
-            .map_err(|e| RevisionError::BadRecord { path: path.clone(), message: e.to_string() })?;
-        if fineweb_edu_revision_is_placeholder(&record.commit) {
-            return Err(RevisionError::BadRecord { path, message: format!("{:?} is not a commit", record.commit) });
-        }
-        return Ok(DatasetRevision::Recorded(record));
-    }
-    let record = RevisionRecord {
-        repo: FINEWEB_EDU_REPO.to_string(),
-        commit: resolve_branch(endpoint, FINEWEB_EDU_REPO, "main")?,
-        resolved_from: "main".to_string(),
-        resolved_at: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-    };
-    crate::fsutil::write_json_atomic(&path, &record).map_err(|source| RevisionError::Write { path, source })?;
-    log::info!("dataset {FINEWEB_EDU_REPO}: `main` is commit {}; recorded for this base dir", record.commit);
-    Ok(DatasetRevision::Recorded(record))
-}
-
-/// The commit a branch of a Hub dataset points to (`GET /api/datasets/<repo>/revision/<branch>` → `sha`).
-fn resolve_branch(endpoint: &str, repo: &str, branch: &str) -> Result<String, RevisionError> {
-    let url = format!("{endpoint}/api/datasets/{repo}/revision/{branch}");
-    let failed = |message: String| RevisionError::Resolve { repo: repo.to_string(), url: url.clone(), message };
-    let agent = super::remote_file::build_agent(Duration::from_secs(20), Duration::from_secs(60), "nanochat");
-    let mut response = agent.get(&url).call().map_err(|e| failed(e.to_string()))?;
-    if response.status() != 200 {
-        return Err(failed(format!("HTTP {}", response.status())));
-    }
-    #[derive(Deserialize)]
-    struct RevisionInfo {
-        sha: String,
-    }
-    let text = response.body_mut().read_to_string().map_err(|e| failed(e.to_string()))?;
-    let info: RevisionInfo = serde_json::from_str(&text).map_err(|e| failed(format!("unexpected answer: {e}")))?;
-    if fineweb_edu_revision_is_placeholder(&info.sha) {
-        return Err(failed(format!("{:?} is not a commit hash", info.sha)));
-    }
-    Ok(info.sha)
+    dataset_revision(FINEWEB_EDU_REPO, Some(FINEWEB_EDU_REVISION), shard_dir, endpoint)
 }
 
 #[cfg(test)]

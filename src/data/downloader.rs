@@ -285,7 +285,9 @@ impl ShardDownloader {
     ) -> Result<DownloadedFile, DownloadError> {
         let final_path = dest_dir.join(&entry.name);
         let partial_path = dest_dir.join(format!("{}{PARTIAL_SUFFIX}", entry.name));
-        fs::create_dir_all(dest_dir).map_err(|e| DownloadError::io(&entry.name, "create directory", dest_dir, e))?;
+        // `name` may be a relative path (a dataset file at its path in the repository).
+        let file_dir = final_path.parent().unwrap_or(dest_dir);
+        fs::create_dir_all(file_dir).map_err(|e| DownloadError::io(&entry.name, "create directory", file_dir, e))?;
         if final_path.exists() {
             if let Some(file) = self.check_existing(entry, &final_path)? {
                 tracker.finish(index, file.size);

@@ -29,7 +29,7 @@ pub fn fineweb_edu_shard_url(endpoint: &str, revision: &str, index: usize) -> St
 
 /// True while [`FINEWEB_EDU_REVISION`] is still the placeholder (the CLI should say so).
 pub fn fineweb_edu_revision_is_placeholder(revision: &str) -> bool {
-    !(revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()))
+    !super::hub_api::is_commit_hash(revision)
 }
 
 /// Manifest of the first `count` shards (at most [`FINEWEB_EDU_SHARD_COUNT`]), all unpinned:

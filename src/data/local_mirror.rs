@@ -1,8 +1,10 @@
-//! `LocalMirror`: a small static file server on 127.0.0.1 for the files of one directory, so data
-//! built on this machine (the offline smoke corpus) reaches its destination through the same
-//! downloader as remote data (DESIGN.md "Data and artifacts": every file is fetched and verified
-//! the same way). HTTP/1.1, GET and HEAD, single byte ranges (`Range: bytes=a-b`, `a-`, `-n`),
-//! 404 for anything that is not a plain visible file directly inside the directory. One thread
+//! `LocalMirror`: a small static file server on 127.0.0.1 for the files under one directory, so data
+//! built or carried on this machine (the offline smoke corpus, the chat stand-ins laid out like the
+//! Hub's API and resolve URLs) reaches its destination through the same downloader as remote data
+//! (DESIGN.md "Data and artifacts": every file is fetched and verified the same way). HTTP/1.1, GET
+//! and HEAD, single byte ranges (`Range: bytes=a-b`, `a-`, `-n`), `/a/b/c` serves `<root>/a/b/c`;
+//! 404 for anything that is not a regular file under the root reached through plain visible names
+//! (no `..`, nothing hidden, no `*.partial`, no symlink leading outside the root). One thread
 //! accepts, one thread per connection, one request per connection; the server stops when dropped.
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -147,15 +149,26 @@ fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
     Ok(Some(request))
 }
 
-/// The plain file name a request target names, if it is one this server may serve.
-fn file_name_of(target: &str) -> Option<String> {
+/// The relative path a request target names, if it is one this server may serve: plain visible
+/// names separated by `/`.
+fn relative_path_of(target: &str) -> Option<String> {
     let path = target.split(['?', '#']).next()?;
-    let name = percent_decode(path.strip_prefix('/')?)?;
-    let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && !name.ends_with(crate::data::downloader::PARTIAL_SUFFIX);
-    plain.then_some(name)
+    let path = percent_decode(path.strip_prefix('/')?)?;
+    let plain = crate::data::manifest::is_plain_relative_path(&path)
+        && !path.ends_with(crate::data::downloader::PARTIAL_SUFFIX);
+    plain.then_some(path)
+}
+
+/// The file at `relative` under `root`, if it is a regular file that really lies under the root.
+fn open_under(root: &Path, relative: &str) -> Option<(File, u64)> {
+    let path = root.join(relative);
+    let real = path.canonicalize().ok()?;
+    if !real.starts_with(root.canonicalize().ok()?) {
+        return None;
+    }
+    let file = File::open(&real).ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some((file, meta.len()))
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -222,11 +235,7 @@ fn respond(out: &mut TcpStream, request: &Request, root: &Path) -> io::Result<()
             )
         }
     };
-    let file = file_name_of(&request.target).map(|name| root.join(name)).and_then(|path| {
-        let file = File::open(&path).ok()?;
-        let meta = file.metadata().ok()?;
-        meta.is_file().then_some((file, meta.len()))
-    });
+    let file = relative_path_of(&request.target).and_then(|relative| open_under(root, &relative));
     let Some((mut file, size)) = file else {
         let body = b"not found\n";
         write_head(
@@ -305,11 +314,40 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_visible_names_are_served() {
-        assert_eq!(file_name_of("/shard_00000.parquet").as_deref(), Some("shard_00000.parquet"));
-        assert_eq!(file_name_of("/a%20b.txt?x=1").as_deref(), Some("a b.txt"));
-        for bad in ["/", "/../etc/passwd", "/%2e%2e%2fsecret", "/.hidden", "/sub/file", "/x.parquet.partial", "x"] {
-            assert_eq!(file_name_of(bad), None, "{bad}");
+    fn only_plain_visible_paths_are_served() {
+        assert_eq!(relative_path_of("/shard_00000.parquet").as_deref(), Some("shard_00000.parquet"));
+        assert_eq!(relative_path_of("/a%20b.txt?x=1").as_deref(), Some("a b.txt"));
+        assert_eq!(relative_path_of("/sub/dir/file.parquet").as_deref(), Some("sub/dir/file.parquet"));
+        for bad in [
+            "/",
+            "/../etc/passwd",
+            "/%2e%2e%2fsecret",
+            "/sub/%2e%2e/%2e%2e/secret",
+            "/.hidden",
+            "/sub/.git/config",
+            "/sub//file",
+            "/sub/",
+            "/a\\b",
+            "/x.parquet.partial",
+            "/sub/x.parquet.partial",
+            "x",
+        ] {
+            assert_eq!(relative_path_of(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"secret").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("sub")).unwrap();
+        std::fs::write(root.path().join("sub/inner.txt"), b"inner").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.path().join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+        assert_eq!(open_under(root.path(), "sub/inner.txt").map(|(_, size)| size), Some(5));
+        assert!(open_under(root.path(), "link.txt").is_none());
+        assert!(open_under(root.path(), "out/secret.txt").is_none());
+        assert!(open_under(root.path(), "sub").is_none(), "a directory is not a file");
     }
 }

@@ -86,7 +86,8 @@ impl fmt::Display for Checksum {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
-    /// File name under the destination directory (a plain name, no directories).
+    /// Path under the destination directory: a plain file name, or a relative path whose every
+    /// component is a plain visible name (HuggingFace dataset files keep their path in the repository).
     pub name: String,
     pub url: String,
     /// Size in bytes, when known.
@@ -101,12 +102,10 @@ impl ManifestEntry {
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid =
             |reason: &str| ManifestError::InvalidEntry { name: self.name.clone(), reason: reason.to_string() };
-        if self.name.is_empty()
-            || self.name.contains(['/', '\\'])
-            || self.name.starts_with('.')
-            || self.name.ends_with(crate::data::downloader::PARTIAL_SUFFIX)
-        {
-            return Err(invalid("name must be a plain file name (no directories, not hidden, not *.partial)"));
+        if !is_plain_relative_path(&self.name) || self.name.ends_with(crate::data::downloader::PARTIAL_SUFFIX) {
+            return Err(invalid(
+                "name must be a file name or a relative path of plain names (no `..`, nothing hidden, not *.partial)",
+            ));
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(invalid("url must start with http:// or https://"));
@@ -116,6 +115,13 @@ impl ManifestEntry {
         }
         Ok(())
     }
+}
+
+/// True for `name` or `dir/name` where every component is non-empty, visible (no leading `.`, so no
+/// `.` or `..` either) and free of `\\` and NUL: a path that stays inside the directory it is joined to.
+pub fn is_plain_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|part| !part.is_empty() && !part.starts_with('.') && !part.contains(['\\', '\0']))
 }
 
 /// A list of files to download, in priority order (the first entries are fetched first).
@@ -220,5 +226,25 @@ license = "CC0"
         assert!(matches!(DataManifest::parse(&bad_name), Err(ManifestError::InvalidEntry { .. })));
         let duplicate = SAMPLE.replace("name = \"b.parquet\"", "name = \"a.parquet\"");
         assert!(matches!(DataManifest::parse(&duplicate), Err(ManifestError::InvalidEntry { .. })));
+    }
+
+    #[test]
+    fn names_may_be_relative_paths_that_stay_inside() {
+        let nested = SAMPLE.replace("name = \"b.parquet\"", "name = \"ARC-Easy/train-00000-of-00001.parquet\"");
+        assert_eq!(DataManifest::parse(&nested).unwrap().files[1].name, "ARC-Easy/train-00000-of-00001.parquet");
+        for bad in [
+            "/abs.parquet",
+            "a//b.parquet",
+            "a/../b.parquet",
+            "a/./b.parquet",
+            "a/.git/b",
+            "a/",
+            "a\\\\b",
+            "a/b.partial",
+        ] {
+            let text = SAMPLE.replace("name = \"b.parquet\"", &format!("name = {bad:?}"));
+            assert!(matches!(DataManifest::parse(&text), Err(ManifestError::InvalidEntry { .. })), "{bad}");
+        }
+        assert!(is_plain_relative_path("a/b/c.txt") && !is_plain_relative_path(""));
     }
 }

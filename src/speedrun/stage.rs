@@ -79,7 +79,7 @@ fn data_identity(config: &RunConfig) -> Value {
 
 /// What the chat stages read besides a checkpoint: the task datasets and the chat extras (§5.2).
 fn chat_data(paths: &Paths) -> Vec<PathBuf> {
-    vec![paths.data().join("hf"), paths.chat_extras()]
+    crate::data::chat_data_dirs(paths)
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -121,16 +121,25 @@ pub fn stage_spec(
             always_run: false,
             resume_args: vec![],
         },
-        // §10.1 step 6: wait for the shard download (and repair it if the background run failed).
-        "data-wait" => StageSpec {
-            name: name.into(),
-            args: vec!["data".into(), "download".into(), "--wait".into()],
-            inputs: vec![],
-            outputs: shard_files(config, paths, config.data.train_shards),
-            config: data_identity(config),
-            always_run: false,
-            resume_args: vec![],
-        },
+        // §10.1 step 6: wait for the shard download (and repair it if the background run failed); then,
+        // when a chat stage is listed, the chat data (§5.2, steps 8-9).
+        "data-wait" => {
+            let mut outputs = shard_files(config, paths, config.data.train_shards);
+            let mut identity = data_identity(config);
+            if crate::data::stages_need_chat_data(&config.run.stages) {
+                outputs.extend(chat_data(paths));
+                identity["chat_data"] = Value::Bool(true);
+            }
+            StageSpec {
+                name: name.into(),
+                args: vec!["data".into(), "download".into(), "--wait".into()],
+                inputs: vec![],
+                outputs,
+                config: identity,
+                always_run: false,
+                resume_args: vec![],
+            }
+        }
         "tok-train" => {
             let shards = paths.shards(&config.data.manifest);
             let first: Vec<PathBuf> =

@@ -13,9 +13,9 @@ use crate::paths::Paths;
 /// The seed of every task dataset's shuffle (§5.2).
 pub const DATASET_SHUFFLE_SEED: u64 = 42;
 
-/// What to run when a dataset is missing.
+/// What to run when a dataset is missing (the data layer's one line).
 pub fn download_hint() -> String {
-    "run `nanochat data download --chat` (the datasets of manifests/data/chat_datasets.toml)".to_string()
+    crate::data::chat_data_hint()
 }
 
 /// Where a split lives: `repo` (e.g. "allenai/ai2_arc"), the directory inside it (e.g. "ARC-Easy")

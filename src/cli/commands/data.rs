@@ -1,13 +1,16 @@
 //! `nanochat data download | verify | pin`: fetches what a preset needs (its shards, NANOCHAT.md
-//! §2.1, and the GPT-2/GPT-4 tokenizer files of tok-eval, §1.6) through the verifying downloader,
+//! §2.1, the GPT-2/GPT-4 tokenizer files of tok-eval, §1.6, and the chat stages' datasets and extras,
+//! §5.2, when a chat stage is listed or with `--chat`) through the verifying downloader,
 //! lets the tokenizer start after the first shards while a detached process fetches the rest
 //! (§10.1 step 4), repairs damaged files, pins manifests, and writes the "Data" report section
 //! (DESIGN.md "Data and artifacts", "Reproducibility": the sha256 of every input).
 //!
 //! The "smoke" manifest is built offline: the pinned sdists become shards under `mirror/smoke/`,
 //! which a [`LocalMirror`] serves on 127.0.0.1 so the shards reach `data/smoke/` through the same
-//! download-and-verify path as real data. `data.mirror_url` replaces every manifest URL with
-//! `<mirror_url>/<file name>`; checksums never come from the mirror.
+//! download-and-verify path as real data; the chat stand-ins of the smoke preset likewise come from a
+//! local Hub on 127.0.0.1 (see [`ChatDownloads`]). `data.mirror_url` replaces every manifest URL with
+//! `<mirror_url>/<file name>` (chat datasets: `<mirror_url>/<owner>/<name>/<path>`); pinned checksums
+//! never come from the mirror.
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
@@ -29,9 +32,9 @@ use crate::data::checksum_ledger::ChecksumSource;
 use crate::data::dataset_revision::{fineweb_edu_revision, hub_endpoint, DatasetRevision};
 use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
 use crate::data::{
-    build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, ChecksumLedger, DataManifest,
-    DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, RetryPolicy,
-    Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
+    build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, stages_need_chat_data,
+    ChatDownloads, ChecksumLedger, DataManifest, DownloadOptions, DownloadProgress, DownloadedFile, FileStatus,
+    LocalMirror, ManifestEntry, RetryPolicy, Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
 };
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
@@ -55,9 +58,17 @@ pub fn run(global: &GlobalOptions, command: &DataCommand) -> anyhow::Result<()> 
 
 /// Files of one manifest and the directory they go to.
 struct FileGroup {
-    label: &'static str,
+    label: String,
     dir: PathBuf,
     manifest: DataManifest,
+    /// What a pinned sha256 of this group is, for the report.
+    pinned_by: &'static str,
+}
+
+impl FileGroup {
+    fn new(label: &str, dir: PathBuf, manifest: DataManifest) -> Self {
+        Self { label: label.to_string(), dir, manifest, pinned_by: "pinned in the manifest" }
+    }
 }
 
 /// Everything a preset needs: its shards (first `data.train_shards`) and the extras (tokenizers).
@@ -83,11 +94,11 @@ impl DataPlan {
         if config.tok_eval.compare_baselines {
             let tokenizers = bundled_manifest(TOKENIZERS_MANIFEST_NAME)
                 .context("the tokenizers manifest is missing from this build")??;
-            extras.push(FileGroup {
-                label: "baseline tokenizers",
-                dir: download_dir(paths, TOKENIZERS_MANIFEST_NAME),
-                manifest: with_mirror(&tokenizers, &mirror_url),
-            });
+            extras.push(FileGroup::new(
+                "baseline tokenizers",
+                download_dir(paths, TOKENIZERS_MANIFEST_NAME),
+                with_mirror(&tokenizers, &mirror_url),
+            ));
         }
         let source = if !mirror_url.is_empty() {
             format!("mirror {mirror_url}")
@@ -100,7 +111,7 @@ impl DataPlan {
         };
         Ok(Self {
             manifest_name: name.to_string(),
-            shards: FileGroup { label: "shards", dir: paths.shards(name), manifest: with_mirror(&shards, &mirror_url) },
+            shards: FileGroup::new("shards", paths.shards(name), with_mirror(&shards, &mirror_url)),
             extras,
             source,
             mirror_url,
@@ -111,8 +122,7 @@ impl DataPlan {
     }
 
     fn options(&self) -> DownloadOptions {
-        let retry = RetryPolicy { max_attempts: self.attempts.max(1), ..RetryPolicy::default() };
-        DownloadOptions { parallelism: self.workers, retry, ..DownloadOptions::default() }
+        download_options(self.workers, self.attempts)
     }
 
     /// For "smoke" without a mirror: unless the first `count` shards are already in place, builds
@@ -169,84 +179,152 @@ impl DataPlan {
     /// Downloads the extras and the first `count` shards (present files are re-hashed, not fetched).
     fn fetch(&mut self, paths: &Paths, count: usize) -> anyhow::Result<Vec<FileRow>> {
         self.prepare_smoke_source(paths, count)?;
-        let mut rows = Vec::new();
-        for (group, entries) in self.groups(count) {
-            let files = self.fetch_group(group, &entries)?;
-            let fetched: Vec<&DownloadedFile> =
-                files.iter().filter(|f| matches!(f.status, FileStatus::Downloaded { .. })).collect();
-            log::info!(
-                "{}: {} file(s), {} in {} ({} downloaded, {} already there)",
-                group.label,
-                files.len(),
-                mib(files.iter().map(|f| f.size).sum()),
-                group.dir.display(),
-                fetched.len(),
-                files.len() - fetched.len()
-            );
-            rows.extend(file_rows(paths, group, &entries)?);
-        }
-        Ok(rows)
-    }
-
-    fn fetch_group(&self, group: &FileGroup, entries: &[ManifestEntry]) -> anyhow::Result<Vec<DownloadedFile>> {
-        let progress = Arc::new(ByteProgress::new(group.label));
-        let downloader = self.downloader(group)?.with_progress(move |p| progress.update(p));
-        let results = downloader.start(entries.to_vec(), group.dir.clone()).join();
-        drop(downloader); // clears the progress bar
-        let (files, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
-        if !errors.is_empty() {
-            let lines: Vec<String> = errors.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
-            bail!(
-                "{} of {} {} could not be downloaded:\n  {}\n{}",
-                lines.len(),
-                entries.len(),
-                group.label,
-                lines.join("\n  "),
-                self.what_next()
-            );
-        }
-        Ok(files.into_iter().filter_map(Result::ok).collect())
-    }
-
-    fn downloader(&self, group: &FileGroup) -> anyhow::Result<ShardDownloader> {
-        let ledger = ChecksumLedger::open(&group.dir.join(LEDGER_FILE_NAME))?;
-        Ok(ShardDownloader::new(self.options()).with_ledger(ledger))
+        fetch_groups(paths, &self.groups(count), &self.options())
     }
 
     /// Re-hashes the extras and the first `count` shards, fetching again what is missing or damaged.
     fn verify(&mut self, paths: &Paths, count: usize) -> anyhow::Result<Vec<FileRow>> {
         self.prepare_smoke_source(paths, count)?;
-        let mut rows = Vec::new();
-        let mut failures = Vec::new();
-        for (group, entries) in self.groups(count) {
-            let report = self.downloader(group)?.verify(&entries, &group.dir);
-            log::info!(
-                "{}: {} intact, {} repaired, {} failed ({})",
-                group.label,
-                report.intact.len(),
-                report.repaired.len(),
-                report.failed.len(),
-                group.dir.display()
-            );
-            for name in &report.repaired {
-                log::warn!("{}: was missing or damaged; downloaded again", name);
-            }
-            failures.extend(report.failed.iter().map(|e| e.to_string()));
-            rows.extend(file_rows(paths, group, &entries)?);
+        verify_groups(paths, &self.groups(count), &self.options())
+    }
+}
+
+fn download_options(workers: usize, attempts: u32) -> DownloadOptions {
+    let retry = RetryPolicy { max_attempts: attempts.max(1), ..RetryPolicy::default() };
+    DownloadOptions { parallelism: workers.max(1), retry, ..DownloadOptions::default() }
+}
+
+const WHAT_NEXT: &str = "Run the same command again to resume (partial files are kept)";
+
+/// Downloads the entries of each group (present files are re-hashed, not fetched) and lists them.
+fn fetch_groups(
+    paths: &Paths,
+    groups: &[(&FileGroup, Vec<ManifestEntry>)],
+    options: &DownloadOptions,
+) -> anyhow::Result<Vec<FileRow>> {
+    let mut rows = Vec::new();
+    for (group, entries) in groups {
+        let files = fetch_group(group, entries, options)?;
+        let fetched: Vec<&DownloadedFile> =
+            files.iter().filter(|f| matches!(f.status, FileStatus::Downloaded { .. })).collect();
+        log::info!(
+            "{}: {} file(s), {} in {} ({} downloaded, {} already there)",
+            group.label,
+            files.len(),
+            mib(files.iter().map(|f| f.size).sum()),
+            group.dir.display(),
+            fetched.len(),
+            files.len() - fetched.len()
+        );
+        rows.extend(file_rows(paths, group, entries)?);
+    }
+    Ok(rows)
+}
+
+fn fetch_group(
+    group: &FileGroup,
+    entries: &[ManifestEntry],
+    options: &DownloadOptions,
+) -> anyhow::Result<Vec<DownloadedFile>> {
+    let progress = Arc::new(ByteProgress::new(&group.label));
+    let downloader = group_downloader(group, options)?.with_progress(move |p| progress.update(p));
+    let results = downloader.start(entries.to_vec(), group.dir.clone()).join();
+    drop(downloader); // clears the progress bar
+    let (files, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+        bail!(
+            "{}: {} of {} file(s) could not be downloaded:\n  {}\n{WHAT_NEXT}",
+            group.label,
+            lines.len(),
+            entries.len(),
+            lines.join("\n  "),
+        );
+    }
+    Ok(files.into_iter().filter_map(Result::ok).collect())
+}
+
+fn group_downloader(group: &FileGroup, options: &DownloadOptions) -> anyhow::Result<ShardDownloader> {
+    let ledger = ChecksumLedger::open(&group.dir.join(LEDGER_FILE_NAME))?;
+    Ok(ShardDownloader::new(options.clone()).with_ledger(ledger))
+}
+
+/// Re-hashes the entries of each group, fetching again what is missing or damaged.
+fn verify_groups(
+    paths: &Paths,
+    groups: &[(&FileGroup, Vec<ManifestEntry>)],
+    options: &DownloadOptions,
+) -> anyhow::Result<Vec<FileRow>> {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (group, entries) in groups {
+        let report = group_downloader(group, options)?.verify(entries, &group.dir);
+        log::info!(
+            "{}: {} intact, {} repaired, {} failed ({})",
+            group.label,
+            report.intact.len(),
+            report.repaired.len(),
+            report.failed.len(),
+            group.dir.display()
+        );
+        for name in &report.repaired {
+            log::warn!("{}: was missing or damaged; downloaded again", name);
         }
-        if !failures.is_empty() {
-            bail!(
-                "{} file(s) could not be repaired:\n  {}\n{}",
-                failures.len(),
-                failures.join("\n  "),
-                self.what_next()
-            );
-        }
-        Ok(rows)
+        failures.extend(report.failed.iter().map(|e| e.to_string()));
+        rows.extend(file_rows(paths, group, entries)?);
+    }
+    if !failures.is_empty() {
+        bail!("{} file(s) could not be repaired:\n  {}\n{WHAT_NEXT}", failures.len(), failures.join("\n  "));
+    }
+    Ok(rows)
+}
+
+/// The chat stages' data (NANOCHAT.md §5.2): the datasets at their recorded commits and the extras,
+/// resolved while holding the lock of `data/hf/` (records are written there).
+struct ChatPlan {
+    downloads: ChatDownloads,
+    groups: Vec<FileGroup>,
+    options: DownloadOptions,
+    _lock: DirLock,
+}
+
+impl ChatPlan {
+    fn new(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Self> {
+        let hf = paths.data().join("hf");
+        fs::create_dir_all(&hf).with_context(|| format!("creating {}", hf.display()))?;
+        let lock = DirLock::acquire(&hf)?;
+        let stand_ins = config.data.manifest == SMOKE_MANIFEST_NAME;
+        let downloads = ChatDownloads::resolve(paths, stand_ins, &config.data.mirror_url)
+            .context("resolving the chat datasets (manifests/data/chat_datasets.toml)")?;
+        let groups = downloads
+            .groups
+            .iter()
+            .map(|g| FileGroup {
+                label: g.label.clone(),
+                dir: g.dir.clone(),
+                manifest: g.manifest.clone(),
+                pinned_by: match (&g.snapshot, stand_ins) {
+                    (_, true) => "pinned in manifests/data/chat_smoke/SOURCES.toml",
+                    (Some(_), false) => "the publisher's LFS sha256 at the dataset's commit",
+                    (None, false) => "pinned in the manifest",
+                },
+            })
+            .collect();
+        let options = download_options(config.data.download_workers as usize, attempts);
+        Ok(Self { downloads, groups, options, _lock: lock })
     }
 
-    fn what_next(&self) -> String {
-        "Run the same command again to resume (partial files are kept)".to_string()
+    fn entries(&self) -> Vec<(&FileGroup, Vec<ManifestEntry>)> {
+        self.groups.iter().map(|g| (g, g.manifest.files.clone())).collect()
+    }
+
+    fn fetch(&self, paths: &Paths) -> anyhow::Result<Vec<FileRow>> {
+        log::info!("fetching the chat data from {}", self.downloads.source);
+        fetch_groups(paths, &self.entries(), &self.options)
+    }
+
+    fn verify(&self, paths: &Paths) -> anyhow::Result<Vec<FileRow>> {
+        verify_groups(paths, &self.entries(), &self.options)
     }
 }
 
@@ -286,9 +364,10 @@ enum Trust {
 }
 
 impl Trust {
-    fn describe(self) -> &'static str {
+    /// `pinned_by`: what a pinned sha256 is for the file's group.
+    fn describe(self, pinned_by: &'static str) -> &'static str {
         match self {
-            Trust::Pinned => "pinned in the manifest",
+            Trust::Pinned => pinned_by,
             Trust::ServerAnnounced => "verified against the server-announced sha256 (not pinned)",
             Trust::FirstDownload => "**unpinned**: recorded in the ledger at first download only",
         }
@@ -301,6 +380,7 @@ struct FileRow {
     size: u64,
     sha256: Sha256Digest,
     trust: Trust,
+    pinned_by: &'static str,
 }
 
 /// Rows for the entries present in the group's directory (each verified just before).
@@ -322,28 +402,63 @@ fn file_rows(paths: &Paths, group: &FileGroup, entries: &[ManifestEntry]) -> any
             (None, None) => continue,
         };
         let shown = path.strip_prefix(paths.base()).unwrap_or(&path).display().to_string();
-        rows.push(FileRow { path: shown, size: meta.len(), sha256, trust });
+        rows.push(FileRow { path: shown, size: meta.len(), sha256, trust, pinned_by: group.pinned_by });
     }
     Ok(rows)
 }
 
-/// Writes the "Data" report section: every file with its sha256 and how it was checked.
-fn write_report(paths: &Paths, plan: &DataPlan, rows: &[FileRow]) -> anyhow::Result<()> {
+/// What the "Data" report section describes: the manifest and source of the shards (when they were
+/// part of the command) and the chat data (when it was).
+struct ReportScope<'a> {
+    shards: Option<&'a DataPlan>,
+    chat: Option<&'a ChatPlan>,
+}
+
+/// Writes the "Data" report section: every file with its sha256 and how it was checked, and the commit
+/// of every dataset with whether this build pins it.
+fn write_report(paths: &Paths, scope: ReportScope<'_>, rows: &[FileRow]) -> anyhow::Result<()> {
     let count = |trust| rows.iter().filter(|r| r.trust == trust).count();
     let unpinned = count(Trust::FirstDownload);
     let mut table = "| File | Bytes | sha256 | Checksum |\n|------|-------|--------|----------|\n".to_string();
     for row in rows {
-        table += &format!("| {} | {} | `{}` | {} |\n", row.path, row.size, row.sha256, row.trust.describe());
+        table +=
+            &format!("| {} | {} | `{}` | {} |\n", row.path, row.size, row.sha256, row.trust.describe(row.pinned_by));
     }
-    let mut section = ReportSection::new("Data")
-        .value("manifest", plan.manifest_name.as_str())
-        .value("source", plan.source.as_str())
+    let mut section = ReportSection::new("Data");
+    if let Some(plan) = scope.shards {
+        section = section.value("manifest", plan.manifest_name.as_str()).value("source", plan.source.as_str());
+    }
+    if let Some(chat) = scope.chat {
+        let datasets: Vec<serde_json::Value> = chat
+            .downloads
+            .snapshots()
+            .map(|s| {
+                serde_json::json!({
+                    "repo": s.dataset.repo,
+                    "commit": s.commit(),
+                    "pinned": s.revision.is_pinned(),
+                    "stand_in": s.stand_in,
+                    "files": s.files.len(),
+                })
+            })
+            .collect();
+        section = section.value("chat_source", chat.downloads.source.as_str()).value("chat_datasets", datasets);
+    }
+    section = section
         .value("files", rows.len())
         .value("bytes", rows.iter().map(|r| r.size).sum::<u64>())
         .value("pinned", count(Trust::Pinned))
         .value("server_announced", count(Trust::ServerAnnounced))
-        .value("unpinned_first_download", unpinned)
-        .markdown(table);
+        .value("unpinned_first_download", unpinned);
+    if let Some(chat) = scope.chat {
+        let lines: Vec<String> = chat.downloads.snapshots().map(|s| format!("- {}", s.describe())).collect();
+        section = section.markdown(format!(
+            "Chat datasets (from {}; NANOCHAT.md §5.2):\n\n{}\n",
+            chat.downloads.source,
+            lines.join("\n")
+        ));
+    }
+    section = section.markdown(table);
     if unpinned > 0 {
         section = section.markdown(format!(
             "{unpinned} file(s) are unpinned: nothing but their own first download vouches for their bytes. \
@@ -369,7 +484,30 @@ fn open_shards_dir(global: &GlobalOptions) -> anyhow::Result<(RunConfig, Paths, 
     Ok((config, paths, shards_dir, background))
 }
 
+/// `--chat`: only the chat data, fetched or re-checked; the report section describes just that.
+fn chat_only(global: &GlobalOptions, attempts: u32, verify: bool) -> anyhow::Result<()> {
+    let config = global.resolve_config()?;
+    let paths = global.paths();
+    crate::logging::tee_to_file(&paths.logs().join("data-download.log"));
+    let chat = ChatPlan::new(&config, &paths, attempts)?;
+    let rows = if verify { chat.verify(&paths)? } else { chat.fetch(&paths)? };
+    write_report(&paths, ReportScope { shards: None, chat: Some(&chat) }, &rows)?;
+    log::info!("chat data: all {} file(s) in place and verified", rows.len());
+    Ok(())
+}
+
+/// The chat data of a preset that lists a chat stage (none otherwise).
+fn chat_plan_if_needed(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Option<ChatPlan>> {
+    if !stages_need_chat_data(&config.run.stages) {
+        return Ok(None);
+    }
+    ChatPlan::new(config, paths, attempts).map(Some)
+}
+
 fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<()> {
+    if args.chat {
+        return chat_only(global, args.attempts, false);
+    }
     let (config, paths, shards_dir, background) = open_shards_dir(global)?;
     let all = config.data.train_shards as usize;
 
@@ -402,7 +540,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
         let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
         log::info!("fetching the first {first} of {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
         let rows = plan.fetch(&paths, first)?;
-        write_report(&paths, &plan, &rows)?;
+        write_report(&paths, ReportScope { shards: Some(&plan), chat: None }, &rows)?;
         drop(plan);
         drop(lock);
         if first < all {
@@ -436,11 +574,19 @@ fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path, attemp
     let mut plan = DataPlan::new(config, paths, attempts)?;
     let all = config.data.train_shards as usize;
     log::info!("fetching {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
-    let rows = plan.fetch(paths, all)?;
-    write_report(paths, &plan, &rows)
+    let mut rows = plan.fetch(paths, all)?;
+    // After the shards: the chat data, when a chat stage needs it (NANOCHAT.md §10.1 steps 8-9).
+    let chat = chat_plan_if_needed(config, paths, attempts)?;
+    if let Some(chat) = &chat {
+        rows.extend(chat.fetch(paths)?);
+    }
+    write_report(paths, ReportScope { shards: Some(&plan), chat: chat.as_ref() }, &rows)
 }
 
 fn verify(global: &GlobalOptions, args: &DataVerifyArgs) -> anyhow::Result<()> {
+    if args.chat {
+        return chat_only(global, args.attempts, true);
+    }
     let (config, paths, shards_dir, background) = open_shards_dir(global)?;
     if let Some(pid) = background.running() {
         log::info!("waiting for the background download (pid {pid}) to finish before verifying");
@@ -451,8 +597,12 @@ fn verify(global: &GlobalOptions, args: &DataVerifyArgs) -> anyhow::Result<()> {
     background.clear();
     let _lock = DirLock::acquire(&shards_dir)?;
     let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
-    let rows = plan.verify(&paths, config.data.train_shards as usize)?;
-    write_report(&paths, &plan, &rows)?;
+    let mut rows = plan.verify(&paths, config.data.train_shards as usize)?;
+    let chat = chat_plan_if_needed(&config, &paths, args.attempts)?;
+    if let Some(chat) = &chat {
+        rows.extend(chat.verify(&paths)?);
+    }
+    write_report(&paths, ReportScope { shards: Some(&plan), chat: chat.as_ref() }, &rows)?;
     log::info!("all {} file(s) verified", rows.len());
     Ok(())
 }
