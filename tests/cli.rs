@@ -98,6 +98,21 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         let name = nanochat::data::fineweb_edu_manifest::fineweb_edu_shard_name(i);
         nanochat::data::write_shard(&mirror_dir.join(name), &docs[i * 50..(i + 1) * 50], opts).unwrap();
     }
+    // The chat datasets on the same mirror, laid out as a base dir's data/hf/ (with each dataset's
+    // revision.json) and the extras at its top: fetched here once from the smoke stand-ins.
+    let chat = tempfile::tempdir().unwrap();
+    let out = nanochat(chat.path(), &["--preset", "smoke", "data", "download", "--chat"]);
+    assert!(out.status.success(), "{}", text(&out));
+    copy_tree(&chat.path().join("data/hf"), &mirror_dir);
+    copy_tree(&chat.path().join("data/chat-data"), &mirror_dir);
+    // A base dir refuses stand-ins offered as a dataset; here they play the part of a real mirror's copy.
+    for repo in
+        ["HuggingFaceTB/smol-smoltalk", "allenai/ai2_arc", "cais/mmlu", "openai/gsm8k", "openai/openai_humaneval"]
+    {
+        let record = mirror_dir.join(repo).join("revision.json");
+        let text = std::fs::read_to_string(&record).unwrap().replace("\"stand_in\": true", "\"stand_in\": false");
+        std::fs::write(&record, text).unwrap();
+    }
     let mirror = nanochat::data::LocalMirror::serve(&mirror_dir).unwrap();
     let sets = [
         "data.manifest=fineweb-edu-100b".to_string(),
@@ -114,6 +129,16 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "base_train.eval_every=4".into(),
         "base_train.eval_tokens=1024".into(),
         "base_loss.split_tokens=1024".into(),
+        "mid_train.max_seq_len=64".into(),
+        "mid_train.device_batch_size=4".into(),
+        "mid_train.total_batch_size=512".into(),
+        "mid_train.num_iterations=4".into(),
+        "mid_train.eval_every=2".into(),
+        "mid_train.eval_tokens=512".into(),
+        "chat_sft.num_iterations=4".into(),
+        "chat_sft.eval_every=2".into(),
+        "chat_sft.eval_steps=1".into(),
+        "chat_sft.eval_metrics_max_problems=4".into(),
     ];
     let mut args: Vec<&str> = vec!["--preset", "smoke"];
     for s in &sets {
@@ -125,7 +150,18 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
     smoke_report::assert_is_smoke_report(&report);
     assert!(report.contains("- Reproduce: `nanochat speedrun --preset smoke --seed 42 --set"), "{report}");
-    for stage in ["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "report"] {
+    for stage in [
+        "doctor",
+        "data",
+        "tok-train",
+        "tok-eval",
+        "data-wait",
+        "base-train",
+        "base-loss",
+        "mid-train",
+        "sft",
+        "report",
+    ] {
         let record: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("speedrun/{stage}.json"))).unwrap())
                 .unwrap();
@@ -140,7 +176,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    for stage in ["tok-train", "base-train", "base-loss"] {
+    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "sft"] {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);
@@ -163,6 +199,19 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
             "rank {rank} optimizer shard"
         );
         assert!(dir.path().join(format!("logs/base-train/rank{rank}.log")).exists(), "rank {rank} log");
+    }
+}
+
+/// Copies the files under `from` into `to`, keeping their relative paths.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 

@@ -9,6 +9,8 @@ pub fn assert_is_smoke_report(report: &str) {
         "## Tokenizer evaluation",
         "## Base model training",
         "## Base model loss",
+        "## Midtraining",
+        "## Chat SFT",
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
