@@ -101,6 +101,8 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
 	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader
+	@echo "== chat data paths: mid-train stream and SFT batches, tokens/s (smoke data; d20 batch shapes) =="
+	$(BIN) --preset d20 --base-dir $(SMOKE_DIR) bench chat-data
 
 # On a machine with NVIDIA GPUs: the CUDA backend, NCCL all-reduce bandwidth, 1-GPU training throughput.
 gpu-check: build

@@ -117,3 +117,10 @@ pub struct ChatStageArgs {
     #[command(flatten)]
     pub launch: LaunchArgs,
 }
+
+#[derive(Debug, Args)]
+pub struct BenchChatDataArgs {
+    /// Batches timed per stage after one warm-up batch.
+    #[arg(long, default_value_t = 100)]
+    pub batches: usize,
+}

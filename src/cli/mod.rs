@@ -266,6 +266,9 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Tokens per second the pretraining dataloader sustains on the preset's shards and tokenizer.
     Dataloader(BenchDataloaderArgs),
+    /// Tokens per second of the mid-train and SFT data paths (task rows, rendering, batching).
+    #[command(name = "chat-data")]
+    ChatData(crate::cli::chat_args::BenchChatDataArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
 mod base_loss;
 mod base_train;
+mod bench_chat_data;
 mod bench_collectives;
 mod bench_dataloader;
 mod bench_tokenizer;
@@ -40,6 +41,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Bench(BenchCommand::ChatData(args)) => bench_chat_data::run(&cli.global, args),
         Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
         Command::Container(ContainerCommand::Run(args)) => container::run(&cli.global, args),
     }
