@@ -181,8 +181,18 @@ fn the_chat_stages_explain_what_they_read_and_write() {
         let out = stdout(&nanochat(dir.path(), &[stage, "--help"], None));
         assert!(out.contains("Reads:") && out.contains("Writes:") && out.contains("--resume"), "{stage}: {out}");
     }
-    // Without a base model: which stage to run first.
+    // Without a tokenizer, then without a base model: which stage to run first.
     let out = nanochat(dir.path(), &["--preset", "smoke", "mid-train"], None);
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `nanochat tok-train` first"));
+    let base = chat_base();
+    std::fs::remove_dir_all(base.paths.checkpoints("base", 2)).unwrap();
+    let out = nanochat(base.dir.path(), &["--preset", "smoke", "mid-train"], None);
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `nanochat base-train` first"));
+    let out = nanochat(base.dir.path(), &["--preset", "smoke", "sft"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no mid checkpoint")
+            && String::from_utf8_lossy(&out.stderr).contains("run `nanochat mid-train` first")
+    );
 }

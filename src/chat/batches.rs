@@ -44,6 +44,21 @@ pub struct StreamSlot {
     pub streams: usize,
 }
 
+impl StreamSlot {
+    /// A stream needs at least one example of its own.
+    fn check(&self, task: &SharedTask) -> Result<(), ChatBatchError> {
+        if task.len() <= self.stream {
+            return Err(ChatBatchError::TooFewExamples {
+                task: task.name(),
+                len: task.len(),
+                stream: self.stream,
+                streams: self.streams,
+            });
+        }
+        Ok(())
+    }
+}
+
 fn render(encoder: &BpeEncoder, task: &SharedTask, index: usize) -> Result<super::render::Rendered, ChatBatchError> {
     let conversation = task.get(index)?;
     ChatRenderer::new(encoder)?
@@ -90,14 +105,7 @@ impl ConversationStream {
         seq_len: usize,
         device: Device,
     ) -> Result<Self, ChatBatchError> {
-        if task.len() <= slot.stream {
-            return Err(ChatBatchError::TooFewExamples {
-                task: task.name(),
-                len: task.len(),
-                stream: slot.stream,
-                streams: slot.streams,
-            });
-        }
+        slot.check(&task)?;
         let cursor = slot.stream;
         Ok(ConversationStream { task, encoder, slot, batch_size, seq_len, device, cursor, buffer: VecDeque::new() })
     }
@@ -172,14 +180,7 @@ impl ExampleBatches {
         batch_size: usize,
         device: Device,
     ) -> Result<Self, ChatBatchError> {
-        if task.len() <= slot.stream {
-            return Err(ChatBatchError::TooFewExamples {
-                task: task.name(),
-                len: task.len(),
-                stream: slot.stream,
-                streams: slot.streams,
-            });
-        }
+        slot.check(&task)?;
         let pad = encoder.special_id("<|assistant_end|>")?;
         Ok(ExampleBatches { task, encoder, slot, batch_size, pad, device, next: slot.stream })
     }

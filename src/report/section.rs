@@ -49,6 +49,16 @@ impl ReportSection {
         self
     }
 
+    /// One entry per top-level field of a stage's settings (its config section), in their order.
+    pub fn settings(mut self, settings: &impl serde::Serialize) -> Self {
+        if let Ok(Value::Object(map)) = serde_json::to_value(settings) {
+            for (k, v) in map {
+                self = self.value(&k, v);
+            }
+        }
+        self
+    }
+
     pub fn markdown(mut self, text: impl Into<String>) -> Self {
         self.entries.push(Entry::Markdown { text: text.into() });
         self

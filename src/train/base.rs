@@ -14,9 +14,12 @@ use tch::{Device, Tensor};
 
 use super::batch_fit;
 use super::checkpoint::{self, CheckpointMeta, LoopState};
-use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
+use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepError, StepSchedule};
-use super::{due, grad_accum_steps, token_bytes_tensor, StageOptions, TrainError, UNTIMED_STEPS};
+use super::{
+    due, grad_accum_steps, prepare_output_dir, stream_positions, token_bytes_tensor, StageOptions, TrainError,
+    UNTIMED_STEPS,
+};
 use crate::config::{BaseTrainConfig, RunConfig};
 use crate::data::batch_source::{BatchError, BatchSource};
 use crate::data::dataloader::{DistributedLoader, LoaderConfig, LoaderPosition};
@@ -105,13 +108,10 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut val_bpb = None;
-    let mut resume_positions: Option<Vec<LoaderPosition>> = None;
+    let mut resume_positions: Option<serde_json::Value> = None;
     if options.resume {
         let meta = checkpoint::restore_latest(&checkpoint_dir, &model, &mut optimizers, cluster.rank())?;
-        resume_positions = Some(
-            serde_json::from_value(meta.dataloader_state_dict.clone())
-                .map_err(|e| TrainError::Resume(format!("dataloader positions in the checkpoint meta: {e}")))?,
-        );
+        resume_positions = Some(meta.dataloader_state_dict.clone());
         (start_step, loop_state, val_bpb) = (meta.step as i64, meta.loop_state, meta.val_bpb);
         log::info!("resuming from step {start_step} of {}", checkpoint_dir.display());
     } else if let Some(init) = &options.source_dir {
@@ -172,14 +172,8 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
             .collect()
     };
     let source = Arc::new(ParquetDocuments);
-    if let Some(positions) = &resume_positions {
-        if positions.len() != accum {
-            return Err(TrainError::Resume(format!(
-                "the checkpoint has {} data streams per process, this run {accum}; resume with the same world size and batch settings",
-                positions.len()
-            )));
-        }
-    }
+    let resume_positions: Option<Vec<LoaderPosition>> =
+        resume_positions.map(|stored| stream_positions(&stored, &checkpoint_dir, accum)).transpose()?;
     let mut train: Vec<Box<dyn BatchSource>> = Vec::new();
     for (m, cfg) in loader_configs(train_shards).into_iter().enumerate() {
         let position = resume_positions.as_ref().map(|p| p[m]);
@@ -197,11 +191,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
             Ok(loaders)
         }
     };
-    if cluster.is_master() {
-        std::fs::create_dir_all(&checkpoint_dir)
-            .map_err(|source| TrainError::Write { path: checkpoint_dir.clone(), source })?;
-        config.write_beside(&checkpoint_dir).map_err(|e| TrainError::Config(e.to_string()))?;
-    }
+    prepare_output_dir(config, &checkpoint_dir, cluster)?;
 
     // The loop.
     let sampler_encoder = encoder.clone();
@@ -244,13 +234,8 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     // The report section.
     if cluster.is_master() {
         let tokens = iterations as u64 * bt.total_batch_size;
-        let mut section = ReportSection::new("Base model training");
-        if let serde_json::Value::Object(map) = serde_json::to_value(bt).unwrap_or_default() {
-            for (k, v) in map {
-                section = section.value(&k, v);
-            }
-        }
-        section
+        ReportSection::new("Base model training")
+            .settings(bt)
             .value("Number of parameters", num_params)
             .value("Number of FLOPs per token", format!("{flops_per_token:e}"))
             .value("Calculated number of iterations", iterations)
@@ -353,18 +338,7 @@ impl<'a> BaseLoop<'a> {
         loop {
             let last_step = step == s.num_iterations;
             if last_step || due(step, s.eval_every) {
-                let totals = self.evaluate_bpb()?;
-                let bpb = totals.bpb();
-                suspend_bars(|| log::info!("Step {step:05} | Validation bpb: {bpb:.4}"));
-                loop_state.min_val_bpb = loop_state.min_val_bpb.min(bpb);
-                val_bpb = Some(bpb);
-                metrics.write(&StepRecord {
-                    step,
-                    val_bpb,
-                    val_loss: Some(totals.nats_per_token()),
-                    total_training_time: loop_state.total_training_time,
-                    ..StepRecord::default()
-                })?;
+                val_bpb = Some(record_bpb_evaluation(&mut metrics, step, &self.evaluate_bpb()?, &mut loop_state)?);
             }
             if self.cluster.is_master() && (last_step || (step > 0 && due(step, s.sample_every))) {
                 if let Some(sampler) = self.sampler.as_mut() {

@@ -61,6 +61,27 @@ impl MetricsLog {
     }
 }
 
+/// Logs a validation bits-per-byte evaluation at `step`: the console line, the metrics line (bpb and
+/// nats per token), the running minimum. Returns the bpb.
+pub fn record_bpb_evaluation(
+    metrics: &mut MetricsLog,
+    step: i64,
+    totals: &crate::eval::bpb::BpbTotals,
+    state: &mut super::checkpoint::LoopState,
+) -> Result<f64, MetricsError> {
+    let bpb = totals.bpb();
+    crate::progress::suspend_bars(|| log::info!("Step {step:05} | Validation bpb: {bpb:.4}"));
+    state.min_val_bpb = state.min_val_bpb.min(bpb);
+    metrics.write(&StepRecord {
+        step,
+        val_bpb: Some(bpb),
+        val_loss: Some(totals.nats_per_token()),
+        total_training_time: state.total_training_time,
+        ..StepRecord::default()
+    })?;
+    Ok(bpb)
+}
+
 /// The debiased EMA of the training loss (§4.4): `update` with each step's raw loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct SmoothedLoss {

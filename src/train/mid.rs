@@ -10,13 +10,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::checkpoint::{self, CheckpointMeta, LoopState};
-use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
+use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::source::SourceCheckpoint;
-use super::{due, grad_accum_steps, token_bytes_tensor, StageOptions, TrainError, UNTIMED_STEPS};
+use super::{
+    due, grad_accum_steps, prepare_output_dir, stream_positions, token_bytes_tensor, StageOptions, TrainError,
+    UNTIMED_STEPS,
+};
 use crate::chat::batches::{ConversationStream, StreamBatch, StreamPosition, StreamSlot};
 use crate::chat::tasks::catalog::{mid_train_mixture, mid_val_mixture};
 use crate::config::{MidTrainConfig, RunConfig};
@@ -54,13 +55,6 @@ pub fn lr_multiplier(progress: f64, warmdown_start: f64) -> f64 {
     }
 }
 
-/// The data position stored in checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct DataState {
-    streams: Vec<StreamPosition>,
-    progress: f64,
-}
-
 /// What a finished run reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MidOutcome {
@@ -84,20 +78,9 @@ pub fn run(
     let streams = cluster.world_size() * accum;
 
     // The model, from the base checkpoint; the tokenizer.
-    let source = match &options.source_dir {
-        Some(dir) => SourceCheckpoint::in_dir(dir, None)?,
-        None => SourceCheckpoint::latest(paths, SOURCE_PHASE)?,
-    };
-    let model = source.load_model(device)?;
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    if encoder.vocab_size() as i64 != model.config.vocab_size {
-        return Err(TrainError::Config(format!(
-            "the tokenizer has {} tokens but the model in {} was trained with {}",
-            encoder.vocab_size(),
-            source.dir.display(),
-            model.config.vocab_size
-        )));
-    }
+    let (source, model) =
+        SourceCheckpoint::open(paths, SOURCE_PHASE, options.source_dir.as_deref(), encoder.vocab_size(), device)?;
     let token_bytes = token_bytes_tensor(&paths.tokenizer(), device)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 
@@ -131,18 +114,13 @@ pub fn run(
     let mut val_bpb = None;
     if options.resume {
         let meta = checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?;
-        let data: DataState = serde_json::from_value(meta.dataloader_state_dict.clone())
-            .map_err(|e| TrainError::Resume(format!("data position of {}: {e}", out_dir.display())))?;
-        if data.streams.len() != accum {
-            return Err(TrainError::Resume(format!(
-                "the checkpoint has {} data streams per process, this run {accum}; resume with the same world size and batch settings",
-                data.streams.len()
-            )));
-        }
-        for (stream, position) in train.iter_mut().zip(&data.streams) {
+        let data = &meta.dataloader_state_dict;
+        let positions: Vec<StreamPosition> = stream_positions(&data["streams"], &out_dir, accum)?;
+        for (stream, position) in train.iter_mut().zip(&positions) {
             stream.restore(position)?;
         }
-        (start_step, loop_state, progress, val_bpb) = (meta.step as i64, meta.loop_state, data.progress, meta.val_bpb);
+        progress = data["progress"].as_f64().unwrap_or(0.0);
+        (start_step, loop_state, val_bpb) = (meta.step as i64, meta.loop_state, meta.val_bpb);
         log::info!("resuming midtraining from step {start_step} of {}", out_dir.display());
     }
     if cluster.is_master() {
@@ -155,9 +133,8 @@ pub fn run(
             train_task.len(),
             cluster.world_size()
         );
-        std::fs::create_dir_all(&out_dir).map_err(|source| TrainError::Write { path: out_dir.clone(), source })?;
-        config.write_beside(&out_dir).map_err(|e| TrainError::Config(e.to_string()))?;
     }
+    prepare_output_dir(config, &out_dir, cluster)?;
 
     // The loop.
     let mut metrics = MetricsLog::open(&out_dir, start_step, cluster.is_master())?;
@@ -171,7 +148,7 @@ pub fn run(
                 progress: f64,
                 train: &[ConversationStream],
                 optimizers: &Optimizers| {
-        let data = DataState { streams: train.iter().map(ConversationStream::position).collect(), progress };
+        let streams: Vec<StreamPosition> = train.iter().map(ConversationStream::position).collect();
         let meta = CheckpointMeta {
             step: step as u64,
             val_bpb,
@@ -179,7 +156,7 @@ pub fn run(
             user_config: serde_json::to_value(c).unwrap_or_default(),
             device_batch_size: c.device_batch_size,
             max_seq_len: c.max_seq_len,
-            dataloader_state_dict: serde_json::to_value(data).unwrap_or_default(),
+            dataloader_state_dict: serde_json::json!({"streams": streams, "progress": progress}),
             loop_state: *state,
             val_loss: None,
             metrics: None,
@@ -201,18 +178,7 @@ pub fn run(
             if c.num_iterations > 0 { (step + 1) as f64 / c.num_iterations as f64 } else { progress.max(reduced[1]) };
 
         if c.eval_every > 0 && (last_step || step % c.eval_every == 0) {
-            let totals = evaluate(&model)?;
-            let bpb = totals.bpb();
-            suspend_bars(|| log::info!("Step {step:05} | Validation bpb: {bpb:.4}"));
-            loop_state.min_val_bpb = loop_state.min_val_bpb.min(bpb);
-            val_bpb = Some(bpb);
-            metrics.write(&StepRecord {
-                step,
-                val_bpb,
-                val_loss: Some(totals.nats_per_token()),
-                total_training_time: loop_state.total_training_time,
-                ..StepRecord::default()
-            })?;
+            val_bpb = Some(record_bpb_evaluation(&mut metrics, step, &evaluate(&model)?, &mut loop_state)?);
         }
         if last_step {
             save(step, val_bpb, &loop_state, progress, &train, &optimizers)?;
@@ -279,13 +245,8 @@ pub fn run(
 
     // The report section.
     if cluster.is_master() {
-        let mut section = ReportSection::new("Midtraining");
-        if let serde_json::Value::Object(map) = serde_json::to_value(c).unwrap_or_default() {
-            for (k, v) in map {
-                section = section.value(&k, v);
-            }
-        }
-        section
+        ReportSection::new("Midtraining")
+            .settings(c)
             .value("Source checkpoint", format!("{} step {}", source.dir.display(), source.step))
             .value("Training conversations", train_task.len() as u64)
             .value("Number of iterations", step)

@@ -80,6 +80,37 @@ pub fn token_bytes_tensor(tokenizer_dir: &std::path::Path, device: tch::Device) 
     Ok(Tensor::from_slice(&bytes).to_device(device))
 }
 
+/// `--resume`: the data positions a checkpoint stored, one per micro-batch stream of this process.
+pub fn stream_positions<T: serde::de::DeserializeOwned>(
+    stored: &serde_json::Value,
+    dir: &std::path::Path,
+    accum: usize,
+) -> Result<Vec<T>, TrainError> {
+    let positions: Vec<T> = serde_json::from_value(stored.clone()).map_err(|e| {
+        TrainError::Resume(format!("the data positions in the checkpoint meta of {}: {e}", dir.display()))
+    })?;
+    if positions.len() != accum {
+        return Err(TrainError::Resume(format!(
+            "the checkpoint has {} data streams per process, this run {accum}; resume with the same world size and batch settings",
+            positions.len()
+        )));
+    }
+    Ok(positions)
+}
+
+/// Creates a stage's output directory and writes the resolved configuration into it (rank 0).
+pub fn prepare_output_dir(
+    config: &crate::config::RunConfig,
+    dir: &std::path::Path,
+    cluster: &crate::dist::Cluster<'_>,
+) -> Result<(), TrainError> {
+    if cluster.is_master() {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Write { path: dir.to_path_buf(), source })?;
+        config.write_beside(dir).map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Whether a periodic action with period `every` (≤ 0: never) is due at `step`.
 pub fn due(step: i64, every: i64) -> bool {
     every > 0 && step % every == 0

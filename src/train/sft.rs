@@ -12,14 +12,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tch::Reduction;
 
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::source::SourceCheckpoint;
-use super::{due, StageOptions, TrainError, UNTIMED_STEPS};
+use super::{due, prepare_output_dir, stream_positions, StageOptions, TrainError, UNTIMED_STEPS};
 use crate::chat::batches::{ExampleBatches, StreamSlot};
 use crate::chat::tasks::arc::Arc as ArcTask;
 use crate::chat::tasks::catalog::{sft_train_mixture, sft_val_task};
@@ -67,12 +66,6 @@ pub fn num_iterations(c: &ChatSftConfig, train_examples: usize) -> Result<i64, T
         ));
     }
     Ok((train_examples / c.target_examples_per_step as usize) as i64 * c.num_epochs as i64)
-}
-
-/// The data position stored in checkpoints: each stream's next example.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct DataState {
-    next_examples: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -151,20 +144,9 @@ pub fn run(
     let streams = cluster.world_size() * accum;
 
     // The model, from the source phase's checkpoint; the tokenizer.
-    let source = match &options.source_dir {
-        Some(dir) => SourceCheckpoint::in_dir(dir, None)?,
-        None => SourceCheckpoint::latest(paths, &c.source)?,
-    };
-    let model = source.load_model(device)?;
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    if encoder.vocab_size() as i64 != model.config.vocab_size {
-        return Err(TrainError::Config(format!(
-            "the tokenizer has {} tokens but the model in {} was trained with {}",
-            encoder.vocab_size(),
-            source.dir.display(),
-            model.config.vocab_size
-        )));
-    }
+    let (source, model) =
+        SourceCheckpoint::open(paths, &c.source, options.source_dir.as_deref(), encoder.vocab_size(), device)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 
     // Data: micro-batch m of rank r reads stream r·A + m of W·A.
@@ -195,15 +177,8 @@ pub fn run(
     let mut val_loss = None;
     if options.resume {
         let meta = checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?;
-        let data: DataState = serde_json::from_value(meta.dataloader_state_dict.clone())
-            .map_err(|e| TrainError::Resume(format!("data position of {}: {e}", out_dir.display())))?;
-        if data.next_examples.len() != accum {
-            return Err(TrainError::Resume(format!(
-                "the checkpoint has {} data streams per process, this run {accum}; resume with the same world size and batch settings",
-                data.next_examples.len()
-            )));
-        }
-        for (stream, &next) in train.iter_mut().zip(&data.next_examples) {
+        let positions: Vec<usize> = stream_positions(&meta.dataloader_state_dict["streams"], &out_dir, accum)?;
+        for (stream, &next) in train.iter_mut().zip(&positions) {
             stream.restore(next)?;
         }
         (start_step, loop_state, val_loss) = (meta.step as i64, meta.loop_state, meta.val_loss);
@@ -220,9 +195,8 @@ pub fn run(
             c.target_examples_per_step,
             cluster.world_size()
         );
-        std::fs::create_dir_all(&out_dir).map_err(|source| TrainError::Write { path: out_dir.clone(), source })?;
-        config.write_beside(&out_dir).map_err(|e| TrainError::Config(e.to_string()))?;
     }
+    prepare_output_dir(config, &out_dir, cluster)?;
 
     // The loop.
     let mut metrics_log = MetricsLog::open(&out_dir, start_step, cluster.is_master())?;
@@ -244,10 +218,9 @@ pub fn run(
             user_config: serde_json::to_value(c).unwrap_or_default(),
             device_batch_size: c.device_batch_size,
             max_seq_len: model.config.sequence_len as u32,
-            dataloader_state_dict: serde_json::to_value(DataState {
-                next_examples: train.iter().map(ExampleBatches::position).collect(),
-            })
-            .unwrap_or_default(),
+            dataloader_state_dict: serde_json::json!({
+                "streams": train.iter().map(ExampleBatches::position).collect::<Vec<_>>()
+            }),
             loop_state: *state,
             val_loss,
             metrics: Some(metrics.clone()),
@@ -323,13 +296,8 @@ pub fn run(
 
     // The report section.
     if cluster.is_master() {
-        let mut section = ReportSection::new("Chat SFT");
-        if let serde_json::Value::Object(map) = serde_json::to_value(c).unwrap_or_default() {
-            for (k, v) in map {
-                section = section.value(&k, v);
-            }
-        }
-        section = section
+        let mut section = ReportSection::new("Chat SFT")
+            .settings(c)
             .value("Source checkpoint", format!("{} step {}", source.dir.display(), source.step))
             .value("Training rows", train_task.len() as u64)
             .value("Number of iterations", iterations)

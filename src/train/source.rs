@@ -26,6 +26,8 @@ pub enum SourceError {
     Checkpoint(#[from] CheckpointError),
     #[error("the model of {dir} cannot be built: {message}")]
     Model { dir: PathBuf, message: String },
+    #[error("the tokenizer has {tokenizer} tokens but the model in {dir} was trained with {model}; use the tokenizer it was trained with")]
+    VocabMismatch { dir: PathBuf, tokenizer: i64, model: i64 },
 }
 
 /// A checkpoint to load.
@@ -96,6 +98,30 @@ impl SourceCheckpoint {
             return Ok(reference);
         }
         Err(SourceError::NoWeights { dir: self.dir.clone(), step: self.step })
+    }
+
+    /// The checkpoint a chat stage starts from: `source_dir` when given, else the latest of
+    /// `phase`; with its model on `device`, checked against the tokenizer's vocabulary.
+    pub fn open(
+        paths: &Paths,
+        phase: &str,
+        source_dir: Option<&Path>,
+        vocab_size: u32,
+        device: Device,
+    ) -> Result<(Self, Gpt), SourceError> {
+        let source = match source_dir {
+            Some(dir) => Self::in_dir(dir, None)?,
+            None => Self::latest(paths, phase)?,
+        };
+        let model = source.load_model(device)?;
+        if i64::from(vocab_size) != model.config.vocab_size {
+            return Err(SourceError::VocabMismatch {
+                dir: source.dir.clone(),
+                tokenizer: i64::from(vocab_size),
+                model: model.config.vocab_size,
+            });
+        }
+        Ok((source, model))
     }
 
     /// The model with these weights on `device`.
