@@ -150,16 +150,6 @@ impl ConversationStream {
     }
 }
 
-impl crate::data::batch_source::BatchSource for ConversationStream {
-    fn next_batch(&mut self) -> Result<(Tensor, Tensor), crate::data::batch_source::BatchError> {
-        let batch = ConversationStream::next_batch(self)?;
-        Ok((batch.inputs, batch.targets))
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::to_value(self.position()).unwrap_or_default()
-    }
-}
-
 /// The SFT loader of §5.4 for one stream.
 pub struct ExampleBatches {
     task: SharedTask,
@@ -235,15 +225,6 @@ pub fn collate(rows: &[super::render::Rendered], pad: u32) -> (Tensor, Tensor) {
     }
     let shape = [rows.len() as i64, width as i64];
     (Tensor::from_slice(&inputs).view(shape), Tensor::from_slice(&targets).view(shape).to_kind(Kind::Int64))
-}
-
-impl crate::data::batch_source::BatchSource for ExampleBatches {
-    fn next_batch(&mut self) -> Result<(Tensor, Tensor), crate::data::batch_source::BatchError> {
-        Ok(ExampleBatches::next_batch(self)?)
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!(self.next)
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,34 @@
-//! What training loops read (the data side's interface to them): batches of (inputs, targets) with a position that checkpoints store, so a
-//! resumed run continues with exactly the batches an uninterrupted run would have seen.
+//! What training loops read (the data side's interface to them): batches of (inputs, targets) with
+//! a position that checkpoints store, so a resumed run continues with exactly the batches an
+//! uninterrupted run would have seen.
 use tch::Tensor;
 
-pub type BatchError = Box<dyn std::error::Error + Send + Sync>;
+use super::parquet_shards::ShardError;
+use crate::tokenizer::TokenizerError;
+
+/// Why a batch could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The loader itself (no shards, a stopped background thread, a shard's error passed on from it).
+    #[error("{0}")]
+    Loader(String),
+}
+
+impl From<String> for BatchError {
+    fn from(message: String) -> Self {
+        BatchError::Loader(message)
+    }
+}
+
+impl From<&str> for BatchError {
+    fn from(message: &str) -> Self {
+        BatchError::Loader(message.to_string())
+    }
+}
 
 pub trait BatchSource {
     /// The next (inputs, targets), each (B, T) int64 on the training device.

@@ -13,6 +13,17 @@ pub struct GptConfig {
     pub n_embd: i64,
 }
 
+/// A model configuration the attention layout cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("n_embd {n_embd} is not divisible by n_head {n_head}")]
+    HeadsDoNotDivideWidth { n_embd: i64, n_head: i64 },
+    #[error("n_head {n_head} is not a multiple of n_kv_head {n_kv_head}")]
+    KvHeads { n_head: i64, n_kv_head: i64 },
+    #[error("head_dim {0} must be even for rotary embeddings")]
+    OddHeadDim(i64),
+}
+
 /// The vocab of wte and lm_head is padded to a multiple of this (§3.2, `bc51da8`).
 pub const VOCAB_PAD_MULTIPLE: i64 = 64;
 /// Target head dimension: heads = ceil(d / 128) (§3.1).
@@ -37,15 +48,15 @@ impl GptConfig {
     }
 
     /// Checks the divisibility rules the attention layout relies on.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.n_head <= 0 || self.n_embd % self.n_head != 0 {
-            return Err(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head));
+            return Err(ConfigError::HeadsDoNotDivideWidth { n_embd: self.n_embd, n_head: self.n_head });
         }
         if self.n_kv_head <= 0 || self.n_kv_head > self.n_head || self.n_head % self.n_kv_head != 0 {
-            return Err(format!("n_head {} is not a multiple of n_kv_head {}", self.n_head, self.n_kv_head));
+            return Err(ConfigError::KvHeads { n_head: self.n_head, n_kv_head: self.n_kv_head });
         }
         if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even for rotary embeddings", self.head_dim()));
+            return Err(ConfigError::OddHeadDim(self.head_dim()));
         }
         Ok(())
     }

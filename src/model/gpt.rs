@@ -57,7 +57,7 @@ impl Gpt {
     /// Builds the parameters (uninitialised zeros; call [`Gpt::init_weights`] or load a checkpoint).
     /// On a GPU the embedding is kept in bf16, which makes the residual stream and every matmul bf16
     /// (§3.4, §3.5); on CPU everything is fp32.
-    pub fn new(config: GptConfig, device: Device) -> Result<Self, String> {
+    pub fn new(config: GptConfig, device: Device) -> Result<Self, super::config::ConfigError> {
         config.validate()?;
         let vs = VarStore::new(device);
         let root = vs.root();

@@ -5,6 +5,6 @@ pub mod kv_cache;
 pub mod rotary;
 pub mod torch_pickle;
 
-pub use config::GptConfig;
+pub use config::{ConfigError as ModelConfigError, GptConfig};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;

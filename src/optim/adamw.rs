@@ -188,22 +188,26 @@ impl AdamW {
     }
 
     /// Restores what [`AdamW::state_tensors`] saved; every moment must be present.
-    pub fn load_state_tensors(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        let get = |name: &str| state.get(name).ok_or_else(|| format!("optimizer state lacks `{name}`"));
+    pub fn load_state_tensors(
+        &mut self,
+        state: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), super::DistOptimError> {
+        use super::DistOptimError::State;
+        let get = |name: &str| state.get(name).ok_or_else(|| State(format!("optimizer state lacks `{name}`")));
         self.step = get("adamw.step")?.int64_value(&[]);
         let mut moments = Vec::new();
         for group in &self.groups {
             let mut per_param = Vec::new();
             for (i, p) in group.params.iter().enumerate() {
-                let load = |kind: &str| -> Result<Tensor, String> {
+                let load = |kind: &str| -> Result<Tensor, super::DistOptimError> {
                     let t = get(&format!("adamw.{}.{i}.{kind}", group.name))?;
                     if t.size() != p.size() {
-                        return Err(format!(
+                        return Err(State(format!(
                             "optimizer state for {} has shape {:?}, expected {:?}",
                             group.name,
                             t.size(),
                             p.size()
-                        ));
+                        )));
                     }
                     Ok(t.to_device(p.device()).to_kind(p.kind()))
                 };

@@ -103,11 +103,20 @@ impl Muon {
         buffers.filter_map(|(i, b)| Some((format!("muon.{i}.momentum_buffer"), b.as_ref()?.shallow_clone()))).collect()
     }
 
-    pub fn load_state_tensors(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+    pub fn load_state_tensors(
+        &mut self,
+        state: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), super::DistOptimError> {
         for (i, (p, buf)) in self.params.iter().zip(self.buffers.iter_mut()).enumerate() {
             *buf = match state.get(&format!("muon.{i}.momentum_buffer")) {
                 Some(t) if t.size() == p.size() => Some(t.to_device(p.device()).to_kind(p.kind())),
-                Some(t) => return Err(format!("Muon buffer {i} has shape {:?}, expected {:?}", t.size(), p.size())),
+                Some(t) => {
+                    return Err(super::DistOptimError::State(format!(
+                        "Muon buffer {i} has shape {:?}, expected {:?}",
+                        t.size(),
+                        p.size()
+                    )))
+                }
                 None => None,
             };
         }

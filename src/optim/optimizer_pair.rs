@@ -78,15 +78,15 @@ impl Optimizers {
         a
     }
 
-    pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>) -> Result<(), String> {
+    pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>) -> Result<(), DistOptimError> {
         match self {
             Optimizers::Single { adamw, muon } => {
                 adamw.load_state_tensors(state)?;
                 muon.load_state_tensors(state)
             }
             Optimizers::Distributed { adamw, muon } => {
-                adamw.load_state_tensors(state).map_err(|e| e.to_string())?;
-                muon.load_state_tensors(state).map_err(|e| e.to_string())
+                adamw.load_state_tensors(state)?;
+                muon.load_state_tensors(state)
             }
         }
     }

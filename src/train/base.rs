@@ -15,7 +15,7 @@ use tch::{Device, Tensor};
 use super::batch_fit;
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
-use super::optimizer_step::{optimizer_step, StepError, StepSchedule};
+use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::{
     due, grad_accum_steps, prepare_output_dir, stream_positions, token_bytes_tensor, StageOptions, TrainError,
     UNTIMED_STEPS,
@@ -98,7 +98,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
 
     // The model: every rank seeds and initialises identically, no parameter broadcast (§3.4).
     tch::manual_seed(config.run.seed as i64);
-    let mut model = Gpt::new(model_config, device).map_err(TrainError::Config)?;
+    let mut model = Gpt::new(model_config, device)?;
     model.init_weights();
     let checkpoint_dir = paths.checkpoints(PHASE, bt.depth);
 
@@ -177,8 +177,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let mut train: Vec<Box<dyn BatchSource>> = Vec::new();
     for (m, cfg) in loader_configs(train_shards).into_iter().enumerate() {
         let position = resume_positions.as_ref().map(|p| p[m]);
-        let loader = DistributedLoader::new(cfg, source.clone(), encoder.clone(), position)
-            .map_err(|e| TrainError::Config(format!("opening the train shards: {e}")))?;
+        let loader = DistributedLoader::new(cfg, source.clone(), encoder.clone(), position)?;
         train.push(Box::new(loader));
     }
     let make_val = {
@@ -380,7 +379,7 @@ impl<'a> BaseLoop<'a> {
                 self.cluster,
                 step,
                 s.grad_accum_steps as usize,
-                |m| train[m].next_batch(),
+                |m| Ok(train[m].next_batch()?),
                 schedule,
             )?;
             let dt = t0.elapsed().as_secs_f64();
@@ -425,11 +424,11 @@ impl<'a> BaseLoop<'a> {
 
     /// A fresh validation loader each time, so every evaluation sees the same tokens (§14.3).
     pub fn evaluate_bpb(&self) -> Result<BpbTotals, TrainError> {
-        let mut streams = (self.make_val)().map_err(|e| TrainError::Step(StepError::Data(e)))?;
+        let mut streams = (self.make_val)()?;
         let mut totals = BpbTotals::default();
         for stream in streams.iter_mut() {
             for _ in 0..self.settings.eval_steps {
-                let (x, y) = stream.next_batch().map_err(|e| TrainError::Step(StepError::Data(e)))?;
+                let (x, y) = stream.next_batch()?;
                 totals.add(bpb::batch_totals(self.model, &x, &y, &self.token_bytes));
             }
         }

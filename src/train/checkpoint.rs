@@ -234,6 +234,6 @@ pub fn restore_latest(
     let optim = optim_path(dir, step, rank);
     optimizers
         .load_state_tensors(&read_tensors(&optim)?)
-        .map_err(|message| CheckpointError::Mismatch { path: optim, message })?;
+        .map_err(|e| CheckpointError::Mismatch { path: optim, message: e.to_string() })?;
     Ok(meta)
 }

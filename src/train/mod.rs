@@ -32,6 +32,8 @@ pub enum TrainError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
+    Model(#[from] crate::model::ModelConfigError),
+    #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
@@ -39,8 +41,10 @@ pub enum TrainError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Batches(#[from] ChatBatchError),
-    #[error(transparent)]
-    Step(#[from] optimizer_step::StepError),
+    #[error("reading training data: {0}")]
+    Data(#[from] crate::data::batch_source::BatchError),
+    #[error("the loss became {loss} at step {step}; lower the learning rates or check the data")]
+    NonFiniteLoss { step: i64, loss: f64 },
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]

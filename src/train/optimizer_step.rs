@@ -6,22 +6,10 @@
 //! not depend on how the batch is split (the reference logs rank 0's last micro-batch).
 use tch::{Reduction, Tensor};
 
-use crate::data::batch_source::BatchError;
-use crate::dist::{Cluster, DistError, ReduceOp};
+use super::TrainError;
+use crate::dist::{Cluster, ReduceOp};
 use crate::model::Gpt;
-use crate::optim::{self, DistOptimError, Optimizers};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("reading training data: {0}")]
-    Data(BatchError),
-    #[error("the loss became {loss} at step {step}; lower the learning rates or check the data")]
-    NonFiniteLoss { step: i64, loss: f64 },
-    #[error(transparent)]
-    Optimizer(#[from] DistOptimError),
-    #[error(transparent)]
-    Dist(#[from] DistError),
-}
+use crate::optim::{self, Optimizers};
 
 /// What the schedule says for this step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,18 +38,18 @@ pub fn optimizer_step(
     cluster: &Cluster<'_>,
     step: i64,
     accum: usize,
-    mut next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor), BatchError>,
+    mut next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor), TrainError>,
     schedule: StepSchedule,
-) -> Result<StepOutcome, StepError> {
+) -> Result<StepOutcome, TrainError> {
     let mut losses = Vec::with_capacity(accum);
     let mut trained_tokens = 0;
     for m in 0..accum {
-        let (x, y) = next_batch(m).map_err(StepError::Data)?;
+        let (x, y) = next_batch(m)?;
         let loss = model.loss(&x, &y, Reduction::Mean);
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             model.zero_grad();
-            return Err(StepError::NonFiniteLoss { step, loss: value });
+            return Err(TrainError::NonFiniteLoss { step, loss: value });
         }
         losses.push(value);
         trained_tokens += y.ge(0).sum(tch::Kind::Int64).int64_value(&[]);

@@ -24,8 +24,8 @@ pub enum SourceError {
     NoWeights { dir: PathBuf, step: u64 },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("the model of {dir} cannot be built: {message}")]
-    Model { dir: PathBuf, message: String },
+    #[error("the model of {dir} cannot be built: {source}")]
+    Model { dir: PathBuf, source: crate::model::ModelConfigError },
     #[error("the tokenizer has {tokenizer} tokens but the model in {dir} was trained with {model}; use the tokenizer it was trained with")]
     VocabMismatch { dir: PathBuf, tokenizer: i64, model: i64 },
 }
@@ -128,7 +128,7 @@ impl SourceCheckpoint {
     pub fn load_model(&self, device: Device) -> Result<Gpt, SourceError> {
         let path = self.weights_path()?;
         let model = Gpt::new(self.model_config, device)
-            .map_err(|message| SourceError::Model { dir: self.dir.clone(), message })?;
+            .map_err(|source| SourceError::Model { dir: self.dir.clone(), source })?;
         checkpoint::load_weights(&model, &checkpoint::read_tensors(&path)?, &path)?;
         Ok(model)
     }
