@@ -138,7 +138,8 @@ pub fn open_task(
         "mid" if split == "train" => mid_train_mixture(paths, mid),
         "mid" => mid_val_mixture(paths, mid),
         "sft" if split == "train" => sft_train_mixture(paths, sft),
-        _ => sft_val_task(paths),
+        "sft" => sft_val_task(paths),
+        other => Err(TaskError::InvalidArgs(format!("no loader for the catalog entry {other:?}"))),
     }
 }
 

@@ -43,6 +43,8 @@ pub enum TaskError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{task}: index {index} is out of range (the task has {len} examples)")]
     OutOfRange { task: String, index: usize, len: usize },
+    #[error("{task}: example {index} is row {row} of a dataset of {rows} rows: the slice's stop is past its end")]
+    PastTheEnd { task: String, index: usize, row: usize, rows: usize },
     #[error("{0}")]
     InvalidArgs(String),
     #[error("{task} cannot evaluate a response here: {reason}")]
@@ -158,8 +160,9 @@ impl<E: Examples> Task for Sliced<E> {
             return Err(TaskError::OutOfRange { task: self.name(), index, len });
         }
         let physical = self.slice.start + index * self.slice.step;
-        if physical >= self.examples.num_examples() {
-            return Err(TaskError::OutOfRange { task: self.name(), index, len: self.examples.num_examples() });
+        let rows = self.examples.num_examples();
+        if physical >= rows {
+            return Err(TaskError::PastTheEnd { task: self.name(), index, row: physical, rows });
         }
         self.examples.example(physical)
     }
@@ -253,6 +256,32 @@ mod tests {
         assert_eq!(Slice { start: 20, stop: None, step: 1 }.len(10), 0);
         assert!(Slice { start: 3, stop: Some(2), step: 1 }.validate().is_err());
         assert!(Slice { start: 0, stop: None, step: 0 }.validate().is_err());
+    }
+
+    struct Numbers(usize);
+
+    impl Examples for Numbers {
+        fn name(&self) -> String {
+            "numbers".into()
+        }
+        fn num_examples(&self) -> usize {
+            self.0
+        }
+        fn example(&self, index: usize) -> Result<Conversation, TaskError> {
+            use crate::chat::conversation::{Message, Role};
+            Ok(Conversation::new(vec![Message::text(Role::User, index.to_string())]))
+        }
+    }
+
+    #[test]
+    fn a_slice_reads_its_rows_and_says_when_its_stop_is_past_the_end() {
+        let task = Sliced::new(Numbers(10), Slice { start: 2, stop: Some(14), step: 3 }).unwrap();
+        assert_eq!(task.len(), 4);
+        assert_eq!(task.name(), "numbers[2:14:3]");
+        assert_eq!(task.get(2).unwrap().to_json()["messages"][0]["content"], "8");
+        let err = task.get(3).unwrap_err().to_string();
+        assert!(err.contains("row 11 of a dataset of 10 rows"), "{err}");
+        assert!(task.get(4).unwrap_err().to_string().contains("out of range"));
     }
 
     #[test]
