@@ -61,9 +61,13 @@ pub fn init(level: LevelFilter) {
     }
 }
 
-/// Also append log lines to `path`, unless a speedrun parent already captures this process's output.
+/// Environment variable telling a process that its output is already captured to a log (set by the
+/// speedrun orchestrator and the launcher for the processes they start).
+pub const CAPTURED_ENV: &str = "NANOCHAT_OUTPUT_CAPTURED";
+
+/// Also append log lines to `path`, unless a parent process already captures this process's output.
 pub fn tee_to_file(path: &Path) {
-    if std::env::var_os(crate::speedrun::runner::CAPTURED_ENV).is_some() {
+    if std::env::var_os(CAPTURED_ENV).is_some() {
         return;
     }
     let Some(logger) = LOGGER.get() else { return };

@@ -101,7 +101,7 @@ fn spawn_worker(exe: &Path, args: &[String], ctx: &DistContext, plan: &LaunchPla
     let mut child = Command::new(exe)
         .args(args)
         .envs(ctx.to_vars())
-        .env(crate::speedrun::runner::CAPTURED_ENV, "1")
+        .env(crate::logging::CAPTURED_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

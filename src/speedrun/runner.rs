@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::stage::StageSpec;
 
-/// Environment variable telling a stage process that its output is already captured to a log.
-pub const CAPTURED_ENV: &str = "NANOCHAT_OUTPUT_CAPTURED";
+pub use crate::logging::CAPTURED_ENV;
 
 pub trait StageRunner {
     /// Runs the stage to completion, appending its output to `log`; returns the exit code.
