@@ -122,6 +122,7 @@ fn sft_follows_the_reference() {
     }
     let log = metrics(&dir.path().join("sft_d2"));
     let steps: Vec<&Value> = log.iter().filter(|l| l["loss"].is_number()).collect();
+    assert!(steps.iter().all(|l| l["smoothed_loss"].is_number()), "raw and smoothed loss side by side");
     for (s, (ours, lrm)) in steps.iter().zip(reference["lrm"].as_array().unwrap()).enumerate() {
         assert_eq!(ours["lrm"].as_f64(), lrm.as_f64(), "lrm at step {s}");
         assert_eq!(ours["trained_tokens"], reference["num_tokens"][s], "trained tokens at step {s}");

@@ -15,7 +15,7 @@ use std::time::Instant;
 use tch::Reduction;
 
 use super::checkpoint::{self, CheckpointMeta, LoopState};
-use super::metrics::{MetricsLog, StepRecord};
+use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::source::SourceCheckpoint;
 use super::{due, prepare_output_dir, stream_positions, StageOptions, TrainError, UNTIMED_STEPS};
@@ -205,6 +205,7 @@ pub fn run(
     let mut metrics = serde_json::json!({});
     let mut losses = Vec::new();
     let mut last_loss = f64::NAN;
+    let mut smooth = SmoothedLoss { ema: loop_state.smooth_train_loss };
     let save = |step: i64,
                 state: &LoopState,
                 val_loss: Option<f64>,
@@ -271,6 +272,8 @@ pub fn run(
         }
         last_loss = outcome.loss;
         losses.push(last_loss);
+        let smoothed = smooth.update(step, last_loss);
+        loop_state.smooth_train_loss = smooth.ema;
         suspend_bars(|| {
             log::info!(
                 "Step {step:05}/{iterations:05} | Training loss: {last_loss:.6}| lrm: {:.6}| num_tokens: {trained}",
@@ -280,6 +283,7 @@ pub fn run(
         metrics_log.write(&StepRecord {
             step,
             loss: Some(last_loss),
+            smoothed_loss: Some(smoothed),
             lrm: Some(schedule.lr_multiplier),
             trained_tokens: Some(trained),
             dt_s: Some(dt),
