@@ -281,7 +281,8 @@ fn an_interrupted_download_resumes_and_verify_repairs_corruption() {
     assert_all_in_place(base.path(), &files);
     // Without a chat stage, plain `data verify` leaves the chat data alone.
     std::fs::remove_file(gone.local(base.path())).unwrap();
-    let out = nanochat(base.path(), &hub, &["--set", "data.train_shards=0", "data", "verify"]);
+    let no_chat = ["--set", "data.train_shards=0", "--set", "run.stages=[\"data\", \"base-train\"]"];
+    let out = nanochat(base.path(), &hub, &[&no_chat[..], &["data", "verify"]].concat());
     assert!(out.status.success(), "{}", text(&out));
     assert!(!gone.local(base.path()).exists());
 }
@@ -473,7 +474,8 @@ fn smoke_stand_ins_arrive_byte_identical_through_the_local_hub() {
     }
     // ... and not when none is.
     let without = tempfile::tempdir().unwrap();
-    let out = smoke(without.path(), &["--set", "data.train_shards=0", "data", "download"]);
+    let no_chat = ["--set", "data.train_shards=0", "--set", "run.stages=[\"data\", \"base-train\"]"];
+    let out = smoke(without.path(), &[&no_chat[..], &["data", "download"]].concat());
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         !without.path().join("data/hf").exists()
