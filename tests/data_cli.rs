@@ -55,11 +55,14 @@ fn make_shards(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Overrides turning the smoke preset into a FineWeb-style download of `train` shards from `mirror`.
+/// Overrides turning the smoke preset into a FineWeb-style download of `train` shards from `mirror`
+/// (the pretraining stages only: no chat data).
 fn fineweb_sets(mirror: &str, train: usize) -> Vec<String> {
     [
         "--preset".to_string(),
         "smoke".into(),
+        "--set".into(),
+        "run.stages=[\"doctor\", \"data\", \"tok-train\", \"data-wait\", \"base-train\", \"report\"]".into(),
         "--set".into(),
         "data.manifest=fineweb-edu-100b".into(),
         "--set".into(),
@@ -352,8 +355,10 @@ fn speedrun_stages_fetch_the_tokenizer_shards_first_and_wait_for_the_rest() {
     assert_eq!(data.outputs[0], Path::new("/base/data/smoke/shard_00000.parquet"));
     let wait = stage_spec("data-wait", &config, &paths, &PipelineOptions::default()).unwrap();
     assert_eq!(wait.args, ["data", "download", "--wait"]);
-    assert_eq!(wait.outputs.len(), 6);
+    // Every shard, and the chat data since the preset lists chat stages.
+    assert_eq!(wait.outputs.len(), 8);
     assert_eq!(wait.outputs[5], Path::new("/base/data/smoke/shard_00005.parquet"));
+    assert_eq!(wait.outputs[6..], [Path::new("/base/data/hf"), Path::new("/base/data/chat-data")]);
     // The mirror does not change what the stages produce.
     let mirrored = nanochat::config::resolve("smoke", &["data.mirror_url=http://127.0.0.1:1".into()], None).unwrap();
     assert_eq!(stage_spec("data-wait", &mirrored, &paths, &PipelineOptions::default()).unwrap().config, wait.config);
