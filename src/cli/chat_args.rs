@@ -124,3 +124,59 @@ pub struct BenchChatDataArgs {
     #[arg(long, default_value_t = 100)]
     pub batches: usize,
 }
+
+/// Which model to talk to.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Training phase whose checkpoint to load: base, mid, sft or rl (largest depth, last step).
+    #[arg(short = 'i', long, value_name = "PHASE")]
+    pub source: Option<String>,
+    /// Checkpoint step (default: the last).
+    #[arg(short = 's', long)]
+    pub step: Option<u64>,
+    /// A checkpoint directory (ours, or the reference's with model_XXXXXX.pt) instead of --source.
+    #[arg(long, value_name = "DIR", conflicts_with = "source")]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub tokenizer: TokenizerSource,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to continue (a <|bos|> is put before it).
+    #[arg(short = 'p', long)]
+    pub prompt: String,
+    /// 0 = greedy.
+    #[arg(short = 't', long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample among the k most likely tokens (0 = all).
+    #[arg(short = 'k', long, default_value_t = 50)]
+    pub top_k: i64,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 1)]
+    pub num_samples: usize,
+    /// One JSON object per sample: its token ids and text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Answer this one message and exit.
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+    /// NANOCHAT.md §7 (chat_cli.py): 0.6.
+    #[arg(short = 't', long, default_value_t = 0.6)]
+    pub temperature: f64,
+    /// NANOCHAT.md §7: 50 (0 = all).
+    #[arg(short = 'k', long, default_value_t = 50)]
+    pub top_k: i64,
+    /// NANOCHAT.md §7: 256 tokens per reply.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}

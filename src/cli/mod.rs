@@ -139,6 +139,27 @@ pub enum Command {
         Writes: sft_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl, \
         config.toml; report/chat-sft.json; logs/sft.log.")]
     Sft(ChatStageArgs),
+    /// Continue a text with any checkpoint (base, mid, sft, rl; ours or the reference's).
+    #[command(long_about = "Generate a continuation of --prompt (with <|bos|> in front) from a checkpoint, \
+        KV-cached (NANOCHAT.md §7): greedy at temperature 0, else top-k sampling from a seeded generator; \
+        --num-samples rows share one prefill; --seed seeds the sampling (default 42); the calculator tool runs \
+        when the model calls it.\n\n\
+        Reads: the checkpoint (--source PHASE: <phase>_dNN/ or the reference's *_checkpoints/dNN/; or \
+        --checkpoint DIR) and the tokenizer (tok/, the reference's tokenizer/tokenizer.pkl, or --tokenizer).\n\
+        Writes: nothing (the text, or with --json one object per sample with ids and text, to stdout).\n\n\
+        Example: nanochat generate --source base -p 'The capital of France is'\n\
+        Example: nanochat generate --source sft -p 'Why is the sky blue?' -t 0.8 --num-samples 4 --seed 7 --json")]
+    Generate(crate::cli::chat_args::GenerateArgs),
+    /// Talk to the chat model: streaming replies, the conversation kept across turns.
+    #[command(long_about = "Chat with a model (NANOCHAT.md §7, chat_cli.py): each line you type is a user \
+        message, the reply streams back; the whole conversation is kept and sent each turn. `clear` starts a \
+        new conversation, `quit` or `exit` (or end of input) leaves. Works in a pipe: one message per line. \
+        --seed seeds the first reply's sampling (each later reply the next seed).\n\n\
+        Reads: the checkpoint (default --source sft) and the tokenizer, as `nanochat generate`.\n\
+        Writes: nothing.\n\n\
+        Example: nanochat chat\n\
+        Example: nanochat chat -p 'Why is the sky blue?'")]
+    Chat(crate::cli::chat_args::ChatArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \

@@ -16,6 +16,14 @@ impl KvCache {
         KvCache { layers: (0..n_layer).map(|_| None).collect(), pos: 0 }
     }
 
+    /// This cache's positions copied into each of `rows` rows: the batch-1 prefill shared by every
+    /// sample of a generation (§7).
+    pub fn repeated(&self, rows: i64) -> KvCache {
+        let copy = |t: &Tensor| t.narrow(2, 0, self.pos).repeat([rows, 1, 1, 1]);
+        let layers = self.layers.iter().map(|l| l.as_ref().map(|(k, v)| (copy(k), copy(v)))).collect();
+        KvCache { layers, pos: self.pos }
+    }
+
     /// Number of positions already cached (the rotary offset of the next tokens).
     pub fn pos(&self) -> i64 {
         self.pos

@@ -135,6 +135,11 @@ impl BpeEncoder {
         }
     }
 
+    /// Whether `id` is a special token (or beyond the vocabulary).
+    pub fn is_special(&self, id: u32) -> bool {
+        id as usize >= self.tokens.len()
+    }
+
     /// Rank (= id) of a byte string, if it is a mergeable token.
     pub fn rank_of(&self, bytes: &[u8]) -> Option<u32> {
         self.token_of_bytes.get(bytes).copied()

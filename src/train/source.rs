@@ -38,6 +38,17 @@ pub struct SourceCheckpoint {
     pub model_config: GptConfig,
 }
 
+/// Where the reference keeps a phase's checkpoints under its base dir (§8.1).
+fn reference_dir(phase: &str) -> Option<&'static str> {
+    match phase {
+        "base" => Some("base_checkpoints"),
+        "mid" => Some("mid_checkpoints"),
+        "sft" => Some("chatsft_checkpoints"),
+        "rl" => Some("chatrl_checkpoints"),
+        _ => None,
+    }
+}
+
 /// The stage that writes a phase's checkpoints (for the error message).
 fn stage_of(phase: &str) -> &'static str {
     match phase {
@@ -49,21 +60,34 @@ fn stage_of(phase: &str) -> &'static str {
 }
 
 impl SourceCheckpoint {
-    /// The last step of the largest-depth `<phase>_dNN` directory that has a complete checkpoint.
+    /// The last step of the largest-depth directory of `phase` that has a complete checkpoint: ours
+    /// (`<phase>_dNN/`) or the reference's (`base_checkpoints/dNN/`, `mid_checkpoints/`,
+    /// `chatsft_checkpoints/`, `chatrl_checkpoints/`), so a base dir the Python nanochat wrote works too.
     pub fn latest(paths: &Paths, phase: &str) -> Result<Self, SourceError> {
-        let prefix = format!("{phase}_d");
-        let best = std::fs::read_dir(paths.base())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.to_string();
-                let depth: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
-                checkpoint::latest_step(&e.path()).map(|_| (depth, e.path()))
-            })
-            .max_by_key(|(depth, _)| *depth);
-        match best {
-            Some((_, dir)) => Self::in_dir(&dir, None),
+        Self::latest_at(paths, phase, None)
+    }
+
+    /// Step `step` (default: the last) of the largest-depth directory of `phase`.
+    pub fn latest_at(paths: &Paths, phase: &str, step: Option<u64>) -> Result<Self, SourceError> {
+        let depth_dirs = |parent: &Path, prefix: &str| -> Vec<(u32, PathBuf)> {
+            std::fs::read_dir(parent)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let depth: u32 = e.file_name().to_str()?.strip_prefix(prefix)?.parse().ok()?;
+                    checkpoint::latest_step(&e.path()).map(|_| (depth, e.path()))
+                })
+                .collect()
+        };
+        let mut candidates = depth_dirs(paths.base(), &format!("{phase}_d"));
+        if let Some(reference) = reference_dir(phase) {
+            candidates.extend(depth_dirs(&paths.base().join(reference), "d"));
+        }
+        // The largest depth; ours first among equals (stable sort, max_by_key keeps the last maximum).
+        candidates.reverse();
+        match candidates.into_iter().max_by_key(|(depth, _)| *depth) {
+            Some((_, dir)) => Self::in_dir(&dir, step),
             None => Err(SourceError::NoneFound {
                 phase: phase.to_string(),
                 base: paths.base().to_path_buf(),

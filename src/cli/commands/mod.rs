@@ -12,6 +12,7 @@ mod config;
 mod container;
 mod data;
 mod doctor;
+mod generate;
 pub mod launch;
 mod report;
 mod speedrun;
@@ -32,6 +33,8 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Sft(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Sft),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
+        Command::Generate(args) => generate::generate(&cli.global, args),
+        Command::Chat(args) => generate::chat(&cli.global, args),
         Command::Tokenizer(command) => tokenizer::run(&cli.global, command),
         Command::Tasks(command) => tasks::run(&cli.global, command),
         Command::Data(command) => data::run(&cli.global, command),

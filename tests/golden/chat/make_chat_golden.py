@@ -733,6 +733,46 @@ def phase_train(env, out):
                   "Both runs start from base_d2/ (committed)."]})
 
 
+def phase_engine(env, out):
+    """engine.json: the reference's Engine.generate_batch on the committed d2 base weights (greedy and
+    seeded sampling, with and without top-k, several samples), prompts rendered by its tokenizer."""
+    torch = env.torch
+    from nanochat.gpt import GPT, GPTConfig
+    from nanochat.engine import Engine
+    from nanochat.tokenizer import get_tokenizer
+    tokenizer = get_tokenizer()
+    meta = json.load(open(os.path.join(out, "base_d2", "meta_000000.json")))
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**meta["model_config"]))
+    model.to_empty(device="cpu")
+    model.init_weights()
+    model.load_state_dict(torch.load(os.path.join(out, "base_d2", "model_000000.pt"), map_location="cpu"), strict=True)
+    model.eval()
+    engine = Engine(model, tokenizer)
+    conversation = {"messages": [{"role": "user", "content": "What is 12 divided by 60?"},
+                                 {"role": "assistant", "content": "x"}]}
+    prompts = {
+        "text": tokenizer.encode("The capital of France is", prepend=tokenizer.get_bos_token_id()),
+        "chat": tokenizer.render_for_completion(conversation),
+    }
+    settings = [
+        {"name": "greedy", "num_samples": 1, "max_tokens": 24, "temperature": 0.0, "top_k": None, "seed": 42},
+        {"name": "top_k", "num_samples": 4, "max_tokens": 16, "temperature": 1.0, "top_k": 50, "seed": 42},
+        {"name": "all_logits", "num_samples": 2, "max_tokens": 12, "temperature": 0.7, "top_k": None, "seed": 7},
+    ]
+    cases = []
+    for prompt_name, tokens in prompts.items():
+        for s in settings:
+            kwargs = {k: v for k, v in s.items() if k != "name"}
+            results, masks = engine.generate_batch(list(tokens), **kwargs)
+            cases.append({"prompt": prompt_name, "tokens": list(tokens), "settings": s,
+                          "results": results, "masks": masks})
+    write_json(os.path.join(out, "engine.json"), {
+        "notes": NOTES_COMMON + ["Engine.generate_batch of nanochat/engine.py on base_d2 (CPU, fp32); sampling uses "
+                                 "its torch.Generator(device='cpu').manual_seed(seed)."],
+        "cases": cases})
+
+
 # -----------------------------------------------------------------------------------------------
 
 
@@ -742,7 +782,7 @@ def main():
     ap.add_argument("--out", default="tests/golden/chat")
     ap.add_argument("--standins", default=STANDINS_DEFAULT)
     ap.add_argument("--scratch", default="/tmp/nanochat-golden-scratch")
-    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train"])
+    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train", "engine"])
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -760,7 +800,7 @@ def main():
                        os.path.join(env.base, "tokenizer", "token_bytes.pt"))
         get_tokenizer()
     for name, fn in (("render", phase_render), ("tasks", phase_tasks), ("eval", phase_eval), ("mix", phase_mix),
-                     ("train", phase_train)):
+                     ("train", phase_train), ("engine", phase_engine)):
         if args.phase in ("all", name):
             fn(env, out)
 

@@ -1,0 +1,283 @@
+//! The inference engine (NANOCHAT.md §7, [A'] `Engine`): KV-cached batched generation with the
+//! calculator tool.
+//!
+//! The prompt is prefilled once with batch 1, the cache copied to `num_samples` rows, and then each
+//! step samples one token per row independently (temperature 0: argmax; else softmax over the top-k
+//! logits / temperature, multinomial from a generator seeded with `seed`), applies forced tokens,
+//! streams the column of tokens with its masks (1 sampled, 0 forced) and feeds the column back.
+//! A row is complete after `<|assistant_end|>` or `<|bos|>`; generation stops at `max_tokens` or when
+//! every row is complete. Tool use, per row: `<|python_start|>` starts collecting tokens,
+//! `<|python_end|>` decodes them and calls the calculator; a result is forced as
+//! `<|output_start|>` + its tokens + `<|output_end|>` (the sampled tokens of those steps are dropped).
+use std::collections::VecDeque;
+
+use tch::{Device, Kind, Tensor};
+
+use super::calculator::use_calculator;
+use crate::chat::ChatTokens;
+use crate::model::{Gpt, KvCache};
+use crate::tokenizer::{BpeEncoder, TokenizerError};
+
+/// What the engine needs of a model: logits (B, T, V) for ids (B, T), continuing a KV cache.
+pub trait CausalModel {
+    fn logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor;
+    fn n_layer(&self) -> usize;
+    fn device(&self) -> Device;
+}
+
+impl CausalModel for Gpt {
+    fn logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward(ids, Some(cache))
+    }
+    fn n_layer(&self) -> usize {
+        self.config.n_layer as usize
+    }
+    fn device(&self) -> Device {
+        Gpt::device(self)
+    }
+}
+
+/// Generation settings (§7 `generate`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerationSettings {
+    pub num_samples: usize,
+    /// None: until every row completes.
+    pub max_tokens: Option<usize>,
+    /// 0: greedy.
+    pub temperature: f64,
+    /// None: sample from all logits.
+    pub top_k: Option<i64>,
+    pub seed: i64,
+}
+
+impl GenerationSettings {
+    pub fn greedy(max_tokens: usize) -> Self {
+        GenerationSettings { num_samples: 1, max_tokens: Some(max_tokens), temperature: 0.0, top_k: None, seed: 42 }
+    }
+}
+
+/// (B, V) logits → (B,) next tokens, as the reference's `sample_next_token`.
+pub fn sample_tokens(logits: &Tensor, temperature: f64, top_k: Option<i64>) -> Vec<i64> {
+    let picked = if temperature <= 0.0 {
+        logits.argmax(-1, true)
+    } else if let Some(k) = top_k {
+        let (values, indices) = logits.topk(k.min(logits.size()[1]), -1, true, true);
+        let probs = (values / temperature).softmax(-1, Kind::Float);
+        indices.gather(1, &probs.multinomial(1, false), false)
+    } else {
+        (logits / temperature).softmax(-1, Kind::Float).multinomial(1, false)
+    };
+    Vec::<i64>::try_from(picked.view([-1]).to_device(Device::Cpu)).unwrap_or_default()
+}
+
+#[derive(Debug, Default)]
+struct RowState {
+    forced: VecDeque<u32>,
+    in_python: bool,
+    python_tokens: Vec<u32>,
+    completed: bool,
+}
+
+pub struct Engine<'a, M: CausalModel> {
+    model: &'a M,
+    encoder: &'a BpeEncoder,
+    tokens: ChatTokens,
+}
+
+impl<'a, M: CausalModel> Engine<'a, M> {
+    pub fn new(model: &'a M, encoder: &'a BpeEncoder) -> Result<Self, TokenizerError> {
+        Ok(Engine { model, encoder, tokens: ChatTokens::of(encoder)? })
+    }
+
+    pub fn chat_tokens(&self) -> &ChatTokens {
+        &self.tokens
+    }
+
+    pub fn encoder(&self) -> &'a BpeEncoder {
+        self.encoder
+    }
+
+    /// Streams columns of `num_samples` tokens and their masks to `on_column`; it returns false to
+    /// stop early. Returns the number of columns generated.
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        s: &GenerationSettings,
+        mut on_column: impl FnMut(&[u32], &[u8]) -> bool,
+    ) -> usize {
+        tch::no_grad(|| {
+            let device = self.model.device();
+            tch::manual_seed(s.seed);
+            let t = &self.tokens;
+            // Prefill once with batch 1, then one cache row per sample.
+            let mut prefill = KvCache::new(self.model.n_layer());
+            let ids: Vec<i64> = prompt.iter().map(|&id| i64::from(id)).collect();
+            let logits = self.model.logits(&Tensor::from_slice(&ids).view([1, -1]).to_device(device), &mut prefill);
+            let rows = s.num_samples.max(1);
+            let mut logits = logits.select(1, logits.size()[1] - 1).expand([rows as i64, -1], false);
+            let mut cache = prefill.repeated(rows as i64);
+            let mut states: Vec<RowState> = (0..rows).map(|_| RowState::default()).collect();
+            let mut generated = 0;
+            while s.max_tokens.is_none_or(|max| generated < max) && !states.iter().all(|r| r.completed) {
+                let sampled = sample_tokens(&logits, s.temperature, s.top_k);
+                let mut column = Vec::with_capacity(rows);
+                let mut masks = Vec::with_capacity(rows);
+                for (state, &sample) in states.iter_mut().zip(&sampled) {
+                    let (token, mask) = match state.forced.pop_front() {
+                        Some(forced) => (forced, 0),
+                        None => (sample as u32, 1),
+                    };
+                    column.push(token);
+                    masks.push(mask);
+                    if token == t.assistant_end || token == t.bos {
+                        state.completed = true;
+                    }
+                    self.track_tool_use(state, token);
+                }
+                generated += 1;
+                if !on_column(&column, &masks) {
+                    break;
+                }
+                let ids: Vec<i64> = column.iter().map(|&id| i64::from(id)).collect();
+                let next =
+                    self.model.logits(&Tensor::from_slice(&ids).view([rows as i64, 1]).to_device(device), &mut cache);
+                logits = next.select(1, 0);
+            }
+            generated
+        })
+    }
+
+    /// The calculator state machine of one row (§7).
+    fn track_tool_use(&self, state: &mut RowState, token: u32) {
+        let t = &self.tokens;
+        if token == t.python_start {
+            state.in_python = true;
+            state.python_tokens.clear();
+        } else if token == t.python_end && state.in_python {
+            state.in_python = false;
+            if !state.python_tokens.is_empty() {
+                let expr = self.encoder.decode_lossy(&state.python_tokens).unwrap_or_default();
+                if let Some(result) = use_calculator(&expr) {
+                    state.forced.push_back(t.output_start);
+                    state.forced.extend(self.encoder.encode_ordinary(&result));
+                    state.forced.push_back(t.output_end);
+                }
+            }
+            state.python_tokens.clear();
+        } else if state.in_python {
+            state.python_tokens.push(token);
+        }
+    }
+
+    /// Every row's prompt + generated tokens without the terminal `<|assistant_end|>`/`<|bos|>`, and
+    /// masks (0 for the prompt and forced tokens), as the reference's `generate_batch`.
+    pub fn generate_batch(&self, prompt: &[u32], s: &GenerationSettings) -> (Vec<Vec<u32>>, Vec<Vec<u8>>) {
+        let rows = s.num_samples.max(1);
+        let mut results = vec![prompt.to_vec(); rows];
+        let mut masks = vec![vec![0u8; prompt.len()]; rows];
+        let mut completed = vec![false; rows];
+        let t = self.tokens;
+        self.generate(prompt, s, |column, column_masks| {
+            for (i, (&token, &mask)) in column.iter().zip(column_masks).enumerate() {
+                if completed[i] {
+                    continue;
+                }
+                if token == t.assistant_end || token == t.bos {
+                    completed[i] = true;
+                } else {
+                    results[i].push(token);
+                    masks[i].push(mask);
+                }
+            }
+            !completed.iter().all(|&c| c)
+        });
+        (results, masks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::SPECIAL_TOKENS;
+
+    /// Byte-level tokens (0-255) plus nanochat's specials (256-264).
+    fn encoder() -> BpeEncoder {
+        BpeEncoder::new((0..=255u8).map(|b| vec![b]).collect(), &SPECIAL_TOKENS).unwrap()
+    }
+
+    /// Emits a fixed script: the logits at generated position i put all mass on script[i] for every row.
+    struct Scripted {
+        script: Vec<u32>,
+        prompt_len: i64,
+        vocab: i64,
+    }
+
+    impl CausalModel for Scripted {
+        fn logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+            let (b, t) = (ids.size()[0], ids.size()[1]);
+            let zeros = Tensor::zeros([b, 1, t, 2], (Kind::Float, Device::Cpu));
+            for layer in 0..2 {
+                let _ = cache.insert(layer, &zeros, &zeros);
+            }
+            let step = (cache.pos() - self.prompt_len) as usize;
+            let token = self.script.get(step).copied().unwrap_or(b'.' as u32);
+            let logits = Tensor::zeros([b, t, self.vocab], (Kind::Float, Device::Cpu));
+            let _ = logits.narrow(2, i64::from(token), 1).fill_(10.0);
+            logits
+        }
+        fn n_layer(&self) -> usize {
+            2
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+
+    #[test]
+    fn calculator_results_are_forced_with_mask_zero() {
+        let enc = encoder();
+        let t = ChatTokens::of(&enc).unwrap();
+        let mut script = vec![b'x' as u32, t.python_start];
+        script.extend("12/60".bytes().map(u32::from));
+        script.push(t.python_end);
+        // While the output is forced, whatever the model says is dropped.
+        script.extend([b'?' as u32; 5]);
+        script.extend([b'!' as u32, t.assistant_end]);
+        let model = Scripted { script, prompt_len: 3, vocab: 265 };
+        let engine = Engine::new(&model, &enc).unwrap();
+        let prompt = [t.bos, b'h' as u32, t.assistant_start];
+        let (rows, masks) = engine.generate_batch(&prompt, &GenerationSettings::greedy(40));
+        let mut expected = prompt.to_vec();
+        expected.extend([b'x' as u32, t.python_start]);
+        expected.extend("12/60".bytes().map(u32::from));
+        expected.extend([t.python_end, t.output_start]);
+        expected.extend("0.2".bytes().map(u32::from));
+        expected.extend([t.output_end, b'!' as u32]);
+        assert_eq!(rows[0], expected, "the terminal <|assistant_end|> is not returned");
+        let forced_from = prompt.len() + 2 + 5 + 1;
+        let mut expected_masks = vec![0u8; prompt.len()];
+        expected_masks.extend(vec![1u8; 2 + 5 + 1]);
+        expected_masks.extend(vec![0u8; 5]);
+        expected_masks.push(1);
+        assert_eq!(masks[0], expected_masks);
+        assert_eq!(masks[0][forced_from], 0);
+    }
+
+    #[test]
+    fn rows_stop_at_max_tokens_and_every_row_completes() {
+        let enc = encoder();
+        let t = ChatTokens::of(&enc).unwrap();
+        let model = Scripted { script: vec![b'a' as u32, b'b' as u32, t.assistant_end], prompt_len: 1, vocab: 265 };
+        let engine = Engine::new(&model, &enc).unwrap();
+        let s = GenerationSettings { num_samples: 3, ..GenerationSettings::greedy(2) };
+        let (rows, _) = engine.generate_batch(&[t.bos], &s);
+        assert_eq!(rows, vec![vec![t.bos, b'a' as u32, b'b' as u32]; 3]);
+        let mut columns = 0;
+        engine.generate(&[t.bos], &GenerationSettings { max_tokens: None, ..s }, |column, masks| {
+            assert_eq!((column.len(), masks), (3, &[1u8, 1, 1][..]));
+            columns += 1;
+            true
+        });
+        assert_eq!(columns, 3, "stops when every row has ended");
+    }
+}

@@ -1,0 +1,82 @@
+//! A model and its tokenizer ready for inference: a checkpoint of a phase (largest depth, last step
+//! or `--step`), ours or the reference's, or a checkpoint directory given directly; the base dir's
+//! tokenizer (`tok/`, or the reference's `tokenizer/tokenizer.pkl`) unless one is given.
+use std::path::PathBuf;
+
+use tch::Device;
+
+use crate::model::Gpt;
+use crate::paths::Paths;
+use crate::tokenizer::{artifacts, BpeEncoder};
+use crate::train::source::{SourceCheckpoint, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+}
+
+/// Which checkpoint and tokenizer to load.
+#[derive(Clone, Debug, Default)]
+pub struct ModelSpec {
+    /// base, mid, sft or rl.
+    pub phase: String,
+    pub step: Option<u64>,
+    /// A checkpoint directory instead of the phase's.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// A tokenizer file or directory instead of the base dir's.
+    pub tokenizer: Option<PathBuf>,
+}
+
+pub struct LoadedModel {
+    pub model: Gpt,
+    pub encoder: BpeEncoder,
+    pub source: SourceCheckpoint,
+}
+
+/// The base dir's tokenizer: ours (`tok/`) or the reference's (`tokenizer/`).
+fn default_tokenizer(paths: &Paths) -> PathBuf {
+    let ours = paths.tokenizer();
+    let reference = paths.base().join("tokenizer");
+    if !ours.exists() && reference.join("tokenizer.pkl").exists() {
+        reference
+    } else {
+        ours
+    }
+}
+
+impl LoadedModel {
+    pub fn open(paths: &Paths, spec: &ModelSpec, device: Device) -> Result<Self, LoadError> {
+        let source = match &spec.checkpoint_dir {
+            Some(dir) => SourceCheckpoint::in_dir(dir, spec.step)?,
+            None => SourceCheckpoint::latest_at(paths, &spec.phase, spec.step)?,
+        };
+        let tokenizer = spec.tokenizer.clone().unwrap_or_else(|| default_tokenizer(paths));
+        let encoder = artifacts::load_from(&tokenizer)?;
+        let model = source.load_model(device)?;
+        if i64::from(encoder.vocab_size()) != model.config.vocab_size {
+            return Err(SourceError::VocabMismatch {
+                dir: source.dir.clone(),
+                tokenizer: i64::from(encoder.vocab_size()),
+                model: model.config.vocab_size,
+            }
+            .into());
+        }
+        Ok(LoadedModel { model, encoder, source })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} step {}", self.source.dir.display(), self.source.step)
+    }
+}
+
+/// The first CUDA device when there is one, else the CPU.
+pub fn inference_device() -> Device {
+    if tch::Cuda::is_available() {
+        Device::Cuda(0)
+    } else {
+        Device::Cpu
+    }
+}
