@@ -3,33 +3,8 @@
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-use chat_fixtures::{chat_base, golden, golden_dir};
+use chat_fixtures::{chat_base, golden, golden_dir, nanochat, stdout};
 use serde_json::Value;
-
-fn nanochat(base: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env("NANOCHAT_BASE_DIR", base)
-        .env_remove("NANOCHAT_PRESET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the nanochat binary starts");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()

@@ -4,31 +4,8 @@
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-use chat_fixtures::{chat_base, golden, golden_dir};
+use chat_fixtures::{chat_base, golden, golden_dir, nanochat, stdout};
 use serde_json::Value;
-
-fn nanochat(base: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env("NANOCHAT_BASE_DIR", base)
-        .env_remove("NANOCHAT_PRESET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 /// The reference engine's greedy continuation of "The capital of France is" (24 tokens).
 fn reference_greedy() -> (Vec<u64>, Vec<u64>) {
@@ -51,7 +28,7 @@ fn generate_continues_like_the_reference_from_either_layout() {
     let args =
         ["generate", "--source", "base", "-p", "The capital of France is", "-t", "0", "--max-tokens", "24", "--json"];
     let ours = chat_base();
-    let line: Value = serde_json::from_str(stdout(&nanochat(ours.dir.path(), &args, "")).trim()).unwrap();
+    let line: Value = serde_json::from_str(stdout(&nanochat(ours.dir.path(), &args, None)).trim()).unwrap();
     assert_eq!(line["prompt_ids"], serde_json::json!(prompt));
     assert_eq!(line["ids"], serde_json::json!(continuation));
 
@@ -64,19 +41,19 @@ fn generate_continues_like_the_reference_from_either_layout() {
     }
     std::fs::create_dir_all(reference.path().join("tokenizer")).unwrap();
     std::fs::copy(golden_dir().join("tokenizer.pkl"), reference.path().join("tokenizer/tokenizer.pkl")).unwrap();
-    let line: Value = serde_json::from_str(stdout(&nanochat(reference.path(), &args, "")).trim()).unwrap();
+    let line: Value = serde_json::from_str(stdout(&nanochat(reference.path(), &args, None)).trim()).unwrap();
     assert_eq!(line["ids"], serde_json::json!(continuation));
 
     // Several samples, plain text.
     let out = stdout(&nanochat(
         ours.dir.path(),
         &["generate", "--source", "base", "-p", "Hi", "-t", "1.0", "--num-samples", "3", "--max-tokens", "5"],
-        "",
+        None,
     ));
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.lines().all(|l| l.starts_with("Hi")));
     // No checkpoint of that phase: which stage makes one.
-    let out = nanochat(ours.dir.path(), &["generate", "--source", "sft", "-p", "x"], "");
+    let out = nanochat(ours.dir.path(), &["generate", "--source", "sft", "-p", "x"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `nanochat sft` first"));
 }
 
@@ -84,13 +61,13 @@ fn generate_continues_like_the_reference_from_either_layout() {
 fn chat_keeps_the_conversation_and_understands_clear_and_quit() {
     let base = chat_base();
     let out =
-        stdout(&nanochat(base.dir.path(), &["chat", "--source", "base", "-p", "Hello!", "--max-tokens", "8"], ""));
+        stdout(&nanochat(base.dir.path(), &["chat", "--source", "base", "-p", "Hello!", "--max-tokens", "8"], None));
     assert!(out.starts_with("Assistant: "), "{out}");
     assert_eq!(out.lines().count(), 1);
     let out = stdout(&nanochat(
         base.dir.path(),
         &["chat", "--source", "base", "--max-tokens", "6"],
-        "Hello!\nHow are you?\nclear\nAgain\nquit\nnever read\n",
+        Some("Hello!\nHow are you?\nclear\nAgain\nquit\nnever read\n"),
     ));
     let replies = out.lines().filter(|l| l.starts_with("Assistant: ")).count();
     assert_eq!(replies, 3, "{out}");

@@ -3,7 +3,9 @@
 //! (manifests/data/chat_smoke) where the stages look for them.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use nanochat::paths::Paths;
 use nanochat::tokenizer::{rank_file, BpeEncoder, SPECIAL_TOKENS};
@@ -52,4 +54,27 @@ pub fn chat_base() -> ChatBase {
         std::fs::copy(golden_dir().join("base_d2").join(f), base.join(f)).unwrap();
     }
     ChatBase { dir, paths }
+}
+
+/// Runs the binary on base dir `base` with `stdin` as its standard input.
+pub fn nanochat(base: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(args)
+        .env("NANOCHAT_BASE_DIR", base)
+        .env_remove("NANOCHAT_PRESET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the nanochat binary starts");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Standard output of a run that must have succeeded (its output is shown when it did not).
+pub fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
 }
