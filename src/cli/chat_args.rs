@@ -180,3 +180,20 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
 }
+
+#[derive(Debug, Args)]
+pub struct BenchEngineArgs {
+    #[arg(long, default_value_t = 4)]
+    pub depth: i64,
+    #[arg(long, default_value_t = 65_536)]
+    pub vocab: i64,
+    /// Prompt tokens (random, fixed seed).
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    /// Tokens generated per row.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Rows decoded together (num_samples) in the batched measurement.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+}

@@ -285,6 +285,8 @@ pub enum BenchCommand {
     Tokenizer(BenchTokenizerCommand),
     /// Training steps per second of the base model at a depth, on random tokens (GPU if present).
     Train(BenchTrainArgs),
+    /// Generation speed of the engine: time to first token and decode tokens/s at batch 1 and batch N.
+    Engine(crate::cli::chat_args::BenchEngineArgs),
     /// Tokens per second the pretraining dataloader sustains on the preset's shards and tokenizer.
     Dataloader(BenchDataloaderArgs),
     /// Tokens per second of the mid-train and SFT data paths (task rows, rendering, batching).
