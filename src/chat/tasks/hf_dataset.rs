@@ -50,7 +50,7 @@ impl<T: DeserializeOwned> ShuffledSplit<T> {
         if files.is_empty() {
             return Err(missing(location, &dir));
         }
-        let rows: Vec<T> = read_rows(&files)?;
+        let rows: Vec<T> = read_rows(&files, &format!("reading {}", location.describe()))?;
         let order = numpy_permutation(DATASET_SHUFFLE_SEED, rows.len());
         Ok(ShuffledSplit { rows, order })
     }
