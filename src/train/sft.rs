@@ -101,25 +101,38 @@ fn validation_loss(
     Ok(totals[0] / totals[1].max(1.0))
 }
 
-/// MMLU and ARC-Easy categorical accuracy on their test splits (§5.4, at most `max_problems`).
-fn task_metrics(
-    model: &Gpt,
-    paths: &Paths,
-    encoder: &BpeEncoder,
-    c: &ChatSftConfig,
-    cluster: &Cluster<'_>,
-) -> Result<serde_json::Value, TrainError> {
-    let renderer = ChatRenderer::new(encoder)?;
-    let mmlu: SharedTask = Arc::new(Sliced::new(Mmlu::load(paths, "all", "test")?, Slice::default())?);
-    let arc: SharedTask = Arc::new(Sliced::new(ArcTask::load(paths, "ARC-Easy", "test")?, Slice::default())?);
-    let batch = c.device_batch_size as usize * 2;
-    let max = Some(c.eval_metrics_max_problems as usize);
-    let acc = |task: &SharedTask| {
-        categorical_accuracy(model, &renderer, task, batch, max, cluster)
-            .map(|a| a.fraction())
-            .map_err(|e| TrainError::Config(format!("categorical evaluation: {e}")))
-    };
-    Ok(serde_json::json!({"mmlu_acc": acc(&mmlu)?, "arc_easy_acc": acc(&arc)?}))
+/// The multiple-choice tasks SFT measures (§5.4): MMLU and ARC-Easy, test splits.
+struct MetricTasks {
+    mmlu: SharedTask,
+    arc_easy: SharedTask,
+}
+
+impl MetricTasks {
+    fn load(paths: &Paths) -> Result<Self, TrainError> {
+        Ok(MetricTasks {
+            mmlu: Arc::new(Sliced::new(Mmlu::load(paths, "all", "test")?, Slice::default())?),
+            arc_easy: Arc::new(Sliced::new(ArcTask::load(paths, "ARC-Easy", "test")?, Slice::default())?),
+        })
+    }
+
+    /// Categorical accuracy on the first `eval_metrics_max_problems` of each.
+    fn evaluate(
+        &self,
+        model: &Gpt,
+        encoder: &BpeEncoder,
+        c: &ChatSftConfig,
+        cluster: &Cluster<'_>,
+    ) -> Result<serde_json::Value, TrainError> {
+        let renderer = ChatRenderer::new(encoder)?;
+        let batch = c.device_batch_size as usize * 2;
+        let max = Some(c.eval_metrics_max_problems as usize);
+        let acc = |task: &SharedTask| {
+            categorical_accuracy(model, &renderer, task, batch, max, cluster)
+                .map(|a| a.fraction())
+                .map_err(|e| TrainError::Config(format!("categorical evaluation: {e}")))
+        };
+        Ok(serde_json::json!({"mmlu_acc": acc(&self.mmlu)?, "arc_easy_acc": acc(&self.arc_easy)?}))
+    }
 }
 
 pub fn run(
@@ -152,6 +165,7 @@ pub fn run(
     // Data: micro-batch m of rank r reads stream r·A + m of W·A.
     let train_task = sft_train_mixture(paths, c)?;
     let val_task = sft_val_task(paths)?;
+    let metric_tasks = MetricTasks::load(paths)?;
     let slots: Vec<StreamSlot> =
         (0..accum).map(|m| StreamSlot { stream: cluster.rank() * accum + m, streams }).collect();
     let mut train = slots
@@ -247,7 +261,7 @@ pub fn run(
         }
         // ≤ 0 means at the last step only (the reference's -1 would mean every step).
         if last_step || (step > 0 && due(step, c.eval_metrics_every)) {
-            metrics = task_metrics(&model, paths, &encoder, c, cluster)?;
+            metrics = metric_tasks.evaluate(&model, &encoder, c, cluster)?;
             suspend_bars(|| log::info!("Step {step:05} | {metrics}"));
             metrics_log.write(&StepRecord {
                 step,
