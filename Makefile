@@ -31,7 +31,7 @@ help:
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
 	@echo "make gpu-check CUDA/NCCL checks and GPU throughput (needs an NVIDIA GPU)"
 
-DEBIAN_TOOLS := /usr/include/gloo/config.h /usr/sbin/debootstrap /usr/bin/nix-instantiate
+DEBIAN_TOOLS := /usr/include/gloo/config.h /usr/sbin/debootstrap /usr/bin/nix-instantiate /usr/bin/chromium /usr/bin/chromedriver
 
 setup: $(SETUP_STAMP) $(DEBIAN_TOOLS)
 
@@ -46,7 +46,7 @@ $(SETUP_STAMP): manifests/python.lock
 # One recipe for the group: any one missing installs all three (apt-get skips what is there).
 $(DEBIAN_TOOLS) &:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin chromium chromium-driver
 
 build: setup
 	cargo build --release --locked
