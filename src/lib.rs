@@ -17,6 +17,7 @@ pub mod optim;
 pub mod paths;
 pub mod progress;
 pub mod report;
+pub mod serve;
 pub mod speedrun;
 pub mod tokenizer;
 pub mod train;

@@ -5,7 +5,7 @@
 mod chat_fixtures;
 
 use chat_fixtures::{golden, golden_dir, golden_encoder};
-use nanochat::engine::chat_engine::{Engine, GenerationSettings};
+use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::train::source::SourceCheckpoint;
 
 #[test]
@@ -25,6 +25,7 @@ fn generations_match_the_reference_engine() {
             temperature: s["temperature"].as_f64().unwrap(),
             top_k: s["top_k"].as_i64(),
             seed: s["seed"].as_i64().unwrap(),
+            rng: SamplingRng::Torch,
         };
         let prompt: Vec<u32> = serde_json::from_value(case["tokens"].clone()).unwrap();
         let (results, masks) = engine.generate_batch(&prompt, &settings);

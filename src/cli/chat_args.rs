@@ -182,6 +182,48 @@ pub struct ChatArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on (0.0.0.0: every interface, as the reference; 127.0.0.1: this machine only).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port (0: any free port; the address is printed).
+    #[arg(short = 'p', long, default_value_t = 8000)]
+    pub port: u16,
+    /// Model replicas, one per GPU (cuda:0..N-1); on CPU only 1.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub num_gpus: usize,
+    /// Default temperature of requests that give none (§9: 0.8).
+    #[arg(short = 't', long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Default top-k (§9: 50).
+    #[arg(short = 'k', long, default_value_t = 50)]
+    pub top_k: i64,
+    /// Default max_tokens (§9: 512).
+    #[arg(short = 'm', long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// cpu or cuda (default: cuda when a GPU is visible).
+    #[arg(long, value_name = "TYPE")]
+    pub device_type: Option<String>,
+    /// Requests that may wait for a worker when every one is busy; more are answered 503.
+    #[arg(long, default_value_t = 32)]
+    pub queue_limit: usize,
+    /// Seconds a request may wait for a worker before a 503.
+    #[arg(long, default_value_t = 30)]
+    pub queue_timeout: u64,
+    /// Seconds a reply may generate; it ends there (finish_reason "length").
+    #[arg(long, default_value_t = 300)]
+    pub generation_timeout: u64,
+    /// Seconds to receive a request body before a 408.
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout: u64,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchEngineArgs {
     #[arg(long, default_value_t = 4)]
     pub depth: i64,

@@ -160,6 +160,23 @@ pub enum Command {
         Example: nanochat chat\n\
         Example: nanochat chat -p 'Why is the sky blue?'")]
     Chat(crate::cli::chat_args::ChatArgs),
+    /// Serve the chat page, the reference's streaming API and an OpenAI-compatible API.
+    #[command(long_about = "A web server for the chat model (NANOCHAT.md §9, chat_web.py): one model replica \
+        per GPU (--num-gpus; on CPU one) in a worker pool, each request holding a worker for its reply.\n\n\
+        GET /                     the chat page (streaming, edit a message, regenerate, /temperature /topk /clear /help)\n\
+        POST /chat/completions    the reference's API: {\"messages\": [...], \"temperature\", \"top_k\", \
+        \"max_tokens\", \"seed\"} -> SSE data: {\"token\", \"gpu\"} ... {\"done\": true}\n\
+        POST /v1/chat/completions OpenAI's chat API (stream or not, n, usage); GET /v1/models\n\
+        GET /health, GET /stats   readiness and the pool's workers\n\n\
+        Limits (HTTP 400 naming the field): 1-500 messages, 8,000 characters each, 32,000 in all, temperature \
+        0-2, top_k 1-200, max_tokens 1-4096. Every request gets a fresh random seed unless it gives \"seed\". When \
+        every worker is busy, up to --queue-limit requests wait (at most --queue-timeout); more get 503 with \
+        Retry-After.\n\n\
+        Reads: the checkpoint (default --source sft) and the tokenizer, as `nanochat chat`.\n\
+        Writes: one log line per request to stderr.\n\n\
+        Example: nanochat serve                      (then open http://localhost:8000)\n\
+        Example: nanochat serve --source mid --port 8080 --host 127.0.0.1")]
+    Serve(crate::cli::chat_args::ServeArgs),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \

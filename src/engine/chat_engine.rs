@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::calculator::use_calculator;
 use crate::chat::ChatTokens;
+use crate::data::python_random::PyRandom;
 use crate::model::{Gpt, KvCache};
 use crate::tokenizer::{BpeEncoder, TokenizerError};
 
@@ -37,6 +38,18 @@ impl CausalModel for Gpt {
     }
 }
 
+/// Where the random draws of sampling come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SamplingRng {
+    /// torch's default generator reseeded with `seed` (the reference's draws, token for token). It is
+    /// process-wide: two generations running at once on different threads disturb each other.
+    #[default]
+    Torch,
+    /// A Mersenne Twister of this generation alone, seeded with `seed`: the same seed gives the same
+    /// tokens whatever else runs concurrently (the server's workers), though not the reference's.
+    Private,
+}
+
 /// Generation settings (§7 `generate`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GenerationSettings {
@@ -48,11 +61,19 @@ pub struct GenerationSettings {
     /// None: sample from all logits.
     pub top_k: Option<i64>,
     pub seed: i64,
+    pub rng: SamplingRng,
 }
 
 impl GenerationSettings {
     pub fn greedy(max_tokens: usize) -> Self {
-        GenerationSettings { num_samples: 1, max_tokens: Some(max_tokens), temperature: 0.0, top_k: None, seed: 42 }
+        GenerationSettings {
+            num_samples: 1,
+            max_tokens: Some(max_tokens),
+            temperature: 0.0,
+            top_k: None,
+            seed: 42,
+            rng: SamplingRng::Torch,
+        }
     }
 }
 
@@ -68,6 +89,40 @@ pub fn sample_tokens(logits: &Tensor, temperature: f64, top_k: Option<i64>) -> V
         (logits / temperature).softmax(-1, Kind::Float).multinomial(1, false)
     };
     Vec::<i64>::try_from(picked.view([-1]).to_device(Device::Cpu)).unwrap_or_default()
+}
+
+/// (B, V) logits → (B,) next tokens with the draws from `rng`: the same distribution as
+/// [`sample_tokens`] (top-k, temperature, softmax), inverted at one uniform draw per row on the CPU.
+pub fn sample_tokens_with(logits: &Tensor, temperature: f64, top_k: Option<i64>, rng: &mut PyRandom) -> Vec<i64> {
+    if temperature <= 0.0 {
+        return sample_tokens(logits, temperature, top_k);
+    }
+    let (values, indices) = match top_k {
+        Some(k) => logits.topk(k.min(logits.size()[1]), -1, true, true),
+        None => {
+            (logits.shallow_clone(), Tensor::arange(logits.size()[1], (Kind::Int64, logits.device())).expand_as(logits))
+        }
+    };
+    let probs = (values / temperature).softmax(-1, Kind::Float).to_device(Device::Cpu);
+    let indices = indices.to_device(Device::Cpu);
+    let width = probs.size()[1];
+    let probs = Vec::<f32>::try_from(probs.view([-1])).unwrap_or_default();
+    let indices = Vec::<i64>::try_from(indices.contiguous().view([-1])).unwrap_or_default();
+    probs
+        .chunks(width as usize)
+        .zip(indices.chunks(width as usize))
+        .map(|(row, ids)| {
+            let total: f64 = row.iter().map(|&p| f64::from(p)).sum();
+            let target = rng.random() * total;
+            let mut cumulative = 0.0;
+            let picked = row.iter().position(|&p| {
+                cumulative += f64::from(p);
+                cumulative > target
+            });
+            // Rounding can leave the target above the last partial sum: the last non-zero entry.
+            ids[picked.unwrap_or_else(|| row.iter().rposition(|&p| p > 0.0).unwrap_or(0))]
+        })
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -107,7 +162,13 @@ impl<'a, M: CausalModel> Engine<'a, M> {
     ) -> usize {
         tch::no_grad(|| {
             let device = self.model.device();
-            tch::manual_seed(s.seed);
+            let mut private_rng = match s.rng {
+                SamplingRng::Torch => {
+                    tch::manual_seed(s.seed);
+                    None
+                }
+                SamplingRng::Private => Some(PyRandom::new(s.seed)),
+            };
             let t = &self.tokens;
             // Prefill once with batch 1, then one cache row per sample.
             let mut prefill = KvCache::new(self.model.n_layer());
@@ -119,7 +180,10 @@ impl<'a, M: CausalModel> Engine<'a, M> {
             let mut states: Vec<RowState> = (0..rows).map(|_| RowState::default()).collect();
             let mut generated = 0;
             while s.max_tokens.is_none_or(|max| generated < max) && !states.iter().all(|r| r.completed) {
-                let sampled = sample_tokens(&logits, s.temperature, s.top_k);
+                let sampled = match private_rng.as_mut() {
+                    None => sample_tokens(&logits, s.temperature, s.top_k),
+                    Some(rng) => sample_tokens_with(&logits, s.temperature, s.top_k, rng),
+                };
                 let mut column = Vec::with_capacity(rows);
                 let mut masks = Vec::with_capacity(rows);
                 for (state, &sample) in states.iter_mut().zip(&sampled) {
@@ -279,5 +343,33 @@ mod tests {
             true
         });
         assert_eq!(columns, 3, "stops when every row has ended");
+    }
+
+    #[test]
+    fn private_sampling_follows_the_distribution_and_its_seed() {
+        // Probabilities 0.1, 0.2, 0.3, 0.4 over four tokens, two rows.
+        let logits = Tensor::from_slice(&[0.1f32, 0.2, 0.3, 0.4]).log().view([1, 4]).repeat([2, 1]);
+        let draw = |seed: i64, top_k: Option<i64>, n: usize| -> Vec<i64> {
+            let mut rng = PyRandom::new(seed);
+            (0..n).flat_map(|_| sample_tokens_with(&logits, 1.0, top_k, &mut rng)).collect()
+        };
+        let draws = draw(7, None, 10_000);
+        let mut counts = [0usize; 4];
+        for &t in &draws {
+            counts[t as usize] += 1;
+        }
+        for (i, &c) in counts.iter().enumerate() {
+            let expected = 0.1 * (i + 1) as f64 * draws.len() as f64;
+            assert!((c as f64 - expected).abs() < 0.05 * draws.len() as f64, "token {i}: {c} of {}", draws.len());
+        }
+        // top-k 2 keeps tokens 3 and 2 only, in proportion 4:3.
+        let top2 = draw(7, Some(2), 5_000);
+        assert!(top2.iter().all(|&t| t == 2 || t == 3));
+        let threes = top2.iter().filter(|&&t| t == 3).count() as f64 / top2.len() as f64;
+        assert!((threes - 4.0 / 7.0).abs() < 0.03, "{threes}");
+        // The seed alone decides the draws; temperature 0 is argmax.
+        assert_eq!(draw(7, Some(3), 200), draw(7, Some(3), 200));
+        assert_ne!(draw(7, Some(3), 200), draw(8, Some(3), 200));
+        assert_eq!(sample_tokens_with(&logits, 0.0, None, &mut PyRandom::new(1)), vec![3, 3]);
     }
 }

@@ -1,21 +1,30 @@
-//! `nanochat generate` and `nanochat chat` (NANOCHAT.md §7): load a checkpoint, then the engine.
+//! `nanochat generate`, `nanochat chat` (NANOCHAT.md §7) and `nanochat serve` (§9): load a checkpoint,
+//! then the engine or the server.
 use std::io::{BufRead, IsTerminal, Write};
+
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::chat_args::{ChatArgs, GenerateArgs, ModelArgs};
+use crate::cli::chat_args::{ChatArgs, GenerateArgs, ModelArgs, ServeArgs};
 use crate::cli::GlobalOptions;
-use crate::engine::chat_engine::{Engine, GenerationSettings};
+use crate::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use crate::engine::chat_session::ChatSession;
 use crate::engine::loaded_model::{inference_device, LoadedModel, ModelSpec};
+use crate::serve::request::{Defaults, MAX_TEMPERATURE, MAX_TOKENS_LIMIT, MAX_TOP_K};
+use crate::serve::ServeConfig;
 
-fn load(global: &GlobalOptions, args: &ModelArgs, default_phase: &str) -> anyhow::Result<LoadedModel> {
-    let spec = ModelSpec {
+fn model_spec(args: &ModelArgs, default_phase: &str) -> ModelSpec {
+    ModelSpec {
         phase: args.source.clone().unwrap_or_else(|| default_phase.to_string()),
         step: args.step,
         checkpoint_dir: args.checkpoint.clone(),
         tokenizer: args.tokenizer.tokenizer.clone(),
-    };
+    }
+}
+
+fn load(global: &GlobalOptions, args: &ModelArgs, default_phase: &str) -> anyhow::Result<LoadedModel> {
+    let spec = model_spec(args, default_phase);
     let loaded = LoadedModel::open(&global.paths(), &spec, inference_device()).context("loading the model")?;
     log::info!("model: {}", loaded.describe());
     Ok(loaded)
@@ -40,6 +49,7 @@ pub fn generate(global: &GlobalOptions, args: &GenerateArgs) -> anyhow::Result<(
         temperature: args.temperature,
         top_k: top_k(args.top_k),
         seed: sampling_seed(global),
+        rng: SamplingRng::Torch,
     };
     let (rows, _) = engine.generate_batch(&prompt, &settings);
     for row in rows {
@@ -63,6 +73,7 @@ pub fn chat(global: &GlobalOptions, args: &ChatArgs) -> anyhow::Result<()> {
         temperature: args.temperature,
         top_k: top_k(args.top_k),
         seed: sampling_seed(global),
+        rng: SamplingRng::Torch,
     };
     let mut session = ChatSession::new(engine, settings);
     let mut out = std::io::stdout();
@@ -107,4 +118,49 @@ pub fn chat(global: &GlobalOptions, args: &ChatArgs) -> anyhow::Result<()> {
         session.set_settings(settings);
     }
     Ok(())
+}
+
+pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
+    let gpus = tch::Cuda::device_count() as usize;
+    let cuda = match args.device_type.as_deref() {
+        None => gpus > 0,
+        Some("cuda") if gpus == 0 => anyhow::bail!("--device-type cuda, but no GPU is visible to libtorch"),
+        Some("cuda") => true,
+        Some("cpu") => false,
+        Some(other) => anyhow::bail!("--device-type must be cpu or cuda, not {other:?}"),
+    };
+    let devices: Vec<tch::Device> = if cuda {
+        if args.num_gpus == 0 || args.num_gpus > gpus {
+            anyhow::bail!("--num-gpus {} but {gpus} GPU(s) are visible (1..={gpus})", args.num_gpus);
+        }
+        (0..args.num_gpus).map(tch::Device::Cuda).collect()
+    } else {
+        if args.num_gpus != 1 {
+            anyhow::bail!("--num-gpus {}: on CPU the server runs one worker (--num-gpus 1)", args.num_gpus);
+        }
+        vec![tch::Device::Cpu]
+    };
+    let defaults = Defaults { temperature: args.temperature, top_k: args.top_k, max_tokens: args.max_tokens };
+    if !(0.0..=MAX_TEMPERATURE).contains(&defaults.temperature)
+        || !(1..=MAX_TOP_K).contains(&defaults.top_k)
+        || !(1..=MAX_TOKENS_LIMIT as usize).contains(&defaults.max_tokens)
+    {
+        anyhow::bail!(
+            "the defaults must lie within the request limits: temperature 0-{MAX_TEMPERATURE}, top-k 1-{MAX_TOP_K}, \
+             max-tokens 1-{MAX_TOKENS_LIMIT}"
+        );
+    }
+    let config = ServeConfig {
+        host: args.host.clone(),
+        port: args.port,
+        model: model_spec(&args.model, "sft"),
+        devices,
+        defaults,
+        queue_limit: args.queue_limit,
+        queue_timeout: Duration::from_secs(args.queue_timeout),
+        generation_timeout: Duration::from_secs(args.generation_timeout),
+        read_timeout: Duration::from_secs(args.read_timeout),
+        body_limit: args.body_limit,
+    };
+    crate::serve::run(&global.paths(), config).context("nanochat serve")
 }

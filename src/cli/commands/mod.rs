@@ -36,6 +36,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::TokEval => tok_eval::run(&cli.global),
         Command::Generate(args) => generate::generate(&cli.global, args),
         Command::Chat(args) => generate::chat(&cli.global, args),
+        Command::Serve(args) => generate::serve(&cli.global, args),
         Command::Tokenizer(command) => tokenizer::run(&cli.global, command),
         Command::Tasks(command) => tasks::run(&cli.global, command),
         Command::Data(command) => data::run(&cli.global, command),

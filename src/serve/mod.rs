@@ -1,0 +1,417 @@
+//! `nanochat serve` (NANOCHAT.md §9): the chat page and two chat APIs over a pool of model workers.
+//!
+//! - `GET /` our chat page, `GET /logo.svg`;
+//! - `POST /chat/completions`: the reference's API, an SSE stream of `{"token", "gpu"}` then `{"done": true}`;
+//! - `POST /v1/chat/completions`, `GET /v1/models`: OpenAI's chat API, streaming or not;
+//! - `GET /health`, `GET /stats`.
+//!
+//! Requests are parsed and checked in `request`, generated on a worker of `workers`; every response
+//! that is not a stream is JSON, every error the JSON of `error`. One log line per request, written
+//! when its response (a stream included) ends.
+pub mod error;
+pub mod request;
+pub mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use self::error::ApiError;
+use self::request::{Api, ChatRequest, Defaults};
+use self::workers::{FinishReason, Job, WorkerEvent, WorkerPool};
+use crate::engine::loaded_model::ModelSpec;
+use crate::paths::Paths;
+
+const PAGE: &str = include_str!("ui.html");
+const LOGO: &str = include_str!("logo.svg");
+
+/// Everything `nanochat serve` is told.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub host: String,
+    /// 0: any free port (the address is printed).
+    pub port: u16,
+    pub model: ModelSpec,
+    pub devices: Vec<tch::Device>,
+    pub defaults: Defaults,
+    /// Requests allowed to wait for a worker when all are busy (more: 503).
+    pub queue_limit: usize,
+    /// Longest wait for a worker.
+    pub queue_timeout: Duration,
+    /// Longest generation; the reply ends there (finish_reason "length").
+    pub generation_timeout: Duration,
+    /// Longest time to receive a request's body (408 beyond).
+    pub read_timeout: Duration,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+}
+
+struct AppState {
+    pool: WorkerPool,
+    config: ServeConfig,
+}
+
+type Shared = Arc<AppState>;
+
+/// Loads the workers, binds, and serves until Ctrl-C / SIGTERM.
+pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
+    let pool = WorkerPool::start(paths, &config.model, &config.devices, config.queue_limit, config.queue_timeout)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}:{}: {e} (try another --port)", config.host, config.port)
+        })?;
+        let address = listener.local_addr()?;
+        let model = pool.model.clone();
+        let workers = pool.size();
+        let app = router(Arc::new(AppState { pool, config }));
+        // The one line a script waits for (tests read the port from it).
+        println!("nanochat serve: listening on http://{address} ({} on {workers} worker(s))", model.id);
+        log::info!("model: {}", model.description);
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        log::info!("server stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/logo.svg", get(logo))
+        .route("/health", get(health))
+        .route("/stats", get(stats))
+        .route("/chat/completions", post(reference_completions))
+        .route("/v1/chat/completions", post(openai_completions))
+        .route("/v1/models", get(models))
+        .fallback(not_found)
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn logo() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], LOGO)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("no endpoint {} {}", request.method(), request.uri().path()), None, "not_found")
+}
+
+async fn health(State(state): State<Shared>) -> Json<serde_json::Value> {
+    let stats = state.pool.stats();
+    Json(serde_json::json!({
+        "status": "ok",
+        "ready": true,
+        "num_gpus": stats.total_workers,
+        "available_workers": stats.available_workers,
+    }))
+}
+
+async fn stats(State(state): State<Shared>) -> Json<workers::PoolStats> {
+    Json(state.pool.stats())
+}
+
+async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
+    let model = &state.pool.model;
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": model.id, "object": "model", "created": model.created, "owned_by": "nanochat"}],
+    }))
+}
+
+/// Reads and checks the body, leases a worker and starts the generation; returns once the worker
+/// has encoded the prompt (so a failure before any text is an error status, not a broken stream).
+async fn start(
+    state: &AppState,
+    body: Body,
+    api: Api,
+) -> Result<(ChatRequest, usize, usize, UnboundedReceiver<WorkerEvent>), ApiError> {
+    let body = read_body(body, state.config.body_limit, state.config.read_timeout).await?;
+    let request = request::parse(&body, api, &state.config.defaults)?;
+    if let Some(asked) = &request.model {
+        let served = &state.pool.model.id;
+        if asked != served && asked != "nanochat" {
+            return Err(ApiError::not_found(
+                format!("the model `{asked}` does not exist; this server serves `{served}` (GET /v1/models)"),
+                Some("model"),
+                "model_not_found",
+            ));
+        }
+    }
+    let lease = state.pool.acquire().await?;
+    let (events, mut received) = unbounded_channel();
+    let settings = workers::settings(request.n, request.max_tokens, request.temperature, request.top_k, request.seed);
+    let deadline = Instant::now() + state.config.generation_timeout;
+    state.pool.submit(Job { turns: request.turns.clone(), settings, deadline, events, lease })?;
+    match received.recv().await {
+        Some(WorkerEvent::Started { prompt_tokens, gpu }) => Ok((request, prompt_tokens, gpu, received)),
+        Some(WorkerEvent::Failed { message }) => Err(ApiError::internal(message)),
+        _ => Err(ApiError::internal("the worker stopped before generating")),
+    }
+}
+
+/// The whole body, at most `limit` bytes (413) within `timeout` (408).
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+            Err(if too_large {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::invalid(format!("cannot read the request body: {e}"), None)
+            })
+        }
+        Err(_) => Err(ApiError::timeout(format!("the request body did not arrive within {} s", timeout.as_secs()))),
+    }
+}
+
+/// Tokens and finish reason of a generation, for the request's log line.
+#[derive(Clone, Default)]
+struct GenerationLog(Arc<std::sync::Mutex<Option<String>>>);
+
+impl GenerationLog {
+    fn set(&self, line: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(line);
+        }
+    }
+}
+
+fn summary(prompt_tokens: usize, rows: &[(usize, FinishReason)], gpu: usize) -> String {
+    let completion: usize = rows.iter().map(|r| r.0).sum();
+    let reasons: Vec<String> = rows.iter().map(|r| format!("{:?}", r.1).to_lowercase()).collect();
+    format!("prompt {prompt_tokens} tok, completion {completion} tok, {}, worker {gpu}", reasons.join("/"))
+}
+
+/// `POST /chat/completions`, the reference's stream.
+async fn reference_completions(State(state): State<Shared>, body: Body) -> Response {
+    let (_, prompt_tokens, gpu, mut events) = match start(&state, body, Api::Reference).await {
+        Ok(started) => started,
+        Err(e) => return e.into_response(),
+    };
+    let log = GenerationLog::default();
+    let log_line = log.clone();
+    let stream = async_stream(move |emit| async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                WorkerEvent::Text { text, .. } => emit.send(serde_json::json!({"token": text, "gpu": gpu}).to_string()),
+                WorkerEvent::Finished { rows } => {
+                    log_line.set(summary(prompt_tokens, &rows, gpu));
+                    break;
+                }
+                WorkerEvent::Failed { message } => {
+                    emit.send(serde_json::json!({"error": message}).to_string());
+                    break;
+                }
+                WorkerEvent::Started { .. } => {}
+            }
+        }
+        emit.send(serde_json::json!({"done": true}).to_string());
+    });
+    sse(stream, log)
+}
+
+/// `POST /v1/chat/completions`: chunks when streaming, else one completion object.
+async fn openai_completions(State(state): State<Shared>, body: Body) -> Response {
+    let (request, prompt_tokens, gpu, mut events) = match start(&state, body, Api::OpenAi).await {
+        Ok(started) => started,
+        Err(e) => return e.into_response(),
+    };
+    let id = format!("chatcmpl-{:016x}", workers::settings(1, 1, 0.0, 1, None).seed);
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let model = state.pool.model.id.clone();
+    let log = GenerationLog::default();
+    let usage = move |rows: &[(usize, FinishReason)]| {
+        let completion: usize = rows.iter().map(|r| r.0).sum();
+        serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion})
+    };
+    if !request.stream {
+        let mut texts = vec![String::new(); request.n];
+        while let Some(event) = events.recv().await {
+            match event {
+                WorkerEvent::Text { row, text } => texts[row].push_str(&text),
+                WorkerEvent::Finished { rows } => {
+                    let choices: Vec<_> = (rows.iter().zip(texts).enumerate())
+                        .map(|(i, (row, text))| {
+                            serde_json::json!({"index": i, "message": {"role": "assistant", "content": text},
+                                "finish_reason": row.1.openai(), "logprobs": null})
+                        })
+                        .collect();
+                    log.set(summary(prompt_tokens, &rows, gpu));
+                    let body = serde_json::json!({"id": id, "object": "chat.completion", "created": created,
+                        "model": model, "choices": choices, "usage": usage(&rows)});
+                    let mut response = Json(body).into_response();
+                    response.extensions_mut().insert(log);
+                    return response;
+                }
+                WorkerEvent::Failed { message } => return ApiError::internal(message).into_response(),
+                WorkerEvent::Started { .. } => {}
+            }
+        }
+        return ApiError::internal("the worker stopped before finishing").into_response();
+    }
+    let log_line = log.clone();
+    let include_usage = request.include_usage;
+    let n = request.n;
+    let stream = async_stream(move |emit| async move {
+        let chunk = |choices: serde_json::Value| {
+            let mut c = serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": choices});
+            if include_usage {
+                c["usage"] = serde_json::Value::Null;
+            }
+            c
+        };
+        for i in 0..n {
+            let delta = serde_json::json!([{"index": i, "delta": {"role": "assistant", "content": ""},
+                "finish_reason": null, "logprobs": null}]);
+            emit.send(chunk(delta).to_string());
+        }
+        while let Some(event) = events.recv().await {
+            match event {
+                WorkerEvent::Text { row, text } => {
+                    let delta = serde_json::json!([{"index": row, "delta": {"content": text},
+                        "finish_reason": null, "logprobs": null}]);
+                    emit.send(chunk(delta).to_string());
+                }
+                WorkerEvent::Finished { rows } => {
+                    for (i, row) in rows.iter().enumerate() {
+                        let end = serde_json::json!([{"index": i, "delta": {}, "finish_reason": row.1.openai(),
+                            "logprobs": null}]);
+                        emit.send(chunk(end).to_string());
+                    }
+                    if include_usage {
+                        let mut last = chunk(serde_json::json!([]));
+                        last["usage"] = usage(&rows);
+                        emit.send(last.to_string());
+                    }
+                    log_line.set(summary(prompt_tokens, &rows, gpu));
+                    break;
+                }
+                WorkerEvent::Failed { message } => {
+                    let e = ApiError::internal(message);
+                    emit.send(serde_json::json!({"error": e.body()["error"]}).to_string());
+                    break;
+                }
+                WorkerEvent::Started { .. } => {}
+            }
+        }
+        emit.send("[DONE]".to_string());
+    });
+    sse(stream, log)
+}
+
+/// Where an [`async_stream`] body puts its events.
+struct Emitter(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl Emitter {
+    fn send(&self, data: String) {
+        let _ = self.0.send(data);
+    }
+}
+
+/// A stream of SSE data lines produced by `body`; dropping the stream (client gone) drops `body`,
+/// and with it the worker's event receiver, which stops the generation.
+fn async_stream<F, Fut>(body: F) -> impl Stream<Item = String> + Send
+where
+    F: FnOnce(Emitter) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = unbounded_channel();
+    let producer = body(Emitter(tx));
+    let task = tokio::spawn(producer);
+    let abort = AbortOnDrop(task.abort_handle());
+    futures_util::stream::unfold((rx, abort), |(mut rx, abort)| async move {
+        rx.recv().await.map(|data| (data, (rx, abort)))
+    })
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn sse(stream: impl Stream<Item = String> + Send + 'static, log: GenerationLog) -> Response {
+    let events = stream.map(|data| Ok::<_, std::convert::Infallible>(Event::default().data(data)));
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    response.extensions_mut().insert(log);
+    response
+}
+
+/// One log line per request, when its response body ends (or the client leaves).
+async fn log_request(request: Request, next: Next) -> Response {
+    let began = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_string(), |c| c.0.ip().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let generation = response.extensions().get::<GenerationLog>().cloned();
+    let (parts, body) = response.into_parts();
+    let line = RequestLine { began, text: format!("{client} {method} {path} {}", status.as_u16()), generation };
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let _ = &line;
+        chunk
+    }));
+    Response::from_parts(parts, body)
+}
+
+struct RequestLine {
+    began: Instant,
+    text: String,
+    generation: Option<GenerationLog>,
+}
+
+impl Drop for RequestLine {
+    fn drop(&mut self) {
+        let elapsed = self.began.elapsed().as_secs_f64() * 1000.0;
+        let generation = self.generation.as_ref().and_then(|g| g.0.lock().ok().and_then(|s| s.clone()));
+        match generation {
+            Some(g) => log::info!("{} {elapsed:.0} ms ({g})", self.text),
+            None => log::info!("{} {elapsed:.0} ms", self.text),
+        }
+    }
+}
