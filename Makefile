@@ -101,6 +101,7 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
 	@echo "== generation: our engine vs the reference's Engine (same weights, prompt, greedy; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
+	$(VENV)/bin/python tests/bench/bench_serve.py --bin $(BIN)
 	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader
 	@echo "== chat data paths: mid-train stream and SFT batches, tokens/s (smoke data; d20 batch shapes) =="
