@@ -42,8 +42,9 @@ $(SETUP_STAMP): manifests/python.lock
 	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r manifests/python.lock
 	touch $@
 
-# Debian packages: gloo headers (the c10d shim), debootstrap (the image's local base), nix-bin (flake checks).
-# One recipe for the group: any one missing installs all three (apt-get skips what is there).
+# Debian packages: gloo headers (the c10d shim), debootstrap (the image's local base), nix-bin (flake checks),
+# chromium + chromium-driver (the chat page's browser test). One recipe for the group: any one missing installs
+# them all (apt-get skips what is there).
 $(DEBIAN_TOOLS) &:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin chromium chromium-driver
@@ -101,6 +102,7 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
 	@echo "== generation: our engine vs the reference's Engine (same weights, prompt, greedy; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
+	@echo "== server load: nanochat serve on 127.0.0.1 at 1, 8 and 32 streaming clients (d2 weights; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_serve.py --bin $(BIN)
 	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader

@@ -113,7 +113,9 @@ fn router(state: Shared) -> Router {
         .route("/chat/completions", post(reference_completions))
         .route("/v1/chat/completions", post(openai_completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::cors::CorsLayer::permissive())
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
@@ -131,6 +133,16 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::not_found(format!("no endpoint {} {}", request.method(), request.uri().path()), None, "not_found")
 }
 
+async fn method_not_allowed(request: Request) -> ApiError {
+    let mut e = ApiError::not_found(
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        None,
+        "method_not_allowed",
+    );
+    e.status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    e
+}
+
 async fn health(State(state): State<Shared>) -> Json<serde_json::Value> {
     let stats = state.pool.stats();
     Json(serde_json::json!({
@@ -145,12 +157,33 @@ async fn stats(State(state): State<Shared>) -> Json<workers::PoolStats> {
     Json(state.pool.stats())
 }
 
+fn model_object(model: &workers::ModelInfo) -> serde_json::Value {
+    serde_json::json!({"id": model.id, "object": "model", "created": model.created, "owned_by": "nanochat"})
+}
+
 async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
-    let model = &state.pool.model;
-    Json(serde_json::json!({
-        "object": "list",
-        "data": [{"id": model.id, "object": "model", "created": model.created, "owned_by": "nanochat"}],
-    }))
+    Json(serde_json::json!({"object": "list", "data": [model_object(&state.pool.model)]}))
+}
+
+async fn model(
+    State(state): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_model(&state, &id)?;
+    Ok(Json(model_object(&state.pool.model)))
+}
+
+/// The served model answers to its id and to "nanochat".
+fn check_model(state: &AppState, asked: &str) -> Result<(), ApiError> {
+    let served = &state.pool.model.id;
+    if asked == served || asked == "nanochat" {
+        return Ok(());
+    }
+    Err(ApiError::not_found(
+        format!("the model `{asked}` does not exist; this server serves `{served}` (GET /v1/models)"),
+        Some("model"),
+        "model_not_found",
+    ))
 }
 
 /// Reads and checks the body, leases a worker and starts the generation; returns once the worker
@@ -163,14 +196,7 @@ async fn start(
     let body = read_body(body, state.config.body_limit, state.config.read_timeout).await?;
     let request = request::parse(&body, api, &state.config.defaults)?;
     if let Some(asked) = &request.model {
-        let served = &state.pool.model.id;
-        if asked != served && asked != "nanochat" {
-            return Err(ApiError::not_found(
-                format!("the model `{asked}` does not exist; this server serves `{served}` (GET /v1/models)"),
-                Some("model"),
-                "model_not_found",
-            ));
-        }
+        check_model(state, asked)?;
     }
     let lease = state.pool.acquire().await?;
     let (events, mut received) = unbounded_channel();
@@ -378,20 +404,22 @@ fn sse(stream: impl Stream<Item = String> + Send + 'static, log: GenerationLog) 
     response
 }
 
-/// One log line per request, when its response body ends (or the client leaves).
+/// One log line per request, when its response body ends, or when the client leaves before that.
 async fn log_request(request: Request, next: Next) -> Response {
-    let began = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
     let client = request
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map_or_else(|| "-".to_string(), |c| c.0.ip().to_string());
+    let mut line = RequestLine {
+        began: Instant::now(),
+        text: format!("{client} {} {}", request.method(), request.uri().path()),
+        status: None,
+        generation: None,
+    };
     let response = next.run(request).await;
-    let status = response.status();
-    let generation = response.extensions().get::<GenerationLog>().cloned();
+    line.status = Some(response.status().as_u16());
+    line.generation = response.extensions().get::<GenerationLog>().cloned();
     let (parts, body) = response.into_parts();
-    let line = RequestLine { began, text: format!("{client} {method} {path} {}", status.as_u16()), generation };
     let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
         let _ = &line;
         chunk
@@ -399,19 +427,28 @@ async fn log_request(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
+/// Written when dropped: with the response's body, or with the request's future if the client
+/// left before the response began.
 struct RequestLine {
     began: Instant,
     text: String,
+    status: Option<u16>,
     generation: Option<GenerationLog>,
 }
 
 impl Drop for RequestLine {
     fn drop(&mut self) {
         let elapsed = self.began.elapsed().as_secs_f64() * 1000.0;
-        let generation = self.generation.as_ref().and_then(|g| g.0.lock().ok().and_then(|s| s.clone()));
+        let Some(status) = self.status else {
+            log::info!("{} - {elapsed:.0} ms (the client left before the response)", self.text);
+            return;
+        };
+        let generation = self.generation.as_ref().map(|g| {
+            g.0.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| "the client left during the stream".into())
+        });
         match generation {
-            Some(g) => log::info!("{} {elapsed:.0} ms ({g})", self.text),
-            None => log::info!("{} {elapsed:.0} ms", self.text),
+            Some(g) => log::info!("{} {status} {elapsed:.0} ms ({g})", self.text),
+            None => log::info!("{} {status} {elapsed:.0} ms", self.text),
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc as tokio_mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::request::{Role, Turn};
-use crate::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
+use crate::engine::chat_engine::{CausalModel, Engine, GenerationSettings, SamplingRng};
 use crate::engine::loaded_model::{LoadedModel, ModelSpec};
 use crate::engine::utf8_stream::Utf8Stream;
 use crate::paths::Paths;
@@ -170,8 +170,12 @@ impl WorkerPool {
             model = Some(info.map_err(|e| anyhow::anyhow!(e))?);
         }
         let model = model.ok_or_else(|| anyhow::anyhow!("no device to serve on"))?;
+        Ok(Self::over(slots, queue_limit, queue_timeout, model))
+    }
+
+    fn over(slots: Vec<Slot>, queue_limit: usize, queue_timeout: Duration, model: ModelInfo) -> WorkerPool {
         let n = slots.len();
-        Ok(WorkerPool {
+        WorkerPool {
             shared: Arc::new(Shared {
                 slots,
                 idle: Mutex::new((0..n).rev().collect()),
@@ -183,7 +187,7 @@ impl WorkerPool {
             queue_limit,
             queue_timeout,
             model,
-        })
+        }
     }
 
     /// A free worker, waiting in the bounded queue if every one is busy.
@@ -273,9 +277,14 @@ fn worker_main(
         }
     };
     let _ = loaded.send(Ok(model_info(&model, spec)));
+    serve_jobs(&engine, gpu, inbox);
+}
+
+/// A worker's loop: each job in turn until the pool goes away.
+fn serve_jobs<M: CausalModel>(engine: &Engine<'_, M>, gpu: usize, inbox: mpsc::Receiver<Job>) {
     for job in inbox {
         let events = job.events.clone();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(&engine, gpu, &job)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(engine, gpu, &job)));
         if outcome.is_err() {
             log::error!("worker {gpu}: a generation failed with an internal error (the worker goes on)");
             let _ = events.send(WorkerEvent::Failed { message: "internal error during generation".into() });
@@ -299,7 +308,7 @@ fn model_info(model: &LoadedModel, spec: &ModelSpec) -> ModelInfo {
 }
 
 /// The prompt of §9: `<|bos|>`, each turn inside its start/end tokens, then `<|assistant_start|>`.
-pub fn prompt_tokens<M: crate::engine::chat_engine::CausalModel>(engine: &Engine<'_, M>, turns: &[Turn]) -> Vec<u32> {
+pub fn prompt_tokens<M: CausalModel>(engine: &Engine<'_, M>, turns: &[Turn]) -> Vec<u32> {
     let t = engine.chat_tokens();
     let encoder = engine.encoder();
     let mut ids = vec![t.bos];
@@ -317,7 +326,7 @@ pub fn prompt_tokens<M: crate::engine::chat_engine::CausalModel>(engine: &Engine
 }
 
 /// Runs one job, streaming its text as whole characters.
-fn run<M: crate::engine::chat_engine::CausalModel>(engine: &Engine<'_, M>, gpu: usize, job: &Job) {
+fn run<M: CausalModel>(engine: &Engine<'_, M>, gpu: usize, job: &Job) {
     let prompt = prompt_tokens(engine, &job.turns);
     if job.events.send(WorkerEvent::Started { prompt_tokens: prompt.len(), gpu }).is_err() {
         return;
@@ -352,6 +361,10 @@ fn run<M: crate::engine::chat_engine::CausalModel>(engine: &Engine<'_, M>, gpu: 
         }
         stopped.is_none()
     });
+    if stopped == Some(FinishReason::Cancelled) {
+        let tokens: usize = ends.iter().map(|e| e.0).sum();
+        log::info!("worker {gpu}: the client left; generation stopped after {tokens} token(s)");
+    }
     let mut finished = Vec::with_capacity(rows);
     for (row, (count, end)) in ends.into_iter().enumerate() {
         let rest = streams[row].finish();
@@ -383,4 +396,111 @@ fn random_seed() -> i64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
     (hasher.finish() >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool of `n` workers whose job channels nobody reads: only leasing is exercised.
+    fn pool(n: usize, queue_limit: usize, queue_timeout: Duration) -> (WorkerPool, Vec<mpsc::Receiver<Job>>) {
+        let (slots, inboxes) = (0..n)
+            .map(|_| {
+                let (jobs, inbox) = mpsc::channel();
+                (Slot { jobs, device: Device::Cpu }, inbox)
+            })
+            .unzip();
+        let model = ModelInfo { id: "m".into(), description: String::new(), created: 0 };
+        (WorkerPool::over(slots, queue_limit, queue_timeout, model), inboxes)
+    }
+
+    /// A model that fails inside libtorch-like code: it panics on every forward.
+    struct Broken;
+
+    impl CausalModel for Broken {
+        fn logits(&self, _: &tch::Tensor, _: &mut crate::model::KvCache) -> tch::Tensor {
+            panic!("simulated failure inside the model")
+        }
+        fn n_layer(&self) -> usize {
+            1
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+
+    #[test]
+    fn a_panicking_generation_is_answered_and_the_worker_goes_on() {
+        let encoder =
+            BpeEncoder::new((0..=255u8).map(|b| vec![b]).collect(), &crate::tokenizer::SPECIAL_TOKENS).unwrap();
+        let (pool, mut inboxes) = pool(1, 1, Duration::from_secs(10));
+        let inbox = inboxes.pop().unwrap();
+        let engine = Engine::new(&Broken, &encoder).unwrap();
+        let rt = runtime();
+        std::thread::scope(|s| {
+            s.spawn(|| serve_jobs(&engine, 0, inbox));
+            // Two jobs in turn: the second needs the worker the first one's failure gave back.
+            for _ in 0..2 {
+                let lease = rt.block_on(pool.acquire()).unwrap();
+                let (events, mut rx) = tokio_mpsc::unbounded_channel();
+                let turns = vec![Turn { role: Role::User, content: "hi".into() }];
+                let settings = settings(1, 4, 0.0, 1, Some(1));
+                pool.submit(Job { turns, settings, deadline: Instant::now(), events, lease }).unwrap();
+                let started = rx.blocking_recv().unwrap();
+                assert!(matches!(started, WorkerEvent::Started { prompt_tokens: 6, gpu: 0 }), "{started:?}");
+                let failed = rx.blocking_recv().unwrap();
+                assert!(matches!(failed, WorkerEvent::Failed { .. }), "{failed:?}");
+            }
+            drop(pool);
+        });
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn busy_workers_queue_then_refuse() {
+        runtime().block_on(async {
+            let (pool, _inboxes) = pool(2, 1, Duration::from_secs(30));
+            let a = pool.acquire().await.unwrap();
+            let b = pool.acquire().await.unwrap();
+            assert_ne!(a.worker, b.worker);
+            assert_eq!(pool.stats().busy_workers, 2);
+            // The third waits in the queue; the fourth finds the queue full: 503 with Retry-After.
+            let waiting = pool.acquire();
+            tokio::pin!(waiting);
+            assert!(tokio::time::timeout(Duration::from_millis(20), &mut waiting).await.is_err());
+            assert_eq!(pool.stats().queued_requests, 1);
+            let refused = pool.acquire().await.err().unwrap();
+            assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(refused.retry_after, Some(30));
+            // Giving a worker back hands it to the waiting request.
+            let freed = a.worker;
+            drop(a);
+            let c = waiting.await.unwrap();
+            assert_eq!(c.worker, freed);
+            let stats = pool.stats();
+            assert_eq!((stats.queued_requests, stats.served_requests, stats.rejected_requests), (0, 1, 1));
+            drop((b, c));
+            assert_eq!(pool.stats().available_workers, 2);
+        });
+    }
+
+    #[test]
+    fn the_queue_wait_is_bounded_and_a_dropped_waiter_leaves_the_queue() {
+        runtime().block_on(async {
+            let (pool, _inboxes) = pool(1, 4, Duration::from_millis(50));
+            let held = pool.acquire().await.unwrap();
+            let timed_out = pool.acquire().await.err().unwrap();
+            assert_eq!(timed_out.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+            assert!(timed_out.message.contains("no worker became free"), "{}", timed_out.message);
+            // A client that leaves while queued no longer counts.
+            let gone = tokio::time::timeout(Duration::from_millis(10), pool.acquire()).await;
+            assert!(gone.is_err());
+            assert_eq!(pool.stats().queued_requests, 0);
+            drop(held);
+            assert!(pool.acquire().await.is_ok());
+        });
+    }
 }

@@ -1,0 +1,402 @@
+//! `nanochat serve` end to end on 127.0.0.1 with the reference's d2 weights: the page, both chat APIs
+//! (checked against the engine run in-process on the same prompt), the §9 limits, abuse (malformed
+//! and oversized bodies, a slow body, a full queue, a client that leaves), the official `openai`
+//! Python client, curl, and the chat page in headless Chromium (screenshot kept in
+//! target/test-artifacts/serve-ui.png).
+#[path = "support/chat_fixtures.rs"]
+mod chat_fixtures;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_fixtures::{golden_dir, golden_encoder, root};
+use nanochat::engine::chat_engine::Engine;
+use nanochat::serve::request::{Role, Turn};
+use nanochat::serve::workers::{prompt_tokens, settings};
+use nanochat::train::source::SourceCheckpoint;
+use serde_json::{json, Value};
+
+/// A running server; killed on drop. Its log (stderr) goes to a file.
+struct Server {
+    child: Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let checkpoint = golden_dir().join("base_d2");
+        let tokenizer = golden_dir().join("tokenizer.ranks");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--tokenizer")
+            .arg(&tokenizer)
+            .args(extra)
+            .env("NANOCHAT_BASE_DIR", tempfile::tempdir().unwrap().keep())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("the nanochat binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("no listening line: {line:?}; log: {}", std::fs::read_to_string(log.path()).unwrap())
+            });
+        Server { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut response = agent().get(self.url(path)).call().unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    }
+
+    /// Status, Retry-After, body.
+    fn post(&self, path: &str, body: &str) -> (u16, Option<String>, String) {
+        let mut response = agent().post(self.url(path)).header("content-type", "application/json").send(body).unwrap();
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), retry, response.body_mut().read_to_string().unwrap())
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::from_str(&self.get("/stats").1).unwrap()
+    }
+
+    /// A raw connection that has sent `body` to `path` and read the response headers.
+    fn open_stream(&self, path: &str, body: &Value) -> BufReader<TcpStream> {
+        let mut socket = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let body = body.to_string();
+        write!(
+            socket,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reader = BufReader::new(socket);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        reader
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build(),
+    )
+}
+
+/// The JSON payloads of an SSE body.
+fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the engine generates in-process for `turns` with the server's settings (temperature,
+/// seed) and its own sampling generator, decoded.
+fn engine_reply(turns: &[Turn], max_tokens: usize, temperature: f64, seed: i64) -> String {
+    let encoder = golden_encoder();
+    let model =
+        SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None).unwrap().load_model(tch::Device::Cpu).unwrap();
+    let engine = Engine::new(&model, &encoder).unwrap();
+    let prompt = prompt_tokens(&engine, turns);
+    let (rows, _) = engine.generate_batch(&prompt, &settings(1, max_tokens, temperature, 50, Some(seed)));
+    encoder.decode_lossy(&rows[0][prompt.len()..]).unwrap()
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("NANOCHAT_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from)
+}
+
+#[test]
+fn page_logo_health_stats_and_models() {
+    let server = Server::start(&[]);
+    let (status, page) = server.get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<html") && page.contains("logo.svg"), "{}", &page[..page.len().min(300)]);
+    let logo = agent().get(server.url("/logo.svg")).call().unwrap();
+    assert_eq!(logo.headers().get("content-type").unwrap(), "image/svg+xml");
+    let health: Value = serde_json::from_str(&server.get("/health").1).unwrap();
+    assert_eq!(health, json!({"status": "ok", "ready": true, "num_gpus": 1, "available_workers": 1}));
+    let stats = server.stats();
+    assert_eq!((stats["total_workers"].as_u64(), stats["busy_workers"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(stats["workers"], json!([{"gpu_id": 0, "device": "cpu"}]));
+    let models: Value = serde_json::from_str(&server.get("/v1/models").1).unwrap();
+    assert_eq!(models["data"][0]["id"], "nanochat-checkpoint-d2");
+    let (status, body) = server.get("/v1/models/nanochat-checkpoint-d2");
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["id"].as_str()),
+        (200, Some("nanochat-checkpoint-d2"))
+    );
+    assert_eq!(server.get("/v1/models/gpt-4o").0, 404);
+    let (status, body) = server.get("/no/such/page");
+    assert_eq!(status, 404);
+    assert!(body.contains("no endpoint GET /no/such/page"));
+    let (status, body) = server.get("/v1/chat/completions");
+    assert_eq!(status, 405);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "method_not_allowed");
+    // One log line per request.
+    let log = server.log();
+    for line in ["GET / 200", "GET /logo.svg 200", "GET /health 200", "GET /stats 200", "GET /v1/models 200"] {
+        assert!(log.contains(line), "{line} missing from the log:\n{log}");
+    }
+}
+
+#[test]
+fn the_reference_stream_is_the_engines_reply() {
+    let server = Server::start(&[]);
+    let messages = json!([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "What is 2+2?"}]);
+    let turns = vec![
+        Turn { role: Role::User, content: "Hello".into() },
+        Turn { role: Role::Assistant, content: "Hi!".into() },
+        Turn { role: Role::User, content: "What is 2+2?".into() },
+    ];
+    for (temperature, seed) in [(0.0, 1), (1.0, 7)] {
+        let body = json!({"messages": messages, "max_tokens": 40, "temperature": temperature, "seed": seed});
+        let (status, _, text) = server.post("/chat/completions", &body.to_string());
+        assert_eq!(status, 200, "{text}");
+        let events = sse_data(&text);
+        assert_eq!(events.last().map(String::as_str), Some(r#"{"done":true}"#));
+        let mut reply = String::new();
+        for event in &events[..events.len() - 1] {
+            let event: Value = serde_json::from_str(event).unwrap();
+            assert_eq!(event["gpu"], 0);
+            let piece = event["token"].as_str().unwrap();
+            assert!(!piece.is_empty());
+            reply.push_str(piece);
+        }
+        assert_eq!(reply, engine_reply(&turns, 40, temperature, seed), "temperature {temperature}");
+        // The same seed again: the same reply.
+        assert_eq!(server.post("/chat/completions", &body.to_string()).2, text);
+    }
+    // Without a seed every request draws its own.
+    let body = json!({"messages": messages, "max_tokens": 30, "temperature": 1.0}).to_string();
+    assert_ne!(server.post("/chat/completions", &body).2, server.post("/chat/completions", &body).2);
+    assert!(server.log().contains("POST /chat/completions 200"));
+}
+
+#[test]
+fn bad_requests_get_json_errors_naming_the_field() {
+    let server = Server::start(&["--body-limit", "20000"]);
+    let long = "a".repeat(8_001);
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        ("/chat/completions", "{\"messages\": [".into(), 400, None),
+        (
+            "/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "bogus": 1}).to_string(),
+            400,
+            Some("bogus"),
+        ),
+        (
+            "/chat/completions",
+            json!({"messages": [{"role": "user", "content": long}]}).to_string(),
+            400,
+            Some("messages[0].content"),
+        ),
+        (
+            "/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "top_k": 500}).to_string(),
+            400,
+            Some("top_k"),
+        ),
+        (
+            "/chat/completions",
+            json!({"messages": [{"role": "robot", "content": "hi"}]}).to_string(),
+            400,
+            Some("messages[0].role"),
+        ),
+        ("/chat/completions", "x".repeat(20_001), 413, None),
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+            404,
+            Some("model"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}).to_string(),
+            400,
+            Some("temperature"),
+        ),
+    ];
+    for (path, body, status, param) in cases {
+        let (got, _, text) = server.post(path, &body);
+        assert_eq!(got, status, "{path} {}: {text}", &body[..body.len().min(80)]);
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        assert_eq!(error["error"]["param"].as_str(), param, "{text}");
+        assert!(!error["detail"].as_str().unwrap().is_empty());
+    }
+    // The server is still fine.
+    let ok = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).to_string();
+    assert_eq!(server.post("/chat/completions", &ok).0, 200);
+    assert!(server.log().contains("POST /chat/completions 413"));
+}
+
+#[test]
+fn a_slow_body_times_out() {
+    let server = Server::start(&["--read-timeout", "1"]);
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let began = Instant::now();
+    socket.write_all(b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mess").unwrap();
+    let mut response = String::new();
+    let _ = socket.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("did not arrive within 1 s"), "{response}");
+    assert!(began.elapsed() < Duration::from_secs(10));
+}
+
+/// A long generation: 8 rows of up to 4,096 tokens at temperature 1.
+fn long_request() -> Value {
+    json!({"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 4096, "n": 8,
+        "temperature": 1.0, "seed": 3, "stream": true})
+}
+
+#[test]
+fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_worker() {
+    let server = Server::start(&["--queue-limit", "0"]);
+    let mut stream = server.open_stream("/v1/chat/completions", &long_request());
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        stream.read_line(&mut line).unwrap();
+    }
+    assert_eq!(server.stats()["busy_workers"], 1);
+    let (status, retry, body) =
+        server.post("/chat/completions", &json!({"messages": [{"role": "user", "content": "hi"}]}).to_string());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("30"));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "server_busy");
+    // The client leaves mid-stream: the worker stops and is free again.
+    drop(stream);
+    let began = Instant::now();
+    while server.stats()["available_workers"] != 1 {
+        assert!(began.elapsed() < Duration::from_secs(30), "the worker was not given back: {}", server.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let began = Instant::now();
+    while !server.log().contains("(the client left during the stream)") {
+        assert!(began.elapsed() < Duration::from_secs(10), "no log line for the cut stream:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log();
+    assert!(log.contains("the client left; generation stopped after"), "{log}");
+    assert!(log.contains("POST /chat/completions 503"), "{log}");
+    let ok = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).to_string();
+    assert_eq!(server.post("/chat/completions", &ok).0, 200);
+    assert_eq!(server.stats()["rejected_requests"], 1);
+}
+
+#[test]
+fn a_long_reply_ends_at_the_generation_timeout() {
+    let server = Server::start(&["--generation-timeout", "1"]);
+    let began = Instant::now();
+    let mut body = long_request();
+    body["stream"] = json!(false);
+    let (status, _, text) = server.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(status, 200, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["choices"].as_array().unwrap().len(), 8);
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert!(server.log().contains("timeout"), "{}", server.log());
+}
+
+#[test]
+fn curl_streams_both_apis() {
+    let server = Server::start(&[]);
+    let curl = |path: &str, body: Value| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-N", "--max-time", "60", "-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(server.url(path))
+            .output()
+            .expect("curl runs (Debian's curl)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let messages = json!([{"role": "user", "content": "Hello"}]);
+    let reference = curl("/chat/completions", json!({"messages": messages, "max_tokens": 8, "temperature": 0}));
+    assert!(reference.starts_with("data: {") && reference.ends_with("data: {\"done\":true}\n\n"), "{reference}");
+    let chunks = curl(
+        "/v1/chat/completions",
+        json!({"messages": messages, "max_tokens": 8, "temperature": 0,
+        "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let data = sse_data(&chunks);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() >= 1, "{usage}");
+    let text: String = data[..data.len() - 1]
+        .iter()
+        .filter_map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["choices"][0]["delta"]["content"].as_str().map(String::from)
+        })
+        .collect();
+    let reference_text: String = sse_data(&reference)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).unwrap()["token"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, reference_text, "both APIs give the same greedy reply");
+}
+
+#[test]
+fn the_official_openai_client_works() {
+    let server = Server::start(&[]);
+    let out = Command::new(python())
+        .arg(root().join("tests/serve/openai_client.py"))
+        .args(["--url", &server.url("")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}\nserver log:\n{}", server.log());
+    assert!(!report.contains("FAIL"), "{report}");
+}
+
+#[test]
+fn the_chat_page_works_in_headless_chromium() {
+    let server = Server::start(&[]);
+    let artifacts = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("serve-ui.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let out = Command::new(python())
+        .arg(root().join("tests/serve/ui_chromium.py"))
+        .args(["--url", &server.url(""), "--max-tokens", "24", "--screenshot"])
+        .arg(&screenshot)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}\nserver log:\n{}", server.log());
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000, "no screenshot at {}", screenshot.display());
+}
