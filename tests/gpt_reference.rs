@@ -110,6 +110,12 @@ fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
     let cached = Tensor::cat(&pieces, 1);
     let diff = max_abs_diff(&cached, &full);
     assert!(diff < 1e-5, "cached vs uncached logits differ by {diff:e}");
+    // Generation's last-position logits are the full forward's last row.
+    let mut cache = KvCache::new(golden.config().n_layer as usize);
+    let last = tch::no_grad(|| model.forward_last(&tokens, Some(&mut cache)));
+    assert_eq!(last.size(), [1, 1, full.size()[2]]);
+    let diff = max_abs_diff(&last, &full.narrow(1, 19, 1));
+    assert!(diff < 1e-5, "last-position logits differ by {diff:e}");
 }
 
 #[test]

@@ -319,17 +319,39 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_worker() {
 }
 
 #[test]
-fn a_long_reply_ends_at_the_generation_timeout() {
-    let server = Server::start(&["--generation-timeout", "1"]);
-    let began = Instant::now();
+fn a_reply_ends_at_the_generation_timeout() {
+    // A timeout of 0 s: the deadline has passed when the first token is out.
+    let server = Server::start(&["--generation-timeout", "0"]);
     let mut body = long_request();
     body["stream"] = json!(false);
     let (status, _, text) = server.post("/v1/chat/completions", &body.to_string());
     assert_eq!(status, 200, "{text}");
     let reply: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(reply["choices"].as_array().unwrap().len(), 8);
-    assert!(began.elapsed() < Duration::from_secs(30));
+    assert!(reply["usage"]["completion_tokens"].as_u64().unwrap() <= 8, "{reply}");
+    assert!(reply["choices"].as_array().unwrap().iter().all(|c| c["finish_reason"] == "length"), "{reply}");
     assert!(server.log().contains("timeout"), "{}", server.log());
+}
+
+#[test]
+fn a_conversation_longer_than_the_context_is_refused_and_replies_stop_there() {
+    let server = Server::start(&[]);
+    // The d2 model: sequence_len 64, so 640 positions.
+    let words: String = (0..1_500).map(|i| format!("w{i} ")).collect();
+    let body = json!({"messages": [{"role": "user", "content": &words[..7_000]}]}).to_string();
+    let (status, _, text) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 400, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["param"].as_str()),
+        (Some("context_length_exceeded"), Some("messages"))
+    );
+    // A reply that would run past the context ends at it.
+    let body =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096, "temperature": 0}).to_string();
+    let reply: Value = serde_json::from_str(&server.post("/v1/chat/completions", &body).2).unwrap();
+    let usage = &reply["usage"];
+    assert!(usage["total_tokens"].as_u64().unwrap() <= 640, "{reply}");
 }
 
 #[test]

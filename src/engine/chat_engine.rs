@@ -5,8 +5,8 @@
 //! step samples one token per row independently (temperature 0: argmax; else softmax over the top-k
 //! logits / temperature, multinomial from a generator seeded with `seed`), applies forced tokens,
 //! streams the column of tokens with its masks (1 sampled, 0 forced) and feeds the column back.
-//! A row is complete after `<|assistant_end|>` or `<|bos|>`; generation stops at `max_tokens` or when
-//! every row is complete. Tool use, per row: `<|python_start|>` starts collecting tokens,
+//! A row is complete after `<|assistant_end|>` or `<|bos|>`; generation stops at `max_tokens`, at the
+//! model's context (prompt + generated tokens), or when every row is complete. Tool use, per row: `<|python_start|>` starts collecting tokens,
 //! `<|python_end|>` decodes them and calls the calculator; a result is forced as
 //! `<|output_start|>` + its tokens + `<|output_end|>` (the sampled tokens of those steps are dropped).
 use std::collections::VecDeque;
@@ -19,22 +19,31 @@ use crate::data::python_random::PyRandom;
 use crate::model::{Gpt, KvCache};
 use crate::tokenizer::{BpeEncoder, TokenizerError};
 
-/// What the engine needs of a model: logits (B, T, V) for ids (B, T), continuing a KV cache.
+/// What the engine needs of a model: the next-token logits (B, V) after ids (B, T), continuing a
+/// KV cache.
 pub trait CausalModel {
     fn logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor;
     fn n_layer(&self) -> usize;
     fn device(&self) -> Device;
+    /// Positions (prompt + generated) the model works over; generation stops there. None: no limit.
+    fn context(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl CausalModel for Gpt {
     fn logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward(ids, Some(cache))
+        self.forward_last(ids, Some(cache)).squeeze_dim(1)
     }
     fn n_layer(&self) -> usize {
         self.config.n_layer as usize
     }
     fn device(&self) -> Device {
         Gpt::device(self)
+    }
+    /// The rotary table's length, 10× sequence_len: the reference's forward asserts beyond it.
+    fn context(&self) -> Option<usize> {
+        Some((self.config.sequence_len * crate::model::rotary::ROTARY_OVERCOMPUTE) as usize)
     }
 }
 
@@ -152,6 +161,11 @@ impl<'a, M: CausalModel> Engine<'a, M> {
         self.encoder
     }
 
+    /// The model's context in positions (prompt + generated), if it has one.
+    pub fn context(&self) -> Option<usize> {
+        self.model.context()
+    }
+
     /// Streams columns of `num_samples` tokens and their masks to `on_column`; it returns false to
     /// stop early. Returns the number of columns generated.
     pub fn generate(
@@ -175,11 +189,15 @@ impl<'a, M: CausalModel> Engine<'a, M> {
             let ids: Vec<i64> = prompt.iter().map(|&id| i64::from(id)).collect();
             let logits = self.model.logits(&Tensor::from_slice(&ids).view([1, -1]).to_device(device), &mut prefill);
             let rows = s.num_samples.max(1);
-            let mut logits = logits.select(1, logits.size()[1] - 1).expand([rows as i64, -1], false);
+            let mut logits = logits.expand([rows as i64, -1], false);
             let mut cache = prefill.repeated(rows as i64);
             let mut states: Vec<RowState> = (0..rows).map(|_| RowState::default()).collect();
             let mut generated = 0;
-            while s.max_tokens.is_none_or(|max| generated < max) && !states.iter().all(|r| r.completed) {
+            let context = self.model.context().unwrap_or(usize::MAX);
+            while s.max_tokens.is_none_or(|max| generated < max)
+                && prompt.len() + generated < context
+                && !states.iter().all(|r| r.completed)
+            {
                 let sampled = match private_rng.as_mut() {
                     None => sample_tokens(&logits, s.temperature, s.top_k),
                     Some(rng) => sample_tokens_with(&logits, s.temperature, s.top_k, rng),
@@ -203,9 +221,8 @@ impl<'a, M: CausalModel> Engine<'a, M> {
                     break;
                 }
                 let ids: Vec<i64> = column.iter().map(|&id| i64::from(id)).collect();
-                let next =
+                logits =
                     self.model.logits(&Tensor::from_slice(&ids).view([rows as i64, 1]).to_device(device), &mut cache);
-                logits = next.select(1, 0);
             }
             generated
         })
@@ -274,6 +291,7 @@ mod tests {
         script: Vec<u32>,
         prompt_len: i64,
         vocab: i64,
+        context: Option<usize>,
     }
 
     impl CausalModel for Scripted {
@@ -285,8 +303,8 @@ mod tests {
             }
             let step = (cache.pos() - self.prompt_len) as usize;
             let token = self.script.get(step).copied().unwrap_or(b'.' as u32);
-            let logits = Tensor::zeros([b, t, self.vocab], (Kind::Float, Device::Cpu));
-            let _ = logits.narrow(2, i64::from(token), 1).fill_(10.0);
+            let logits = Tensor::zeros([b, self.vocab], (Kind::Float, Device::Cpu));
+            let _ = logits.narrow(1, i64::from(token), 1).fill_(10.0);
             logits
         }
         fn n_layer(&self) -> usize {
@@ -294,6 +312,9 @@ mod tests {
         }
         fn device(&self) -> Device {
             Device::Cpu
+        }
+        fn context(&self) -> Option<usize> {
+            self.context
         }
     }
 
@@ -307,7 +328,7 @@ mod tests {
         // While the output is forced, whatever the model says is dropped.
         script.extend([b'?' as u32; 5]);
         script.extend([b'!' as u32, t.assistant_end]);
-        let model = Scripted { script, prompt_len: 3, vocab: 265 };
+        let model = Scripted { script, prompt_len: 3, vocab: 265, context: None };
         let engine = Engine::new(&model, &enc).unwrap();
         let prompt = [t.bos, b'h' as u32, t.assistant_start];
         let (rows, masks) = engine.generate_batch(&prompt, &GenerationSettings::greedy(40));
@@ -331,7 +352,12 @@ mod tests {
     fn rows_stop_at_max_tokens_and_every_row_completes() {
         let enc = encoder();
         let t = ChatTokens::of(&enc).unwrap();
-        let model = Scripted { script: vec![b'a' as u32, b'b' as u32, t.assistant_end], prompt_len: 1, vocab: 265 };
+        let model = Scripted {
+            script: vec![b'a' as u32, b'b' as u32, t.assistant_end],
+            prompt_len: 1,
+            vocab: 265,
+            context: None,
+        };
         let engine = Engine::new(&model, &enc).unwrap();
         let s = GenerationSettings { num_samples: 3, ..GenerationSettings::greedy(2) };
         let (rows, _) = engine.generate_batch(&[t.bos], &s);
@@ -343,6 +369,13 @@ mod tests {
             true
         });
         assert_eq!(columns, 3, "stops when every row has ended");
+        // A context of 2 positions: the prompt's one and one generated token.
+        let short = Scripted { context: Some(2), ..model };
+        let (rows, _) = Engine::new(&short, &enc).unwrap().generate_batch(&[t.bos], &GenerationSettings::greedy(10));
+        assert_eq!(rows[0], vec![t.bos, b'a' as u32]);
+        let full = Scripted { context: Some(1), ..short };
+        let (rows, _) = Engine::new(&full, &enc).unwrap().generate_batch(&[t.bos], &GenerationSettings::greedy(10));
+        assert_eq!(rows[0], vec![t.bos], "a prompt filling the context gets nothing");
     }
 
     #[test]

@@ -110,7 +110,26 @@ impl Gpt {
     }
 
     /// Logits (B, T, vocab_size) in fp32. With a cache, positions continue from `cache.pos()`.
-    pub fn forward(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+    pub fn forward(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        self.head(&self.hidden(idx, cache))
+    }
+
+    /// Logits (B, 1, vocab_size) of the last position only: what generation samples from, without
+    /// the classifier's work for the prompt's other positions.
+    pub fn forward_last(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        let x = self.hidden(idx, cache);
+        let t = x.size()[1];
+        self.head(&x.narrow(1, t - 1, 1))
+    }
+
+    /// Softcapped fp32 logits of final hidden states.
+    fn head(&self, x: &Tensor) -> Tensor {
+        let logits = linear(&norm(x), &self.lm_head).narrow(2, 0, self.config.vocab_size).to_kind(Kind::Float);
+        (logits / SOFTCAP).tanh() * SOFTCAP
+    }
+
+    /// The hidden states after the last block, before the final norm.
+    fn hidden(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
         let t = idx.size()[1];
         let t0 = cache.as_ref().map_or(0, |c| c.pos());
         // Positions past the cached table (10× sequence_len) get the same values computed on demand
@@ -127,8 +146,7 @@ impl Gpt {
             let hidden = linear(&norm(&x), &block.c_fc).relu().square();
             x = &x + linear(&hidden, &block.mlp_proj);
         }
-        let logits = linear(&norm(&x), &self.lm_head).narrow(2, 0, self.config.vocab_size).to_kind(Kind::Float);
-        (logits / SOFTCAP).tanh() * SOFTCAP
+        x
     }
 
     /// Cross-entropy of the next-token targets; targets of −1 are ignored (§3.3 step 4).

@@ -205,7 +205,7 @@ async fn start(
     state.pool.submit(Job { turns: request.turns.clone(), settings, deadline, events, lease })?;
     match received.recv().await {
         Some(WorkerEvent::Started { prompt_tokens, gpu }) => Ok((request, prompt_tokens, gpu, received)),
-        Some(WorkerEvent::Failed { message }) => Err(ApiError::internal(message)),
+        Some(WorkerEvent::Failed { error }) => Err(error),
         _ => Err(ApiError::internal("the worker stopped before generating")),
     }
 }
@@ -261,8 +261,8 @@ async fn reference_completions(State(state): State<Shared>, body: Body) -> Respo
                     log_line.set(summary(prompt_tokens, &rows, gpu));
                     break;
                 }
-                WorkerEvent::Failed { message } => {
-                    emit.send(serde_json::json!({"error": message}).to_string());
+                WorkerEvent::Failed { error } => {
+                    emit.send(serde_json::json!({"error": error.message}).to_string());
                     break;
                 }
                 WorkerEvent::Started { .. } => {}
@@ -307,7 +307,7 @@ async fn openai_completions(State(state): State<Shared>, body: Body) -> Response
                     response.extensions_mut().insert(log);
                     return response;
                 }
-                WorkerEvent::Failed { message } => return ApiError::internal(message).into_response(),
+                WorkerEvent::Failed { error } => return error.into_response(),
                 WorkerEvent::Started { .. } => {}
             }
         }
@@ -351,9 +351,8 @@ async fn openai_completions(State(state): State<Shared>, body: Body) -> Response
                     log_line.set(summary(prompt_tokens, &rows, gpu));
                     break;
                 }
-                WorkerEvent::Failed { message } => {
-                    let e = ApiError::internal(message);
-                    emit.send(serde_json::json!({"error": e.body()["error"]}).to_string());
+                WorkerEvent::Failed { error } => {
+                    emit.send(serde_json::json!({"error": error.body()["error"]}).to_string());
                     break;
                 }
                 WorkerEvent::Started { .. } => {}

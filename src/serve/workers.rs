@@ -58,22 +58,13 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerEvent {
     /// The prompt is encoded and generation starts.
-    Started {
-        prompt_tokens: usize,
-        gpu: usize,
-    },
+    Started { prompt_tokens: usize, gpu: usize },
     /// New text of one completion (whole UTF-8 characters only).
-    Text {
-        row: usize,
-        text: String,
-    },
+    Text { row: usize, text: String },
     /// Every completion ended: per row, tokens generated and why it ended.
-    Finished {
-        rows: Vec<(usize, FinishReason)>,
-    },
-    Failed {
-        message: String,
-    },
+    Finished { rows: Vec<(usize, FinishReason)> },
+    /// The request cannot be served (an error status before the stream starts, an error event after).
+    Failed { error: ApiError },
 }
 
 /// The model a pool serves, as the API names it.
@@ -287,7 +278,7 @@ fn serve_jobs<M: CausalModel>(engine: &Engine<'_, M>, gpu: usize, inbox: mpsc::R
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(engine, gpu, &job)));
         if outcome.is_err() {
             log::error!("worker {gpu}: a generation failed with an internal error (the worker goes on)");
-            let _ = events.send(WorkerEvent::Failed { message: "internal error during generation".into() });
+            let _ = events.send(WorkerEvent::Failed { error: ApiError::internal("internal error during generation") });
         }
         // `job` (and its lease) is dropped here: the worker is free again.
     }
@@ -328,6 +319,17 @@ pub fn prompt_tokens<M: CausalModel>(engine: &Engine<'_, M>, turns: &[Turn]) -> 
 /// Runs one job, streaming its text as whole characters.
 fn run<M: CausalModel>(engine: &Engine<'_, M>, gpu: usize, job: &Job) {
     let prompt = prompt_tokens(engine, &job.turns);
+    if let Some(context) = engine.context().filter(|&c| prompt.len() >= c) {
+        let message = format!(
+            "the conversation is {} tokens; this model's context is {context} (prompt and reply): send fewer or \
+             shorter messages",
+            prompt.len()
+        );
+        let mut error = ApiError::invalid(message, Some("messages"));
+        error.code = Some("context_length_exceeded");
+        let _ = job.events.send(WorkerEvent::Failed { error });
+        return;
+    }
     if job.events.send(WorkerEvent::Started { prompt_tokens: prompt.len(), gpu }).is_err() {
         return;
     }
