@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod mid;
 pub mod optimizer_step;
+pub mod rl_loss;
 pub mod sft;
 pub mod source;
 

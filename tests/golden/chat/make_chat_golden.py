@@ -9,7 +9,7 @@ Command and environment used for the committed fixtures (repository root as work
     git --git-dir=<mirror of github.com/karpathy/nanochat> archive 10231df | tar -x -C /tmp/nanochat-ref
     pip install --target /tmp/refdeps datasets psutil        # datasets 5.2.0, psutil; numpy 2.4.6, pyarrow 26.0.1
     PYTHONPATH=/tmp/refdeps .venv/bin/python tests/golden/chat/make_chat_golden.py \
-        --nanochat /tmp/nanochat-ref --out tests/golden/chat [--phase all|tok|render|tasks|eval|mix|train]
+        --nanochat /tmp/nanochat-ref --out tests/golden/chat [--phase all|tok|render|tasks|eval|mix|train|engine|rl]
     (.venv: CPython 3.11.7, torch 2.11.0 (CPU used), tiktoken 0.14.0, rustbpe 0.1.0 from PyPI = the
     reference's inline rustbpe/, tokenizers 0.22.2.)
 
@@ -25,6 +25,10 @@ How the reference is routed (monkeypatches, all in this file, all recorded in th
   * `wandb` is replaced by an empty module (the scripts import it; run="dummy" never calls it).
   * The tokenizer is trained by running scripts/tok_train.py itself with nanochat.dataset.
     parquets_iter_batched replaced by an iterator over the documents described in tokenizer_meta.json.
+  * rl phase only: nanochat.common.compute_init runs with device_type="cpu" (chat_rl.py has no device
+    setting), and RlRecorder wraps GPT.forward, Tensor.backward, Muon.step, Engine.generate_batch,
+    GSM8K.reward and DummyWandb.log to record them; the loss run replaces the rollouts and rewards by
+    scripted ones, the loop run the reward by float(len(response) % 2) (see phase_rl and rl.json's notes).
 
 Fixture formats (the contract the Rust tests read; JSON files are UTF-8, ints are ints, floats are
 Python repr (round-trip exact)):
@@ -57,6 +61,18 @@ Python repr (round-trip exact)):
                         {name: float64 Frobenius norm of the fp32 tensor}, "final_params_sha256" (sha256 of
                         the fp32 little-endian bytes of every state_dict tensor, names sorted),
                         "checkpoint": {"step", "meta"}, "notes".
+  rl.json               {"loss": {...}, "loop": {...}}: scripts/chat_rl.py from base_d2 (source=base, CPU fp32).
+                        "loss": one step on scripted rollouts and rewards: "argv", "generations" [{"prefix_length",
+                        "results", "masks"} per generate_batch call, two per example], "examples" [{"step",
+                        "sequences", "inputs", "targets", "rewards", "advantages"} as the script built them],
+                        "step" {"lrm", "mean_reward", "mean_sequence_length", "pass_losses" [every loss.backward()
+                        value in order], "grad_norms" {name: float64 norm of .grad before the update},
+                        "param_norms" {name: norm after it}, "params_sha256"}. "loop": three whole steps with the
+                        engine's rollouts and the stand-in reward float(len(response) % 2): "steps" [as "step"
+                        above, per step], "passk" [{"step", "pass@1", "pass@2"}], "evals" [{"step", "idx",
+                        "settings", "results", "masks"}], "generations" [step 0's generate_batch calls: {"step",
+                        "example_idx", "sampling_step", "seed", "prefix_length", "results", "masks"}], "seeds"
+                        [[step, example_idx, sampling_step, seed] of every call], "checkpoints" [meta files].
   base_d2/model_000000.pt, base_d2/meta_000000.json   the starting weights (reference checkpoint
                         format), made with the reference's GPT: torch.manual_seed(42), meta-device
                         construction, to_empty(cpu), init_weights().
@@ -774,6 +790,210 @@ def phase_engine(env, out):
 
 
 # -----------------------------------------------------------------------------------------------
+# (h) chat RL: the policy-gradient step on fixed rollouts, then whole steps with the engine's rollouts
+
+
+class StopRun(Exception):
+    """Raised by the RL recorder to end chat_rl.py after the steps it needs."""
+
+
+class RlRecorder:
+    """Wraps what scripts/chat_rl.py calls to record it: GPT.forward (the passes' inputs and targets),
+    torch.Tensor.backward (each pass's loss), Muon.step (gradient norms before the update, parameter norms
+    after it, the step's logged values), Engine.generate_batch (seeds and rollouts, or scripted rollouts),
+    GSM8K.reward (or a stand-in reward) and DummyWandb.log (pass@k)."""
+
+    def __init__(self, torch, stop_after=None, scripted=None, reward=None, eval_max_tokens=None):
+        self.torch, self.stop_after = torch, stop_after
+        self.scripted, self.reward, self.eval_max_tokens = scripted, reward, eval_max_tokens
+        self.passes, self.examples, self.steps, self.generations, self.evals, self.passk = [], [], [], [], [], []
+        self.calls = 0
+
+    @staticmethod
+    def script_globals():
+        f = sys._getframe(1)
+        while f is not None:
+            if f.f_globals.get("__file__", "").endswith("chat_rl.py"):
+                return f.f_globals
+            f = f.f_back
+        raise RuntimeError("chat_rl.py frame not found")
+
+    def install(self):
+        import torch
+        import nanochat.gpt as gpt
+        import nanochat.muon as muon
+        import nanochat.engine as engine
+        import nanochat.common as common
+        import tasks.gsm8k as gsm8k
+        rec = self
+        orig = dict(forward=gpt.GPT.forward, step=muon.Muon.step, generate=engine.Engine.generate_batch,
+                    reward=gsm8k.GSM8K.reward, backward=torch.Tensor.backward, log=common.DummyWandb.log,
+                    compute_init=common.compute_init)
+
+        def forward(model, idx, targets=None, kv_cache=None, loss_reduction="mean"):
+            out = orig["forward"](model, idx, targets=targets, kv_cache=kv_cache, loss_reduction=loss_reduction)
+            if targets is not None and loss_reduction == "none":
+                rec.passes.append({"inputs": idx.tolist(), "targets": targets.tolist()})
+            return out
+
+        def backward(t, *a, **k):
+            g = rec.script_globals()
+            rec.passes[-1]["loss"] = float(t.detach().item())
+            if g["pass_idx"] == 0:
+                rec.examples.append({"step": g["step"], "inputs": g["inputs_all"].tolist(),
+                                     "targets": g["targets_all"].tolist(), "rewards": g["rewards_all"].tolist(),
+                                     "advantages": g["advantages_all"].tolist(),
+                                     "sequences": [list(s) for s in g["sequences_all"]]})
+            return orig["backward"](t, *a, **k)
+
+        def step(opt, *a, **k):
+            g = rec.script_globals()
+            model = g["model"]
+            grads = {n: float(torch.linalg.vector_norm(p.grad.detach().double()).item())
+                     for n, p in model.named_parameters()}
+            r = orig["step"](opt, *a, **k)
+            digest, norms = params_digest(torch, model.state_dict())
+            rec.steps.append({"step": g["step"], "lrm": g["lrm"], "mean_reward": g["mean_reward"],
+                              "mean_sequence_length": g["mean_sequence_length"], "grad_norms": grads,
+                              "param_norms": norms, "params_sha256": digest,
+                              "pass_losses": [p["loss"] for p in rec.passes]})
+            rec.passes = []
+            if rec.stop_after is not None and len(rec.steps) >= rec.stop_after:
+                raise StopRun()
+            return r
+
+        def generate_batch(eng, tokens, num_samples=1, **kwargs):
+            rec.calls += 1
+            if rec.scripted is not None:
+                results, masks = rec.scripted(list(tokens), num_samples)
+                rec.generations.append({"prefix_length": len(tokens), "results": results, "masks": masks})
+                return results, masks
+            f = sys._getframe(1)
+            if "seed" not in kwargs:  # run_gsm8k_eval: the script's 256 new tokens capped like the training rollouts
+                kwargs["max_tokens"] = rec.eval_max_tokens
+                results, masks = orig["generate"](eng, tokens, num_samples, **kwargs)
+                rec.evals.append({"step": rec.script_globals()["step"], "idx": f.f_locals["idx"],
+                                  "settings": dict(kwargs), "results": results, "masks": masks})
+                return results, masks
+            results, masks = orig["generate"](eng, tokens, num_samples, **kwargs)
+            rec.generations.append({"step": rec.script_globals()["step"], "example_idx": f.f_locals["example_idx"],
+                                    "sampling_step": f.f_locals["sampling_step"], "seed": kwargs["seed"],
+                                    "prefix_length": len(tokens), "results": results, "masks": masks})
+            return results, masks
+
+        def reward(task, conversation, response):
+            return rec.reward(response) if rec.reward is not None else orig["reward"](task, conversation, response)
+
+        def log(w, data, *a, **k):
+            if "pass@1" in data:
+                rec.passk.append(dict(data))
+
+        def compute_init(device_type="cuda"):  # chat_rl.py has no device_type setting; the run is on CPU
+            return orig["compute_init"]("cpu")
+
+        gpt.GPT.forward, muon.Muon.step, engine.Engine.generate_batch = forward, step, generate_batch
+        gsm8k.GSM8K.reward, torch.Tensor.backward, common.DummyWandb.log = reward, backward, log
+        common.compute_init = compute_init
+
+        def restore():
+            gpt.GPT.forward, muon.Muon.step, engine.Engine.generate_batch = orig["forward"], orig["step"], orig["generate"]
+            gsm8k.GSM8K.reward, torch.Tensor.backward, common.DummyWandb.log = orig["reward"], orig["backward"], orig["log"]
+            common.compute_init = orig["compute_init"]
+        self.restore = restore
+
+
+def run_rl(env, argv, rec):
+    rec.install()
+    sys.argv = ["scripts/chat_rl.py"] + argv
+    try:
+        runpy.run_path("scripts/chat_rl.py", run_name="__main__")
+    except StopRun:
+        pass
+    finally:
+        rec.restore()
+
+
+def scripted_rollouts(tokenizer):
+    """Rollouts for the loss fixture, chosen to cover every case of the loss (NANOCHAT.md §5.5): a sample that
+    ended early (padded), one with a calculator call whose forced output has mask 0, one that hit max tokens (no
+    terminal token, its last token trained), one that generated nothing (only prompt and padding); the last
+    example's first pass has no trained target at all."""
+    special = tokenizer.encode_special
+    words = tokenizer.encode(" Natalia sold 48 clips in April and half as many in May, so she sold 72 in all.")
+    calc = ([special("<|python_start|>")] + tokenizer.encode("48/2") + [special("<|python_end|>")],
+            [special("<|output_start|>")] + tokenizer.encode("24.0") + [special("<|output_end|>")])
+    #         (generated tokens, mask)
+    ended = (words[:5], [1] * 5)
+    tool = (words[:3] + calc[0] + calc[1] + words[3:6], [1] * (3 + len(calc[0])) + [0] * len(calc[1]) + [1] * 3)
+    full = (words[:16], [1] * 16)
+    empty = ([], [])
+    plans = [[ended, tool, full, empty], [tool, ended, empty, full], [empty, empty, full, tool]]
+    calls = {"n": 0}
+
+    def generate(tokens, num_samples):
+        plan = plans[(calls["n"] // 2) % len(plans)]
+        rows = plan[(calls["n"] % 2) * num_samples:(calls["n"] % 2 + 1) * num_samples]
+        calls["n"] += 1
+        return ([tokens + g for g, _ in rows], [[0] * len(tokens) + m for _, m in rows])
+    return generate, plans
+
+
+def phase_rl(env, out):
+    """rl.json: scripts/chat_rl.py on the committed d2 base weights (source=base), CPU fp32, two runs."""
+    torch = env.torch
+    ckdir = os.path.join(env.base, "base_checkpoints", "d2")
+    os.makedirs(ckdir, exist_ok=True)
+    for f in ("model_000000.pt", "meta_000000.json"):
+        shutil.copyfile(os.path.join(out, "base_d2", f), os.path.join(ckdir, f))
+    from nanochat.tokenizer import get_tokenizer
+    tokenizer = get_tokenizer()
+    common = ["--source=base", "--dtype=float32", "--device_batch_size=2", "--num_samples=4"]
+
+    # (1) the loss: one step on scripted rollouts and rewards
+    generate, plans = scripted_rollouts(tokenizer)
+    rewards = iter([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    loss_argv = common + ["--examples_per_step=3", "--max_new_tokens=16", "--eval_examples=0", "--save_every=1000"]
+    rec = RlRecorder(torch, stop_after=1, scripted=generate, reward=lambda response: next(rewards))
+    run_rl(env, loss_argv, rec)
+    loss = {"argv": loss_argv, "generations": rec.generations, "examples": rec.examples, "step": rec.steps[0]}
+    loss["notes"] = NOTES_COMMON + [
+        "runpy of scripts/chat_rl.py with argv above from the committed base_d2 (source=base); compute_init forced to "
+        "device_type='cpu' (the script has no device setting); its autocast(device_type='cuda') is disabled without CUDA.",
+        "Engine.generate_batch replaced by scripted rollouts (prompt = the script's render_for_completion of the example, "
+        "then the generated tokens and masks of scripted_rollouts() in make_chat_golden.py), GSM8K.reward by the "
+        "rewards listed in examples[*].rewards, in call order. eval_examples=0: the step-0 evaluation has no question.",
+        "The run is stopped right after the first optimizer step (AdamW then Muon, lrm 1). examples[*]: the script's "
+        "sequences_all, inputs_all, targets_all, rewards_all, advantages_all per example; step.pass_losses: the value "
+        "of each loss.backward() (examples x passes, in order); step.grad_norms: float64 norms of every .grad before "
+        "the update; step.param_norms / params_sha256: the weights after it.",
+    ]
+
+    # (2) whole steps: the engine's rollouts with the script's seeds, a stand-in reward, the pass@k evaluation
+    eval_max_tokens = 12
+    loop_argv = common + ["--examples_per_step=50", f"--max_new_tokens={eval_max_tokens}", "--eval_every=2",
+                          "--eval_examples=4", "--save_every=1000"]
+    rec = RlRecorder(torch, reward=lambda response: float(len(response) % 2), eval_max_tokens=eval_max_tokens)
+    run_rl(env, loop_argv, rec)
+    loop = {"argv": loop_argv, "steps": rec.steps, "passk": rec.passk, "evals": rec.evals,
+            "generations": [g for g in rec.generations if g["step"] == 0],
+            "seeds": [[g["step"], g["example_idx"], g["sampling_step"], g["seed"]] for g in rec.generations]}
+    ck = os.path.join(env.base, "chatrl_checkpoints", "d2")
+    loop["checkpoints"] = sorted(os.path.basename(f) for f in glob.glob(os.path.join(ck, "meta_*.json")))
+    loop["notes"] = NOTES_COMMON + [
+        "runpy of scripts/chat_rl.py with argv above from base_d2 (source=base): 150 stand-in GSM8K train rows // 50 "
+        "examples per step = 3 steps, the engine's real rollouts (seed = hash((step, example_idx, sampling_step)) & "
+        "0x7FFFFFFF, torch.Generator on CPU), no scripted rewards: GSM8K.reward was replaced by float(len(response) % 2) "
+        "(len in code points of the decoded generated text), so that a random model gets rewards of both kinds.",
+        "run_gsm8k_eval's generate_batch calls (they pass no seed, so seed 42) were given max_tokens=12 instead of the "
+        "script's fixed 256, the same as the training rollouts; pass@k is what the script logged (k = 1..device_batch_size).",
+        "steps[*]: lrm, mean_reward and mean_sequence_length as the script computed them, pass_losses, gradient norms "
+        "before and parameter norms after each update. generations[*]: the training generate_batch calls of step 0 "
+        "(from the committed weights); seeds: the seed of every call of every step.",
+    ]
+    write_json(os.path.join(out, "rl.json"), {"loss": loss, "loop": loop})
+
+
+# -----------------------------------------------------------------------------------------------
 
 
 def main():
@@ -782,7 +1002,7 @@ def main():
     ap.add_argument("--out", default="tests/golden/chat")
     ap.add_argument("--standins", default=STANDINS_DEFAULT)
     ap.add_argument("--scratch", default="/tmp/nanochat-golden-scratch")
-    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train", "engine"])
+    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train", "engine", "rl"])
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -800,7 +1020,7 @@ def main():
                        os.path.join(env.base, "tokenizer", "token_bytes.pt"))
         get_tokenizer()
     for name, fn in (("render", phase_render), ("tasks", phase_tasks), ("eval", phase_eval), ("mix", phase_mix),
-                     ("train", phase_train), ("engine", phase_engine)):
+                     ("train", phase_train), ("engine", phase_engine), ("rl", phase_rl)):
         if args.phase in ("all", name):
             fn(env, out)
 
