@@ -1,16 +1,25 @@
 //! Chat RL (NANOCHAT.md §5.5) against the reference's own `scripts/chat_rl.py` on the same d2
 //! weights, tokenizer and stand-in GSM8K (tests/golden/chat/rl.json, made by make_chat_golden.py
 //! --phase rl): the policy-gradient step on fixed rollouts (padding, calculator output, max tokens,
-//! empty samples), pass by pass, its gradients and the weights after the update.
+//! empty samples), pass by pass, its gradients and the weights after the update; then the stage for
+//! three whole steps with the engine's rollouts: sampling seeds, rollouts token for token, rewards,
+//! sequence lengths, losses, the LR schedule, pass@k and the final weights.
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
-use chat_fixtures::{golden, golden_dir, golden_encoder};
-use nanochat::chat::ChatTokens;
+use std::sync::{Arc, Mutex};
+
+use chat_fixtures::{chat_base, golden, golden_dir, golden_encoder};
+use nanochat::chat::tasks::{EvalType, SharedTask, Task, TaskError};
+use nanochat::chat::{ChatRenderer, ChatTokens, Conversation};
+use nanochat::dist::{Cluster, DistContext};
+use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::model::Gpt;
 use nanochat::optim::{OptimizerSettings, Optimizers};
+use nanochat::train::rl::{self, sampling_seed, RlTasks};
 use nanochat::train::rl_loss::{backward_passes, Rollouts};
 use nanochat::train::source::SourceCheckpoint;
+use nanochat::train::StageOptions;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -20,6 +29,12 @@ fn close(ours: f64, reference: f64, tolerance: f64, what: &str) {
         (ours - reference).abs() <= tolerance * reference.abs().max(1e-3),
         "{what}: ours {ours}, reference {reference}"
     );
+}
+
+/// These tests run many tiny ops: one thread each (on a shared machine more threads mostly wait
+/// for each other), as the fixture's reductions were made.
+fn one_thread() {
+    tch::set_num_threads(1);
 }
 
 fn base_model() -> Gpt {
@@ -52,12 +67,14 @@ fn fixed_rollouts(loss: &Value) -> Vec<Rollouts> {
 
 /// The reference's optimizers of chat_rl.py: fresh, at init_lr_frac 0.05 of the base LRs (§5.5).
 fn fresh_optimizers(model: &Gpt) -> Optimizers {
-    let settings = OptimizerSettings { init_lr_frac: 0.05, ..OptimizerSettings::reference() };
+    let settings = rl::optimizer_settings(&nanochat::config::resolve("d20", &[], None).unwrap().chat_rl);
+    assert_eq!(settings, OptimizerSettings { init_lr_frac: 0.05, ..OptimizerSettings::reference() });
     Optimizers::new(model, &settings, None).unwrap()
 }
 
 #[test]
 fn the_policy_gradient_step_matches_the_reference_on_fixed_rollouts() {
+    one_thread();
     let fixture = golden("rl.json");
     let loss = &fixture["loss"];
     let reference = &loss["step"];
@@ -97,6 +114,7 @@ fn the_policy_gradient_step_matches_the_reference_on_fixed_rollouts() {
 
 #[test]
 fn equal_rewards_leave_the_weights_unchanged() {
+    one_thread();
     let fixture = golden("rl.json");
     let model = base_model();
     let before: Vec<Tensor> = model.named_parameters().iter().map(|(_, p)| p.copy()).collect();
@@ -115,4 +133,247 @@ fn equal_rewards_leave_the_weights_unchanged() {
     for ((name, p), b) in model.named_parameters().iter().zip(&before) {
         assert!(p.equal(b), "{name} moved although every advantage is 0");
     }
+}
+
+/// GSM8K train with the fixture's stand-in reward, the parity of the answer's length in characters
+/// (a random model never answers correctly; this gives it rewards of both kinds).
+struct ParityReward(SharedTask);
+
+impl Task for ParityReward {
+    fn name(&self) -> String {
+        format!("{} (parity reward)", self.0.name())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, index: usize) -> Result<Conversation, TaskError> {
+        self.0.get(index)
+    }
+    fn eval_type(&self) -> Option<EvalType> {
+        self.0.eval_type()
+    }
+    fn evaluate(&self, conversation: &Conversation, response: &str) -> Result<bool, TaskError> {
+        self.0.evaluate(conversation, response)
+    }
+    fn reward(&self, _conversation: &Conversation, response: &str) -> Result<f64, TaskError> {
+        Ok((response.chars().count() % 2) as f64)
+    }
+}
+
+/// Sampling draws from torch's process-wide generator: the tests that sample take turns.
+static TORCH_GENERATOR: Mutex<()> = Mutex::new(());
+
+/// The fixture's loop run: `chat_rl.py --source=base --device_batch_size=2 --num_samples=4
+/// --examples_per_step=50 --max_new_tokens=12 --eval_every=2 --eval_examples=4`.
+const LOOP: &[&str] = &[
+    "chat_rl.source=\"base\"",
+    "chat_rl.device_batch_size=2",
+    "chat_rl.num_samples=4",
+    "chat_rl.examples_per_step=50",
+    "chat_rl.max_new_tokens=12",
+    "chat_rl.eval_every=2",
+    "chat_rl.eval_examples=4",
+    "chat_rl.save_every=2",
+];
+
+#[test]
+fn seeds_and_rollouts_are_the_references() {
+    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    one_thread();
+    let fixture = golden("rl.json");
+    let reference = &fixture["loop"];
+    for s in reference["seeds"].as_array().unwrap() {
+        let [step, example, sampling_step, seed]: [i64; 4] = json(s);
+        assert_eq!(sampling_seed(42, step, example as usize, sampling_step as usize), seed, "{s}");
+    }
+    // Step 0 starts from the committed weights: every rollout token for token.
+    let base = chat_base();
+    let train = RlTasks::gsm8k(&base.paths).unwrap().train;
+    let model = base_model();
+    let encoder = golden_encoder();
+    let renderer = ChatRenderer::new(&encoder).unwrap();
+    let engine = Engine::new(&model, &encoder).unwrap();
+    let generations = reference["generations"].as_array().unwrap();
+    assert_eq!(generations.len(), 100);
+    for g in generations {
+        let prompt = renderer.render_for_completion(&train.get(g["example_idx"].as_u64().unwrap() as usize).unwrap());
+        let prompt = prompt.unwrap();
+        assert_eq!(prompt.len() as u64, g["prefix_length"].as_u64().unwrap());
+        let settings = GenerationSettings {
+            num_samples: 2,
+            max_tokens: Some(12),
+            temperature: 1.0,
+            top_k: Some(50),
+            seed: g["seed"].as_i64().unwrap(),
+            rng: SamplingRng::Torch,
+        };
+        let (results, masks) = engine.generate_batch(&prompt, &settings);
+        assert_eq!(
+            (Value::from(results), Value::from(masks)),
+            (g["results"].clone(), g["masks"].clone()),
+            "{}",
+            g["seed"]
+        );
+    }
+}
+
+#[test]
+fn three_steps_follow_the_reference() {
+    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    one_thread();
+    let fixture = golden("rl.json");
+    let reference = &fixture["loop"];
+    let base = chat_base();
+    let overrides: Vec<String> = LOOP.iter().map(|s| s.to_string()).collect();
+    let config = nanochat::config::resolve("d20", &overrides, None).unwrap();
+    let ctx = DistContext::single();
+    let cluster = Cluster { ctx: &ctx, group: None, device: Device::Cpu };
+    let gsm8k = RlTasks::gsm8k(&base.paths).unwrap();
+    let tasks = RlTasks { train: Arc::new(ParityReward(gsm8k.train)), val: gsm8k.val };
+    let outcome = rl::run_on(&config, &base.paths, &cluster, &StageOptions::default(), &tasks).unwrap();
+    assert_eq!(outcome.steps, 3, "150 questions // 50 per step");
+    // Steps 0 and 1 sample every token as the reference (200 samples each). The weights after two
+    // updates differ from the reference's in the 11th digit (Muon's arithmetic), which at step 2 flips
+    // one sampled token of 2,400 (found by comparing every rollout with the reference's): step 2 and
+    // the final weights are compared within what one differing sample can change.
+    let steps = reference["steps"].as_array().unwrap();
+    for (s, step) in steps.iter().enumerate() {
+        let (reward, length) = (step["mean_reward"].as_f64().unwrap(), step["mean_sequence_length"].as_f64().unwrap());
+        let loss: f64 = json::<Vec<f64>>(&step["pass_losses"]).iter().sum();
+        eprintln!(
+            "step {s}: reward {} / {reward}, length {} / {length}, loss {} / {loss}",
+            outcome.rewards[s], outcome.sequence_lengths[s], outcome.losses[s]
+        );
+        if s < 2 {
+            assert_eq!(outcome.rewards[s], reward, "mean reward at step {s}");
+            assert_eq!(outcome.sequence_lengths[s], length, "mean sequence length at step {s}");
+            close(outcome.losses[s], loss, 1e-5, &format!("loss at step {s}"));
+        } else {
+            assert!((outcome.rewards[s] - reward).abs() <= 1.0 / 200.0 + 1e-12, "mean reward at step {s}");
+            assert!((outcome.sequence_lengths[s] - length).abs() <= 12.0 / 200.0, "mean sequence length at step {s}");
+            // One question's two passes, each at most the largest pass loss, on either side.
+            let largest = json::<Vec<f64>>(&step["pass_losses"]).iter().fold(0.0f64, |m, l| m.max(l.abs()));
+            assert!((outcome.losses[s] - loss).abs() <= 4.0 * largest, "loss at step {s}");
+        }
+    }
+    let passk: Vec<(i64, Vec<f64>)> = reference["passk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["step"].as_i64().unwrap(), vec![p["pass@1"].as_f64().unwrap(), p["pass@2"].as_f64().unwrap()]))
+        .collect();
+    assert_eq!(outcome.pass_at_k, passk);
+    let dir = base.paths.checkpoints("rl", 2);
+    let log: Vec<Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lrm: Vec<f64> = log.iter().filter_map(|l| l["lrm"].as_f64()).collect();
+    assert_eq!(lrm, steps.iter().map(|s| s["lrm"].as_f64().unwrap()).collect::<Vec<_>>());
+    assert!(log.iter().any(|l| l["metrics"]["pass@2"].is_number() && l["step"] == 2));
+    // Checkpoints are labelled with the updates done: 2 (periodic) and 3 (final).
+    for (label, tolerance) in [(2usize, 1e-6), (3, 1e-4)] {
+        let path = nanochat::train::checkpoint::model_path(&dir, label as u64);
+        let weights = nanochat::train::checkpoint::read_tensors(&path).unwrap();
+        for (name, norm) in steps[label - 1]["param_norms"].as_object().unwrap() {
+            let ours = weights[name].to_kind(Kind::Double).norm().double_value(&[]);
+            close(ours, norm.as_f64().unwrap(), tolerance, &format!("norm of {name} after {label} updates"));
+        }
+    }
+    let section = std::fs::read_to_string(base.paths.report().join("chat-rl.json")).unwrap();
+    for key in ["Chat RL", "Final mean reward", "Number of steps", "pass@2", "base_d2 step 0"] {
+        assert!(section.contains(key), "{key}: {section}");
+    }
+}
+
+/// A training task that fails once `left` questions have been read (a run stopped mid-way).
+struct StopsAfter {
+    task: SharedTask,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl Task for StopsAfter {
+    fn name(&self) -> String {
+        self.task.name()
+    }
+    fn len(&self) -> usize {
+        self.task.len()
+    }
+    fn get(&self, index: usize) -> Result<Conversation, TaskError> {
+        let left = self.left.load(std::sync::atomic::Ordering::SeqCst);
+        if left == 0 {
+            return Err(TaskError::InvalidArgs("stopped".into()));
+        }
+        self.left.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        self.task.get(index)
+    }
+    fn reward(&self, conversation: &Conversation, response: &str) -> Result<f64, TaskError> {
+        self.task.reward(conversation, response)
+    }
+}
+
+#[test]
+fn a_stopped_run_resumes_exactly() {
+    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    one_thread();
+    let overrides: Vec<String> = [
+        "chat_rl.source=\"base\"",
+        "chat_rl.device_batch_size=2",
+        "chat_rl.num_samples=4",
+        "chat_rl.examples_per_step=4",
+        "chat_rl.max_new_tokens=8",
+        "chat_rl.num_steps=5",
+        "chat_rl.eval_every=3",
+        "chat_rl.eval_examples=2",
+        "chat_rl.save_every=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = nanochat::config::resolve("d20", &overrides, None).unwrap();
+    let ctx = DistContext::single();
+    let cluster = Cluster { ctx: &ctx, group: None, device: Device::Cpu };
+    let run = |base: &chat_fixtures::ChatBase, train: SharedTask, resume: bool| {
+        let val = RlTasks::gsm8k(&base.paths).unwrap().val;
+        let options = StageOptions { resume, ..StageOptions::default() };
+        rl::run_on(&config, &base.paths, &cluster, &options, &RlTasks { train, val })
+    };
+    let parity = |base: &chat_fixtures::ChatBase| -> SharedTask {
+        Arc::new(ParityReward(RlTasks::gsm8k(&base.paths).unwrap().train))
+    };
+
+    let straight = chat_base();
+    let outcome = run(&straight, parity(&straight), false).unwrap();
+    assert!(outcome.rewards.iter().all(|&r| r > 0.0 && r < 1.0), "rewards of both kinds: {:?}", outcome.rewards);
+
+    // Stopped while reading step 3's questions: the last checkpoint is step 2's.
+    let stopped = chat_base();
+    let failing = StopsAfter { task: parity(&stopped), left: (3 * 4usize).into() };
+    let err = run(&stopped, Arc::new(failing), false).unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err}");
+    let dir = stopped.paths.checkpoints("rl", 2);
+    assert_eq!(nanochat::train::checkpoint::latest_step(&dir), Some(2));
+    let resumed = run(&stopped, parity(&stopped), true).unwrap();
+    assert_eq!(resumed.steps, 5);
+    assert_eq!(resumed.rewards, outcome.rewards[2..], "the resumed steps sample as the uninterrupted run");
+
+    let file =
+        |base: &chat_fixtures::ChatBase, name: &str| std::fs::read(base.paths.checkpoints("rl", 2).join(name)).unwrap();
+    assert!(
+        file(&straight, "model_000005.safetensors") == file(&stopped, "model_000005.safetensors"),
+        "bit-identical weights"
+    );
+    // The log reads as one run (all but the timings).
+    let untimed = |base: &chat_fixtures::ChatBase| -> Vec<Value> {
+        let text = String::from_utf8(file(base, "metrics.jsonl")).unwrap();
+        let mut lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for line in &mut lines {
+            let fields = line.as_object_mut().unwrap();
+            fields.remove("dt_s");
+            fields.remove("total_training_time");
+        }
+        lines
+    };
+    assert_eq!(untimed(&straight), untimed(&stopped));
 }

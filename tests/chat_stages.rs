@@ -1,5 +1,5 @@
-//! mid-train and sft through the binary on the stand-in datasets, from the reference's d2 base
-//! checkpoint: a run killed mid-way and resumed with --resume ends bit-identical to one never
+//! mid-train, sft and chat-rl through the binary on the stand-in datasets, from the reference's d2
+//! base checkpoint: a run killed mid-way and resumed with --resume ends bit-identical to one never
 //! interrupted; 2 processes train like 1 process with twice the accumulation; the report sections.
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
@@ -39,9 +39,34 @@ const SFT: &[&str] = &[
     "chat_sft.eval_metrics_max_problems=8",
 ];
 
+/// A few short RL steps from the base model (GSM8K answers of a random model are never right: the
+/// rewards are 0; tests/chat_rl.rs covers the numbers).
+const RL: &[&str] = &[
+    "--preset",
+    "d20",
+    "--set",
+    "chat_rl.source=base",
+    "--set",
+    "chat_rl.device_batch_size=2",
+    "--set",
+    "chat_rl.num_samples=4",
+    "--set",
+    "chat_rl.examples_per_step=2",
+    "--set",
+    "chat_rl.max_new_tokens=8",
+    "--set",
+    "chat_rl.eval_examples=2",
+];
+
+/// The binary on base dir `base`, one thread per process: the d2 model's ops are tiny, and on a
+/// shared machine more threads mostly wait for each other (RL's generation runs ~7x faster).
 fn nanochat(base: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
-    cmd.args(args).env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE");
+    cmd.args(args)
+        .env("NANOCHAT_BASE_DIR", base)
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE");
     cmd
 }
 
@@ -137,6 +162,17 @@ fn a_killed_sft_resumes_to_the_same_weights() {
     kill_and_resume(&args, "sft_d2", 39, 4);
 }
 
+#[test]
+fn a_killed_chat_rl_resumes_to_the_same_weights() {
+    let args = [
+        RL,
+        &["--set", "chat_rl.num_steps=8", "--set", "chat_rl.eval_every=3", "--set", "chat_rl.save_every=2"],
+        &["chat-rl"],
+    ]
+    .concat();
+    kill_and_resume(&args, "rl_d2", 8, 2);
+}
+
 fn worst_relative_difference(a: &Path, b: &Path) -> f64 {
     let a = checkpoint::read_tensors(a).unwrap();
     let b = checkpoint::read_tensors(b).unwrap();
@@ -187,29 +223,62 @@ fn two_processes_train_like_one_with_twice_the_accumulation() {
             4,
         ),
     ] {
-        let one = chat_base();
-        run_ok(one.dir.path(), &[&args[..], &[stage]].concat());
-        let two = chat_base();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        run_ok(two.dir.path(), &[&args[..], &[stage, "--nproc-per-node", "2", "--master-port", &port]].concat());
-        let worst = worst_relative_difference(
-            &checkpoint::model_path(&one.dir.path().join(out), last),
-            &checkpoint::model_path(&two.dir.path().join(out), last),
-        );
-        eprintln!("{stage}: 2 processes vs 1 process x 2 accumulation, largest relative weight difference {worst:e}");
-        assert!(worst < 1e-4, "{stage}: {worst:e}");
-        let (a, b) = (metrics(&one.dir.path().join(out)), metrics(&two.dir.path().join(out)));
-        assert_eq!(a.len(), b.len(), "{stage}");
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.0, y.0);
-            for (p, q) in [(x.1, y.1), (x.2, y.2), (x.3, y.3)] {
-                assert_eq!(p.is_some(), q.is_some(), "{stage} step {}", x.0);
-                if let (Some(p), Some(q)) = (p, q) {
-                    assert!((p - q).abs() <= 1e-4 * p.abs().max(1.0), "{stage} step {}: {p} vs {q}", x.0);
-                }
+        two_processes_like_one(stage, &args, out, last);
+    }
+}
+
+#[test]
+fn two_processes_run_chat_rl_like_one() {
+    let args = [RL, &["--set", "chat_rl.num_steps=3", "--set", "chat_rl.eval_every=2"][..]].concat();
+    let (one, two) = two_processes_like_one("chat-rl", &args, "rl_d2", 3);
+    // Process r takes questions r, r + 2, ...: the same questions and seeds as one process.
+    let lengths = |dir: &Path| -> Vec<f64> {
+        std::fs::read_to_string(dir.join("rl_d2/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sequence_length"].as_f64())
+            .collect()
+    };
+    let (a, b) = (lengths(one.dir.path()), lengths(two.dir.path()));
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9), "{a:?} vs {b:?}");
+    let section = std::fs::read_to_string(one.dir.path().join("report/chat-rl.json")).unwrap();
+    for key in ["Chat RL", "Final mean reward", "pass@1", "base_d2 step 0"] {
+        assert!(section.contains(key), "{key}: {section}");
+    }
+    assert!(one.dir.path().join("logs/chat-rl.log").exists());
+}
+
+/// Runs `stage` on one process and on two, and compares the weights at `last` and the metrics.
+fn two_processes_like_one(
+    stage: &str,
+    args: &[&str],
+    out: &str,
+    last: u64,
+) -> (chat_fixtures::ChatBase, chat_fixtures::ChatBase) {
+    let one = chat_base();
+    run_ok(one.dir.path(), &[args, &[stage]].concat());
+    let two = chat_base();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    run_ok(two.dir.path(), &[args, &[stage, "--nproc-per-node", "2", "--master-port", &port]].concat());
+    let worst = worst_relative_difference(
+        &checkpoint::model_path(&one.dir.path().join(out), last),
+        &checkpoint::model_path(&two.dir.path().join(out), last),
+    );
+    eprintln!("{stage}: 2 processes vs 1 process x 2 accumulation, largest relative weight difference {worst:e}");
+    assert!(worst < 1e-4, "{stage}: {worst:e}");
+    let (a, b) = (metrics(&one.dir.path().join(out)), metrics(&two.dir.path().join(out)));
+    assert_eq!(a.len(), b.len(), "{stage}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.0, y.0);
+        for (p, q) in [(x.1, y.1), (x.2, y.2), (x.3, y.3)] {
+            assert_eq!(p.is_some(), q.is_some(), "{stage} step {}", x.0);
+            if let (Some(p), Some(q)) = (p, q) {
+                assert!((p - q).abs() <= 1e-4 * p.abs().max(1.0), "{stage} step {}: {p} vs {q}", x.0);
             }
         }
     }
+    (one, two)
 }
 
 #[test]

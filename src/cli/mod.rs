@@ -139,6 +139,22 @@ pub enum Command {
         Writes: sft_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl, \
         config.toml; report/chat-sft.json; logs/sft.log.")]
     Sft(ChatStageArgs),
+    /// Reinforcement learning on GSM8K from the SFT model (sampled answers rewarded when correct).
+    #[command(
+        name = "chat-rl",
+        long_about = "Chat RL (NANOCHAT.md §5.5), optional in the speedrun (chat_rl.enabled): the last \
+        checkpoint of the chat_rl.source phase (sft by default) trained with on-policy REINFORCE on GSM8K train. \
+        Each step, every process takes its share of examples_per_step questions (process r: questions r, r+W, \
+        ...), samples num_samples answers to each with the engine (calculator on, device_batch_size at a time, \
+        seeds derived from the step, the question and the run's seed), rewards the correct ones (the #### \
+        answer), and trains the sampled tokens with advantage reward - mean; fresh optimizers at init_lr_frac, \
+        LR decaying linearly to 0 over num_steps. pass@k on the first eval_examples GSM8K test questions every \
+        eval_every steps.\n\n\
+        Reads: sft_dNN/ (or --source-dir), tok/, data/hf/ (GSM8K).\n\
+        Writes: rl_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl \
+        (reward, sequence length, loss, lrm per step; pass@k), config.toml; report/chat-rl.json; logs/chat-rl.log."
+    )]
+    ChatRl(ChatStageArgs),
     /// Continue a text with any checkpoint (base, mid, sft, rl; ours or the reference's).
     #[command(long_about = "Generate a continuation of --prompt (with <|bos|> in front) from a checkpoint, \
         KV-cached (NANOCHAT.md §7): greedy at temperature 0, else top-k sampling from a seeded generator; \

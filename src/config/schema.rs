@@ -197,15 +197,21 @@ pub struct ChatRlConfig {
     pub num_samples: u32,
     pub max_new_tokens: u32,
     pub temperature: f64,
+    /// 0: sample from every token.
     pub top_k: u32,
     pub num_epochs: u32,
+    /// Optimizer steps; ≤ 0: (GSM8K train questions // examples_per_step) × num_epochs (§5.5).
+    pub num_steps: i64,
     pub init_lr_frac: f64,
     pub embedding_lr: f64,
     pub unembedding_lr: f64,
     pub matrix_lr: f64,
     pub weight_decay: f64,
+    /// pass@k on the first `eval_examples` GSM8K test questions at every step divisible by this
+    /// (step 0 included; ≤ 0: never).
     pub eval_every: i64,
     pub eval_examples: u32,
+    /// Checkpoint every this many steps for `--resume`, and at the end.
     pub save_every: i64,
 }
 

@@ -101,7 +101,7 @@ impl SmoothedLoss {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StepRecord {
     pub step: i64,
-    /// The step's raw training loss (nats per trained target, last micro-batch).
+    /// The step's raw training loss (nats per trained target; RL: the policy-gradient loss).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     /// The debiased EMA of `loss` that the console shows.
@@ -115,6 +115,11 @@ pub struct StepRecord {
     pub grad_norm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trained_tokens: Option<i64>,
+    /// RL: the step's mean reward and mean sequence length (prompt + generated tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_length: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,7 +133,7 @@ pub struct StepRecord {
     pub val_bpb: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
-    /// Other evaluations (e.g. SFT's MMLU / ARC-Easy accuracy).
+    /// Other evaluations (e.g. SFT's MMLU / ARC-Easy accuracy, RL's pass@k).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Value>,
     pub total_training_time: f64,

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod mid;
 pub mod optimizer_step;
+pub mod rl;
 pub mod rl_loss;
 pub mod sft;
 pub mod source;
@@ -42,6 +43,8 @@ pub enum TrainError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Batches(#[from] ChatBatchError),
+    #[error(transparent)]
+    Render(#[from] crate::chat::render::RenderError),
     #[error("reading training data: {0}")]
     Data(#[from] crate::data::batch_source::BatchError),
     #[error("the loss became {loss} at step {step}; lower the learning rates or check the data")]

@@ -55,11 +55,23 @@ pub fn optimizer_step(
         trained_tokens += y.ge(0).sum(tch::Kind::Int64).int64_value(&[]);
         (loss / accum as f64).backward();
     }
+    let grad_norm = apply_update(model, optimizers, cluster, schedule)?;
+    let totals = cluster.reduce(&[losses.iter().sum(), losses.len() as f64, trained_tokens as f64], ReduceOp::Sum)?;
+    let loss = totals[0] / totals[1].max(1.0);
+    Ok(StepOutcome { loss, local_losses: losses, grad_norm, trained_tokens: totals[2] as i64 })
+}
+
+/// The update once a step's gradients are in: optional clipping of this rank's gradient (returns
+/// the norm before it), the schedule, AdamW then Muon, gradients cleared.
+pub fn apply_update(
+    model: &Gpt,
+    optimizers: &mut Optimizers,
+    cluster: &Cluster<'_>,
+    schedule: StepSchedule,
+) -> Result<Option<f64>, TrainError> {
     let grad_norm = schedule.grad_clip.map(|max| optim::clip_grad_norm(&model.parameters_in_reference_order(), max));
     optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum);
     optimizers.step(cluster.group)?;
     model.zero_grad();
-    let totals = cluster.reduce(&[losses.iter().sum(), losses.len() as f64, trained_tokens as f64], ReduceOp::Sum)?;
-    let loss = totals[0] / totals[1].max(1.0);
-    Ok(StepOutcome { loss, local_losses: losses, grad_norm, trained_tokens: totals[2] as i64 })
+    Ok(grad_norm)
 }

@@ -69,6 +69,11 @@ pub trait Task: Send + Sync {
     fn evaluate(&self, _conversation: &Conversation, _response: &str) -> Result<bool, TaskError> {
         Err(TaskError::NotEvaluable { task: self.name(), reason: "it has no evaluation".into() })
     }
+    /// The reward of `response` in RL (§5.5): 1.0 when `evaluate` accepts it, else 0.0 (GSM8K's and
+    /// SpellingBee's `reward`).
+    fn reward(&self, conversation: &Conversation, response: &str) -> Result<f64, TaskError> {
+        Ok(if self.evaluate(conversation, response)? { 1.0 } else { 0.0 })
+    }
 }
 
 pub type SharedTask = Arc<dyn Task>;

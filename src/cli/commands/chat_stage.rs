@@ -1,20 +1,22 @@
-//! `nanochat mid-train` and `nanochat sft` (NANOCHAT.md §5.3, §5.4): launch or join the processes,
-//! then run the stage in src/train/.
+//! `nanochat mid-train`, `nanochat sft` and `nanochat chat-rl` (NANOCHAT.md §5.3-5.5): launch or
+//! join the processes, then run the stage in src/train/.
 use super::launch::{launch_or_join, Role};
 use crate::cli::{ChatStageArgs, GlobalOptions};
 use crate::dist::Cluster;
-use crate::train::{mid, sft, StageOptions};
+use crate::train::{mid, rl, sft, StageOptions};
 
 #[derive(Clone, Copy)]
 pub enum ChatStage {
     Mid,
     Sft,
+    Rl,
 }
 
 pub fn run(global: &GlobalOptions, args: &ChatStageArgs, stage: ChatStage) -> anyhow::Result<()> {
     let name = match stage {
         ChatStage::Mid => "mid-train",
         ChatStage::Sft => "sft",
+        ChatStage::Rl => "chat-rl",
     };
     let Role::Worker { ctx, group, device } = launch_or_join(global, &args.launch, name)? else { return Ok(()) };
     let config = global.resolve_config()?;
@@ -30,6 +32,9 @@ pub fn run(global: &GlobalOptions, args: &ChatStageArgs, stage: ChatStage) -> an
         }
         ChatStage::Sft => {
             sft::run(&config, &paths, &cluster, &options)?;
+        }
+        ChatStage::Rl => {
+            rl::run(&config, &paths, &cluster, &options)?;
         }
     }
     Ok(())

@@ -32,6 +32,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::BaseTrain(args) => base_train::run(&cli.global, args),
         Command::MidTrain(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Mid),
         Command::Sft(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Sft),
+        Command::ChatRl(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Rl),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
         Command::Generate(args) => generate::generate(&cli.global, args),

@@ -975,7 +975,8 @@ def phase_rl(env, out):
     rec = RlRecorder(torch, reward=lambda response: float(len(response) % 2), eval_max_tokens=eval_max_tokens)
     run_rl(env, loop_argv, rec)
     loop = {"argv": loop_argv, "steps": rec.steps, "passk": rec.passk, "evals": rec.evals,
-            "generations": [g for g in rec.generations if g["step"] == 0],
+            # RL_ALL_GENERATIONS=1 keeps every step's (to find where a run parts from the reference)
+            "generations": [g for g in rec.generations if g["step"] == 0 or os.environ.get("RL_ALL_GENERATIONS")],
             "seeds": [[g["step"], g["example_idx"], g["sampling_step"], g["seed"]] for g in rec.generations]}
     ck = os.path.join(env.base, "chatrl_checkpoints", "d2")
     loop["checkpoints"] = sorted(os.path.basename(f) for f in glob.glob(os.path.join(ck, "meta_*.json")))
