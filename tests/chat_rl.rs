@@ -377,3 +377,25 @@ fn a_stopped_run_resumes_exactly() {
     };
     assert_eq!(untimed(&straight), untimed(&stopped));
 }
+
+#[test]
+fn the_speedrun_runs_chat_rl_only_when_enabled() {
+    use nanochat::speedrun::{pipeline, stage_spec, PipelineOptions};
+    let paths = nanochat::paths::Paths::new("/base");
+    let stages = "run.stages=[\"sft\", \"chat-rl\", \"report\"]".to_string();
+    let names = |enabled: bool| -> Vec<String> {
+        let sets = [stages.clone(), format!("chat_rl.enabled={enabled}")];
+        let config = nanochat::config::resolve("smoke", &sets, None).unwrap();
+        pipeline(&config, &paths, &PipelineOptions::default()).unwrap().into_iter().map(|s| s.name).collect()
+    };
+    assert_eq!(names(true), ["sft", "chat-rl", "report"]);
+    assert_eq!(names(false), ["sft", "report"], "RL is optional (§5.5)");
+    let config = nanochat::config::resolve("smoke", &[], None).unwrap();
+    let options = PipelineOptions { nproc_per_node: Some(2), ..PipelineOptions::default() };
+    let spec = stage_spec("chat-rl", &config, &paths, &options).unwrap();
+    assert_eq!(spec.args, ["chat-rl", "--nproc-per-node", "2"]);
+    assert_eq!(spec.resume_args, ["--resume"]);
+    assert!(spec.inputs.contains(&paths.checkpoints("sft", 2)), "{:?}", spec.inputs);
+    assert_eq!(spec.outputs, [paths.checkpoints("rl", 2)]);
+    assert_eq!(spec.config["chat_rl"]["num_steps"], 4);
+}

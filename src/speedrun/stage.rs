@@ -32,8 +32,19 @@ pub struct PipelineOptions {
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] =
-    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "mid-train", "sft", "report"];
+pub const KNOWN_STAGES: &[&str] = &[
+    "doctor",
+    "data",
+    "tok-train",
+    "tok-eval",
+    "data-wait",
+    "base-train",
+    "base-loss",
+    "mid-train",
+    "sft",
+    "chat-rl",
+    "report",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
@@ -215,6 +226,22 @@ pub fn stage_spec(
             always_run: false,
             resume_args: vec!["--resume".into()],
         },
+        // §10.1 (commented out in the reference's speedrun.sh): RL from the chat_rl.source checkpoint
+        // (sft by default); the pipeline leaves it out unless chat_rl.enabled.
+        "chat-rl" => StageSpec {
+            name: name.into(),
+            args: distributed_args("chat-rl", options),
+            inputs: [
+                tokenizer_files(paths),
+                vec![paths.checkpoints(&config.chat_rl.source, config.base_train.depth)],
+                chat_data(paths),
+            ]
+            .concat(),
+            outputs: vec![paths.checkpoints("rl", config.base_train.depth)],
+            config: serde_json::json!({"chat_rl": section(config, "chat_rl"), "seed": config.run.seed}),
+            always_run: false,
+            resume_args: vec!["--resume".into()],
+        },
         "report" => StageSpec {
             name: name.into(),
             args: vec!["report".into(), "generate".into()],
@@ -229,7 +256,19 @@ pub fn stage_spec(
     Ok(spec)
 }
 
-/// The stages of a preset, in its order.
+/// Whether a listed stage runs under this configuration: RL and its evaluation only when
+/// `chat_rl.enabled` (optional in the reference, §5.5).
+pub fn stage_enabled(name: &str, config: &RunConfig) -> bool {
+    !matches!(name, "chat-rl" | "chat-eval-rl") || config.chat_rl.enabled
+}
+
+/// The stages of a preset that run, in its order.
 pub fn pipeline(config: &RunConfig, paths: &Paths, options: &PipelineOptions) -> Result<Vec<StageSpec>, UnknownStage> {
-    config.run.stages.iter().map(|name| stage_spec(name, config, paths, options)).collect()
+    config
+        .run
+        .stages
+        .iter()
+        .filter(|name| stage_enabled(name, config))
+        .map(|name| stage_spec(name, config, paths, options))
+        .collect()
 }
