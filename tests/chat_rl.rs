@@ -399,3 +399,23 @@ fn the_speedrun_runs_chat_rl_only_when_enabled() {
     assert_eq!(spec.outputs, [paths.checkpoints("rl", 2)]);
     assert_eq!(spec.config["chat_rl"]["num_steps"], 4);
 }
+
+#[test]
+fn bench_rl_reports_both_phases() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(["--preset", "smoke", "--set", "chat_rl.max_new_tokens=4", "bench", "rl", "--steps", "1"])
+        .args(["--prompt-len", "8"])
+        .env("NANOCHAT_BASE_DIR", dir.path())
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| generation (new tokens) |") && stdout.contains("| training"), "{stdout}");
+    let line: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in ["generation_samples_per_sec", "generation_tokens_per_sec", "training_samples_per_sec"] {
+        assert!(line[key].as_f64().unwrap() > 0.0, "{key}: {line}");
+    }
+    assert_eq!((line["questions_per_step"].as_u64(), line["num_samples"].as_u64()), (Some(2), Some(8)));
+}

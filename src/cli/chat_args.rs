@@ -224,6 +224,16 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BenchRlArgs {
+    /// Timed RL steps, after one untimed warm-up step.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Prompt tokens (random, fixed seed); GSM8K prompts are about 100-200 tokens.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchEngineArgs {
     #[arg(long, default_value_t = 4)]
     pub depth: i64,

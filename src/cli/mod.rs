@@ -320,6 +320,15 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Generation speed of the engine: time to first token and decode tokens/s at batch 1 and batch N.
     Engine(crate::cli::chat_args::BenchEngineArgs),
+    /// Chat RL speed at the preset's size: samples/s and tokens/s of generation and of training.
+    #[command(long_about = "Speed of the two phases of a chat RL step (NANOCHAT.md §5.5) on a freshly \
+        initialised model of the preset's size (base_train.depth, tok_train.vocab_size, base_train.max_seq_len) \
+        with the preset's chat_rl settings (examples_per_step questions of num_samples samples, device_batch_size, \
+        max_new_tokens, temperature, top_k) on one process and a random prompt: generation (the engine's \
+        rollouts) and training (the policy-gradient passes and the update), each in samples/s and tokens/s.\n\n\
+        Reads: the preset. Writes: nothing (a table, then one JSON line, to stdout).\n\n\
+        Example: nanochat --preset smoke bench rl")]
+    Rl(crate::cli::chat_args::BenchRlArgs),
     /// Tokens per second the pretraining dataloader sustains on the preset's shards and tokenizer.
     Dataloader(BenchDataloaderArgs),
     /// Tokens per second of the mid-train and SFT data paths (task rows, rendering, batching).

@@ -11,7 +11,7 @@ use crate::model::{Gpt, GptConfig};
 use crate::tokenizer::{BpeEncoder, SPECIAL_TOKENS};
 
 /// A vocabulary of `size` tokens: the 256 bytes, then distinct two-byte tokens, then the specials.
-fn synthetic_encoder(size: i64) -> anyhow::Result<BpeEncoder> {
+pub(super) fn synthetic_encoder(size: i64) -> anyhow::Result<BpeEncoder> {
     let mergeable = (size as usize).saturating_sub(SPECIAL_TOKENS.len()).max(256);
     let tokens: Vec<Vec<u8>> =
         (0..=255u8).map(|b| vec![b]).chain((0..=65535u16).map(|p| p.to_be_bytes().to_vec())).take(mergeable).collect();

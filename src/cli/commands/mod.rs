@@ -5,6 +5,7 @@ mod bench_chat_data;
 mod bench_collectives;
 mod bench_dataloader;
 mod bench_engine;
+mod bench_rl;
 mod bench_tokenizer;
 mod bench_train;
 mod chat_stage;
@@ -49,6 +50,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
         Command::Bench(BenchCommand::ChatData(args)) => bench_chat_data::run(&cli.global, args),
         Command::Bench(BenchCommand::Engine(args)) => bench_engine::run(args),
+        Command::Bench(BenchCommand::Rl(args)) => bench_rl::run(&cli.global, args),
         Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
         Command::Container(ContainerCommand::Run(args)) => container::run(&cli.global, args),
     }
