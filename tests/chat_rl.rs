@@ -7,6 +7,7 @@
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chat_fixtures::{chat_base, golden, golden_dir, golden_encoder};
@@ -136,24 +137,39 @@ fn equal_rewards_leave_the_weights_unchanged() {
 }
 
 /// GSM8K train with the fixture's stand-in reward, the parity of the answer's length in characters
-/// (a random model never answers correctly; this gives it rewards of both kinds).
-struct ParityReward(SharedTask);
+/// (a random model never answers correctly; this gives it rewards of both kinds). With
+/// `questions_left`, reading a question fails once that many have been read (a run stopped mid-way).
+struct ParityReward {
+    task: SharedTask,
+    questions_left: Option<AtomicUsize>,
+}
+
+impl ParityReward {
+    fn gsm8k(paths: &nanochat::paths::Paths, questions_left: Option<usize>) -> SharedTask {
+        let task = RlTasks::gsm8k(paths).unwrap().train;
+        Arc::new(ParityReward { task, questions_left: questions_left.map(AtomicUsize::new) })
+    }
+}
 
 impl Task for ParityReward {
     fn name(&self) -> String {
-        format!("{} (parity reward)", self.0.name())
+        format!("{} (parity reward)", self.task.name())
     }
     fn len(&self) -> usize {
-        self.0.len()
+        self.task.len()
     }
     fn get(&self, index: usize) -> Result<Conversation, TaskError> {
-        self.0.get(index)
+        if let Some(left) = &self.questions_left {
+            left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .map_err(|_| TaskError::InvalidArgs("stopped".into()))?;
+        }
+        self.task.get(index)
     }
     fn eval_type(&self) -> Option<EvalType> {
-        self.0.eval_type()
+        self.task.eval_type()
     }
     fn evaluate(&self, conversation: &Conversation, response: &str) -> Result<bool, TaskError> {
-        self.0.evaluate(conversation, response)
+        self.task.evaluate(conversation, response)
     }
     fn reward(&self, _conversation: &Conversation, response: &str) -> Result<f64, TaskError> {
         Ok((response.chars().count() % 2) as f64)
@@ -228,8 +244,8 @@ fn three_steps_follow_the_reference() {
     let config = nanochat::config::resolve("d20", &overrides, None).unwrap();
     let ctx = DistContext::single();
     let cluster = Cluster { ctx: &ctx, group: None, device: Device::Cpu };
-    let gsm8k = RlTasks::gsm8k(&base.paths).unwrap();
-    let tasks = RlTasks { train: Arc::new(ParityReward(gsm8k.train)), val: gsm8k.val };
+    let tasks =
+        RlTasks { train: ParityReward::gsm8k(&base.paths, None), val: RlTasks::gsm8k(&base.paths).unwrap().val };
     let outcome = rl::run_on(&config, &base.paths, &cluster, &StageOptions::default(), &tasks).unwrap();
     assert_eq!(outcome.steps, 3, "150 questions // 50 per step");
     // Steps 0 and 1 sample every token as the reference (200 samples each). The weights after two
@@ -287,32 +303,6 @@ fn three_steps_follow_the_reference() {
     }
 }
 
-/// A training task that fails once `left` questions have been read (a run stopped mid-way).
-struct StopsAfter {
-    task: SharedTask,
-    left: std::sync::atomic::AtomicUsize,
-}
-
-impl Task for StopsAfter {
-    fn name(&self) -> String {
-        self.task.name()
-    }
-    fn len(&self) -> usize {
-        self.task.len()
-    }
-    fn get(&self, index: usize) -> Result<Conversation, TaskError> {
-        let left = self.left.load(std::sync::atomic::Ordering::SeqCst);
-        if left == 0 {
-            return Err(TaskError::InvalidArgs("stopped".into()));
-        }
-        self.left.store(left - 1, std::sync::atomic::Ordering::SeqCst);
-        self.task.get(index)
-    }
-    fn reward(&self, conversation: &Conversation, response: &str) -> Result<f64, TaskError> {
-        self.task.reward(conversation, response)
-    }
-}
-
 #[test]
 fn a_stopped_run_resumes_exactly() {
     let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
@@ -339,22 +329,18 @@ fn a_stopped_run_resumes_exactly() {
         let options = StageOptions { resume, ..StageOptions::default() };
         rl::run_on(&config, &base.paths, &cluster, &options, &RlTasks { train, val })
     };
-    let parity = |base: &chat_fixtures::ChatBase| -> SharedTask {
-        Arc::new(ParityReward(RlTasks::gsm8k(&base.paths).unwrap().train))
-    };
 
     let straight = chat_base();
-    let outcome = run(&straight, parity(&straight), false).unwrap();
+    let outcome = run(&straight, ParityReward::gsm8k(&straight.paths, None), false).unwrap();
     assert!(outcome.rewards.iter().all(|&r| r > 0.0 && r < 1.0), "rewards of both kinds: {:?}", outcome.rewards);
 
     // Stopped while reading step 3's questions: the last checkpoint is step 2's.
     let stopped = chat_base();
-    let failing = StopsAfter { task: parity(&stopped), left: (3 * 4usize).into() };
-    let err = run(&stopped, Arc::new(failing), false).unwrap_err();
+    let err = run(&stopped, ParityReward::gsm8k(&stopped.paths, Some(3 * 4)), false).unwrap_err();
     assert!(err.to_string().contains("stopped"), "{err}");
     let dir = stopped.paths.checkpoints("rl", 2);
     assert_eq!(nanochat::train::checkpoint::latest_step(&dir), Some(2));
-    let resumed = run(&stopped, parity(&stopped), true).unwrap();
+    let resumed = run(&stopped, ParityReward::gsm8k(&stopped.paths, None), true).unwrap();
     assert_eq!(resumed.steps, 5);
     assert_eq!(resumed.rewards, outcome.rewards[2..], "the resumed steps sample as the uninterrupted run");
 
