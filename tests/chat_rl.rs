@@ -8,7 +8,7 @@
 mod chat_fixtures;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_fixtures::{chat_base, golden, golden_dir, golden_encoder};
 use nanochat::chat::tasks::{EvalType, SharedTask, Task, TaskError};
@@ -179,6 +179,13 @@ impl Task for ParityReward {
 /// Sampling draws from torch's process-wide generator: the tests that sample take turns.
 static TORCH_GENERATOR: Mutex<()> = Mutex::new(());
 
+/// This test's turn to sample, on one thread.
+fn sampling_turn() -> MutexGuard<'static, ()> {
+    let turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    one_thread();
+    turn
+}
+
 /// The fixture's loop run: `chat_rl.py --source=base --device_batch_size=2 --num_samples=4
 /// --examples_per_step=50 --max_new_tokens=12 --eval_every=2 --eval_examples=4`.
 const LOOP: &[&str] = &[
@@ -194,8 +201,7 @@ const LOOP: &[&str] = &[
 
 #[test]
 fn seeds_and_rollouts_are_the_references() {
-    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    one_thread();
+    let _turn = sampling_turn();
     let fixture = golden("rl.json");
     let reference = &fixture["loop"];
     for s in reference["seeds"].as_array().unwrap() {
@@ -235,8 +241,7 @@ fn seeds_and_rollouts_are_the_references() {
 
 #[test]
 fn three_steps_follow_the_reference() {
-    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    one_thread();
+    let _turn = sampling_turn();
     let fixture = golden("rl.json");
     let reference = &fixture["loop"];
     let base = chat_base();
@@ -305,8 +310,7 @@ fn three_steps_follow_the_reference() {
 
 #[test]
 fn a_stopped_run_resumes_exactly() {
-    let _turn = TORCH_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    one_thread();
+    let _turn = sampling_turn();
     let overrides: Vec<String> = [
         "chat_rl.source=\"base\"",
         "chat_rl.device_batch_size=2",
