@@ -139,6 +139,8 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "chat_sft.eval_every=2".into(),
         "chat_sft.eval_steps=1".into(),
         "chat_sft.eval_metrics_max_problems=4".into(),
+        "chat_eval.max_problems=4".into(),
+        "chat_eval.max_new_tokens=8".into(),
     ];
     let mut args: Vec<&str> = vec!["--preset", "smoke"];
     for s in &sets {
@@ -159,7 +161,9 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "base-train",
         "base-loss",
         "mid-train",
+        "chat-eval-mid",
         "sft",
+        "chat-eval-sft",
         "report",
     ] {
         let record: serde_json::Value =
@@ -176,7 +180,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "sft"] {
+    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "chat-eval-mid", "sft", "chat-eval-sft"] {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);

@@ -139,6 +139,18 @@ pub enum Command {
         Writes: sft_dNN/model_XXXXXX.safetensors, optim_XXXXXX_rankR.safetensors, meta_XXXXXX.json, metrics.jsonl, \
         config.toml; report/chat-sft.json; logs/sft.log.")]
     Sft(ChatStageArgs),
+    /// Evaluate a chat model on ARC-Easy/Challenge, MMLU, GSM8K, HumanEval and SpellingBee; ChatCORE.
+    #[command(long_about = "The chat evaluation (NANOCHAT.md §6.3, chat_eval.py): ARC-Easy, ARC-Challenge and \
+        MMLU by the answer letter the model ranks highest after <|assistant_start|>; GSM8K, HumanEval and \
+        SpellingBee (256 test words) by generating a reply (greedy by default, seed 42) and checking it (HumanEval \
+        runs the code in the sandbox). ChatCORE (the mean of the accuracies centered on random guessing) when all \
+        six ran. Problems are split over the processes (--nproc-per-node).\n\n\
+        Settings default to the preset's [chat_eval] section; the flags override them.\n\
+        Reads: the checkpoint of --source (largest depth, last step; ours or the reference's), tok/, data/hf/.\n\
+        Writes: report/chat-evaluation-<source>.json (report section); logs/chat-eval-<source>.log.\n\n\
+        Example: nanochat chat-eval --source sft\n\
+        Example: nanochat chat-eval -i mid -a 'GSM8K|ARC-Easy' --max-problems 100")]
+    ChatEval(crate::cli::chat_args::ChatEvalArgs),
     /// Continue a text with any checkpoint (base, mid, sft, rl; ours or the reference's).
     #[command(long_about = "Generate a continuation of --prompt (with <|bos|> in front) from a checkpoint, \
         KV-cached (NANOCHAT.md §7): greedy at temperature 0, else top-k sampling from a seeded generator; \

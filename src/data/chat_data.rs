@@ -19,7 +19,7 @@ use crate::paths::Paths;
 /// Where the chat datasets are listed, for messages.
 pub const CHAT_DATASETS_MANIFEST_FILE: &str = "manifests/data/chat_datasets.toml";
 /// Stages that read the chat data (a preset listing any of them downloads it).
-pub const CHAT_STAGES: &[&str] = &["mid-train", "sft", "chat-eval", "chat-rl"];
+pub const CHAT_STAGES: &[&str] = &["mid-train", "sft", "chat-eval-mid", "chat-eval-sft", "chat-eval-rl", "chat-rl"];
 /// Present in `data/chat-data/` while it holds the smoke stand-ins, not the real extras.
 pub const STAND_IN_MARKER: &str = ".smoke-stand-ins";
 

@@ -1,4 +1,6 @@
-//! Evaluation: bits per byte (§6.2); categorical accuracy on multiple-choice chat tasks (§6.3); CORE and the generative chat tasks join here as they are built.
+//! Evaluation: bits per byte (§6.2); the chat evaluation (§6.3: categorical accuracy on the
+//! multiple-choice tasks, the generative tasks through the engine, ChatCORE).
 pub mod bpb;
 pub mod categorical;
+pub mod chat_eval;
 pub mod unigram;

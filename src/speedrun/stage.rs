@@ -32,8 +32,20 @@ pub struct PipelineOptions {
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] =
-    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "mid-train", "sft", "report"];
+pub const KNOWN_STAGES: &[&str] = &[
+    "doctor",
+    "data",
+    "tok-train",
+    "tok-eval",
+    "data-wait",
+    "base-train",
+    "base-loss",
+    "mid-train",
+    "chat-eval-mid",
+    "sft",
+    "chat-eval-sft",
+    "report",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
@@ -215,6 +227,26 @@ pub fn stage_spec(
             always_run: false,
             resume_args: vec!["--resume".into()],
         },
+        // §10.1 steps 8-9: the chat evaluation of the mid and SFT checkpoints.
+        "chat-eval-mid" | "chat-eval-sft" => {
+            let phase = name.trim_start_matches("chat-eval-");
+            let mut args = distributed_args("chat-eval", options);
+            args.extend(["--source".to_string(), phase.to_string()]);
+            StageSpec {
+                name: name.into(),
+                args,
+                inputs: [
+                    tokenizer_files(paths),
+                    vec![paths.checkpoints(phase, config.base_train.depth)],
+                    chat_data(paths),
+                ]
+                .concat(),
+                outputs: vec![report_dir.join(format!("chat-evaluation-{phase}.json"))],
+                config: section(config, "chat_eval"),
+                always_run: false,
+                resume_args: vec![],
+            }
+        }
         "report" => StageSpec {
             name: name.into(),
             args: vec!["report".into(), "generate".into()],

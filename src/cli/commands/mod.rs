@@ -7,6 +7,7 @@ mod bench_dataloader;
 mod bench_engine;
 mod bench_tokenizer;
 mod bench_train;
+mod chat_eval;
 mod chat_stage;
 mod checkpoint;
 mod config;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::BaseTrain(args) => base_train::run(&cli.global, args),
         Command::MidTrain(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Mid),
         Command::Sft(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Sft),
+        Command::ChatEval(args) => chat_eval::run(&cli.global, args),
         Command::TokTrain(args) => tok_train::run(&cli.global, args),
         Command::TokEval => tok_eval::run(&cli.global),
         Command::Generate(args) => generate::generate(&cli.global, args),
