@@ -76,7 +76,8 @@ fn canonical_solutions_pass_through_the_chat_assembly() {
     let conversation = task.example(0).unwrap();
     let test = conversation.extra("test").and_then(Value::as_str).unwrap();
     let entry_point = conversation.extra("entry_point").and_then(Value::as_str).unwrap();
-    let program = humaneval_program(text(&conversation.messages[0].content), "I don't know.", test, entry_point);
+    let reply = "Let me think.\n```python\nprint('thinking')\n```";
+    let program = humaneval_program(text(&conversation.messages[0].content), reply, test, entry_point);
     let outcome = sandbox.run(&program);
     assert!(matches!(&outcome.status, Status::Failed { exception, .. } if exception == "NameError"), "{outcome:?}");
 }
