@@ -5,75 +5,51 @@
 use std::ffi::{c_char, CString};
 use std::os::fd::RawFd;
 
-/// The steps of the child, in order; the parent names the failed one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum Step {
-    WaitForParent = 1,
-    NewSession,
-    PrivateMounts,
-    ReadOnlyRoot,
-    MountWorkdir,
-    MountProc,
-    DropGroups,
-    SetGid,
-    SetUid,
-    ParentDeathSignal,
-    WriteProgram,
-    Chdir,
-    Descriptors,
-    Limits,
-    NoNewPrivileges,
-    Seccomp,
-    Exec,
+/// Declares `Step` (the steps of the child, in order) with `Step::ALL` and each step's description.
+macro_rules! steps {
+    ($($name:ident => $text:literal,)*) => {
+        /// The steps of the child, in order; the parent names the failed one.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub(super) enum Step {
+            $($name,)*
+        }
+
+        impl Step {
+            const ALL: &'static [Step] = &[$(Step::$name,)*];
+
+            pub(super) fn describe(self) -> &'static str {
+                match self {
+                    $(Step::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+steps! {
+    WaitForParent => "waiting for the parent to map the user namespace",
+    NewSession => "setsid",
+    PrivateMounts => "making the mounts private",
+    ReadOnlyRoot => "remounting the filesystem read-only (mount_setattr, Linux 5.12+)",
+    MountWorkdir => "mounting the tmpfs working directory",
+    MountProc => "mounting /proc",
+    DropGroups => "dropping supplementary groups",
+    SetGid => "setting the group id",
+    SetUid => "setting the user id",
+    ParentDeathSignal => "prctl(PR_SET_PDEATHSIG)",
+    WriteProgram => "writing the program file",
+    Chdir => "entering the working directory",
+    Descriptors => "setting up stdin/stdout/stderr",
+    Limits => "setting resource limits",
+    NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS)",
+    Seccomp => "installing the seccomp filter",
+    Exec => "starting the interpreter",
 }
 
 impl Step {
     pub(super) fn from_code(code: u8) -> Option<Step> {
-        use Step::*;
-        [
-            WaitForParent,
-            NewSession,
-            PrivateMounts,
-            ReadOnlyRoot,
-            MountWorkdir,
-            MountProc,
-            DropGroups,
-            SetGid,
-            SetUid,
-            ParentDeathSignal,
-            WriteProgram,
-            Chdir,
-            Descriptors,
-            Limits,
-            NoNewPrivileges,
-            Seccomp,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u8 == code)
-    }
-
-    pub(super) fn describe(self) -> &'static str {
-        match self {
-            Step::WaitForParent => "waiting for the parent to map the user namespace",
-            Step::NewSession => "setsid",
-            Step::PrivateMounts => "making the mounts private",
-            Step::ReadOnlyRoot => "remounting the filesystem read-only (mount_setattr, Linux 5.12+)",
-            Step::MountWorkdir => "mounting the tmpfs working directory",
-            Step::MountProc => "mounting /proc",
-            Step::DropGroups => "dropping supplementary groups",
-            Step::SetGid => "setting the group id",
-            Step::SetUid => "setting the user id",
-            Step::ParentDeathSignal => "prctl(PR_SET_PDEATHSIG)",
-            Step::WriteProgram => "writing the program file",
-            Step::Chdir => "entering the working directory",
-            Step::Descriptors => "setting up stdin/stdout/stderr",
-            Step::Limits => "setting resource limits",
-            Step::NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS)",
-            Step::Seccomp => "installing the seccomp filter",
-            Step::Exec => "starting the interpreter",
-        }
+        Step::ALL.iter().copied().find(|s| *s as u8 == code)
     }
 
     /// Steps that only fail when the kernel or its configuration lacks the isolation.
