@@ -108,6 +108,8 @@ bench: build
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader
 	@echo "== chat data paths: mid-train stream and SFT batches, tokens/s (smoke data; d20 batch shapes) =="
 	$(BIN) --preset d20 --base-dir $(SMOKE_DIR) bench chat-data
+	@echo "== sandbox: HumanEval's 164 canonical solutions run in the code sandbox, programs/s at 1 and 4 workers =="
+	$(BIN) bench sandbox --problems manifests/data/chat_smoke/openai/openai_humaneval/openai_humaneval/test-00000-of-00001.parquet
 
 # On a machine with NVIDIA GPUs: the CUDA backend, NCCL all-reduce bandwidth, 1-GPU training throughput.
 gpu-check: build

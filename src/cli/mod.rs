@@ -2,6 +2,7 @@
 //! plus `speedrun` (all stages in order), `doctor` (hardware preflight), `report` and `config`.
 pub mod chat_args;
 pub mod commands;
+pub mod eval_args;
 
 pub use chat_args::{ChatStageArgs, TasksCommand, TasksShowArgs, TokenizerCommand, TokenizerSource};
 
@@ -189,6 +190,9 @@ pub enum Command {
         Example: nanochat serve                      (then open http://localhost:8000)\n\
         Example: nanochat serve --source mid --port 8080 --host 127.0.0.1")]
     Serve(crate::cli::chat_args::ServeArgs),
+    /// Evaluate generated code: HumanEval completions scored with pass@k in a sandbox.
+    #[command(subcommand)]
+    Eval(eval_args::EvalCommand),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -321,6 +325,8 @@ pub enum BenchCommand {
     /// Tokens per second of the mid-train and SFT data paths (task rows, rendering, batching).
     #[command(name = "chat-data")]
     ChatData(crate::cli::chat_args::BenchChatDataArgs),
+    /// Sandboxed Python programs per second: HumanEval's canonical solutions at 1 and N workers.
+    Sandbox(eval_args::BenchSandboxArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,9 @@
 //! Evaluation: bits per byte (§6.2); the chat evaluation (§6.3: categorical accuracy on the
-//! multiple-choice tasks, the generative tasks through the engine, ChatCORE).
+//! multiple-choice tasks, the generative tasks through the engine, ChatCORE); HumanEval programs and
+//! the sandbox that runs generated code (§6.4).
 pub mod bpb;
 pub mod categorical;
 pub mod chat_eval;
+pub mod humaneval;
+pub mod sandbox;
 pub mod unigram;

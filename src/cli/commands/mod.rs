@@ -5,6 +5,7 @@ mod bench_chat_data;
 mod bench_collectives;
 mod bench_dataloader;
 mod bench_engine;
+mod bench_sandbox;
 mod bench_tokenizer;
 mod bench_train;
 mod chat_eval;
@@ -14,6 +15,7 @@ mod config;
 mod container;
 mod data;
 mod doctor;
+mod eval_humaneval;
 mod generate;
 pub mod launch;
 mod report;
@@ -23,6 +25,7 @@ mod tok_eval;
 mod tok_train;
 mod tokenizer;
 
+use super::eval_args::EvalCommand;
 use super::{BenchCommand, Cli, Command, ContainerCommand};
 
 pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
@@ -51,6 +54,8 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::ChatData(args)) => bench_chat_data::run(&cli.global, args),
         Command::Bench(BenchCommand::Engine(args)) => bench_engine::run(args),
         Command::Bench(BenchCommand::Dataloader(args)) => bench_dataloader::run(&cli.global, args),
+        Command::Bench(BenchCommand::Sandbox(args)) => bench_sandbox::run(&cli.global, args),
+        Command::Eval(EvalCommand::Humaneval(args)) => eval_humaneval::run(&cli.global, args),
         Command::Container(ContainerCommand::Run(args)) => container::run(&cli.global, args),
     }
 }
