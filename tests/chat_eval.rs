@@ -102,3 +102,20 @@ fn the_report_section_has_every_task_and_chatcore() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown chat task \"gsm\""));
 }
+
+#[test]
+fn humaneval_replies_are_judged_by_running_them_in_the_sandbox() {
+    use nanochat::chat::conversation::Content;
+    let base = chat_base();
+    let task = nanochat::eval::chat_eval::open_eval_task(&base.paths, "HumanEval").unwrap();
+    for index in 0..3 {
+        let conversation = task.get(index).unwrap();
+        let Content::Text(solution) = &conversation.messages[1].content else { panic!("a text answer") };
+        // The canonical solution, as a chat model would write it: in a fenced block after some words.
+        let reply = format!("Here is the function:\n\n```python\n{solution}\n```\nIt passes the tests.");
+        assert!(task.evaluate(&conversation, &reply).unwrap(), "problem {index}");
+        // The same signature returning None: valid Python that fails the tests.
+        let broken = format!("```python\n{}:\n    return None\n```", solution.split(":\n").next().unwrap());
+        assert!(!task.evaluate(&conversation, &broken).unwrap(), "problem {index}: {broken}");
+    }
+}

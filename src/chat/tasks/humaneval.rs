@@ -1,11 +1,17 @@
 //! HumanEval (`openai/openai_humaneval`, test split, 164 problems, NANOCHAT.md §5.2): the user
 //! message is the function's prompt, the assistant's the prompt plus the canonical solution;
-//! `entry_point` and `test` travel with the conversation for the code-executing evaluation.
+//! `entry_point` and `test` travel with the conversation for the code-executing evaluation: a reply
+//! passes when the program of §6.4 (the prompt's imports, the reply's code, the tests, `check`) runs
+//! without error in the sandbox (src/eval/sandbox).
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 
 use super::hf_dataset::{ShuffledSplit, SplitLocation};
 use super::{EvalType, Examples, TaskError};
-use crate::chat::conversation::{Conversation, Message, Role};
+use crate::chat::conversation::{Content, Conversation, Message, Role};
+use crate::eval::humaneval::humaneval_program;
+use crate::eval::sandbox::{Sandbox, SandboxConfig};
 use crate::paths::Paths;
 
 pub const REPO: &str = "openai/openai_humaneval";
@@ -50,4 +56,23 @@ impl Examples for HumanEval {
     fn eval_type(&self) -> Option<EvalType> {
         Some(EvalType::Generative)
     }
+    fn evaluate(&self, conversation: &Conversation, response: &str) -> Result<bool, TaskError> {
+        let text = |key: &str| conversation.extra(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let prompt = match conversation.messages.first().map(|m| &m.content) {
+            Some(Content::Text(text)) => text.as_str(),
+            _ => "",
+        };
+        let program = humaneval_program(prompt, response, &text("test"), &text("entry_point"));
+        Ok(sandbox(&self.name())?.run(&program).passed())
+    }
+}
+
+/// The sandbox every HumanEval evaluation of this process shares (made on first use, with the
+/// reference's limits: 5 s, 256 MiB).
+fn sandbox(task: &str) -> Result<&'static Sandbox, TaskError> {
+    static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|reason| TaskError::NotEvaluable { task: task.to_string(), reason: reason.clone() })
 }
