@@ -4,8 +4,8 @@
 //! kernel, not by Python.
 //!
 //! What a run is: the parent clones a child into new user, PID, mount, network, IPC, UTS and cgroup
-//! namespaces. Root here is mapped to uid/gid 65534 (nobody) outside when nanochat runs as root,
-//! and to the caller's own ids otherwise; inside, the program runs as 65534 with no capabilities.
+//! namespaces. The program runs as uid/gid 65534 with no capabilities; outside, that is 65534
+//! (nobody) when nanochat runs as root, and the caller's own ids otherwise.
 //! The child makes every mount read-only (recursively, with `mount_setattr`), mounts a size-capped
 //! tmpfs on a fresh temporary directory (its working directory, HOME and TMPDIR, and the only
 //! writable place), mounts a /proc of its own PID namespace, drops its ids, sets resource limits,
