@@ -32,8 +32,19 @@ pub struct PipelineOptions {
 }
 
 /// Every stage this build knows, in pipeline order.
-pub const KNOWN_STAGES: &[&str] =
-    &["doctor", "data", "tok-train", "tok-eval", "data-wait", "base-train", "base-loss", "mid-train", "sft", "report"];
+pub const KNOWN_STAGES: &[&str] = &[
+    "doctor",
+    "data",
+    "tok-train",
+    "tok-eval",
+    "data-wait",
+    "base-train",
+    "base-loss",
+    "base-eval",
+    "mid-train",
+    "sft",
+    "report",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage `{name}`; stages in this build: {}", KNOWN_STAGES.join(", "))]
@@ -182,6 +193,16 @@ pub fn stage_spec(
             inputs: [tokenizer_files(paths), vec![paths.checkpoints("base", config.base_train.depth)]].concat(),
             outputs: vec![report_dir.join("base-model-loss.json")],
             config: section(config, "base_loss"),
+            always_run: false,
+            resume_args: vec![],
+        },
+        // §10.1 step 7: CORE of the base model (the bundle is fetched by the stage on first use).
+        "base-eval" => StageSpec {
+            name: name.into(),
+            args: distributed_args("base-eval", options),
+            inputs: [tokenizer_files(paths), vec![paths.checkpoints("base", config.base_train.depth)]].concat(),
+            outputs: vec![report_dir.join("base-model-evaluation.json"), paths.base_eval()],
+            config: serde_json::json!({"base_eval": section(config, "base_eval"), "data": data_identity(config)}),
             always_run: false,
             resume_args: vec![],
         },
