@@ -2,8 +2,9 @@
 //! strided over the processes (rank r takes examples r, r+W, …), rendered with their few-shot
 //! examples, tokenized, scored in batches of about `batch_tokens` tokens (this rank's examples
 //! sorted by length so a batch pads little), the 0/1 correctness vector summed over the processes;
-//! accuracy = its mean, centered against the task's random baseline; CORE = the mean of the
-//! centered accuracies. Also the results CSV of `base_eval.py`.
+//! accuracy = its mean (in float32, as the reference's tensor mean), centered against the task's
+//! random baseline; CORE = the mean of the centered accuracies. Also the results CSV of
+//! `base_eval.py`.
 use std::path::Path;
 use std::time::Instant;
 
@@ -169,7 +170,9 @@ pub fn evaluate_task(
     let local: Vec<f64> = outcomes.iter().map(|o| f64::from(u8::from(o.as_ref().is_some_and(|o| o.correct)))).collect();
     let summed = if local.is_empty() { local } else { cluster.reduce(&local, ReduceOp::Sum)? };
     let correct: Vec<bool> = summed.iter().map(|&c| c > 0.5).collect();
-    let accuracy = if n == 0 { f64::NAN } else { correct.iter().filter(|&&c| c).count() as f64 / n as f64 };
+    // The reference averages a float32 tensor: the same rounding keeps the printed digits identical.
+    let passed = correct.iter().filter(|&&c| c).count();
+    let accuracy = if n == 0 { f64::NAN } else { f64::from(passed as f32 / n as f32) };
     Ok(TaskResult {
         label: task.label.clone(),
         accuracy,
