@@ -158,6 +158,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "data-wait",
         "base-train",
         "base-loss",
+        "base-eval",
         "mid-train",
         "sft",
         "report",
@@ -176,7 +177,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "sft"] {
+    for stage in ["tok-train", "base-train", "base-loss", "base-eval", "mid-train", "sft"] {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);

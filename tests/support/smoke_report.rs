@@ -9,10 +9,14 @@ pub fn assert_is_smoke_report(report: &str) {
         "## Tokenizer evaluation",
         "## Base model training",
         "## Base model loss",
+        "## Base model evaluation",
         "## Midtraining",
         "## Chat SFT",
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
     assert!(report.contains("| Metric | BASE | MID | SFT | RL |"), "{report}");
+    let core = report.lines().find(|l| l.starts_with("| CORE |")).unwrap_or_default();
+    let base_cell = core.split('|').nth(2).unwrap_or_default().trim();
+    assert!(base_cell.parse::<f64>().is_ok(), "the summary's CORE cell holds base-eval's value: {core:?}\n{report}");
 }
