@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 
-use super::bundled_manifests::{bundled_manifest, with_mirror};
+use super::bundled_manifests::{required_manifest, with_mirror};
 use super::chat_smoke::StandInSource;
 use super::checksum_ledger::{ChecksumLedger, LedgerError, LEDGER_FILE_NAME};
 use super::download_error::DownloadError;
@@ -96,16 +96,7 @@ pub fn ensure_eval_bundle(paths: &Paths, source: &BundleSource) -> Result<PathBu
     if bundle_in_place(&dir, stand_in)? {
         return Ok(dir);
     }
-    let manifest = match bundled_manifest(EVAL_BUNDLE_MANIFEST_NAME) {
-        Some(parsed) => parsed?,
-        None => {
-            return Err(ManifestError::InvalidEntry {
-                name: EVAL_BUNDLE_MANIFEST_NAME.into(),
-                reason: "missing from this build".into(),
-            }
-            .into())
-        }
-    };
+    let manifest = required_manifest(EVAL_BUNDLE_MANIFEST_NAME)?;
     let (mut entry, _server) = match source {
         BundleSource::Manifest { mirror_url } => (with_mirror(&manifest, mirror_url).files[0].clone(), None),
         BundleSource::SmokeStandIn => {

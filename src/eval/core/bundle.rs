@@ -216,21 +216,9 @@ fn parse_core_yaml(path: &Path, text: &str, baselines: &HashMap<String, f64>) ->
     Ok(tasks)
 }
 
-/// Python's `str()` of a YAML scalar.
+/// Python's `str()` of a YAML scalar (what the template prints).
 fn yaml_str(value: &serde_yaml_ng::Value) -> Option<String> {
-    use serde_yaml_ng::Value as Yaml;
-    match value {
-        Yaml::String(s) => Some(s.clone()),
-        Yaml::Null => Some("None".into()),
-        Yaml::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
-        Yaml::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.to_string(),
-            (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) => python_float_repr(f),
-            _ => return None,
-        }),
-        _ => None,
-    }
+    python_str(&serde_json::to_value(value).ok()?).ok()
 }
 
 /// `Random baseline` by `Eval Task` (csv.DictReader; a later row of the same task wins).
