@@ -102,6 +102,8 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
 	@echo "== generation: our engine vs the reference's Engine (same weights, prompt, greedy; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
+	@echo "== CORE: base-eval examples/s vs the reference's core_eval (same weights, tokenizer and bundle; CPU) =="
+	$(VENV)/bin/python tests/bench/bench_core.py --bin $(BIN) --depth 4
 	@echo "== server load: nanochat serve on 127.0.0.1 at 1, 8 and 32 streaming clients (d2 weights; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_serve.py --bin $(BIN)
 	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="

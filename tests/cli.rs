@@ -160,6 +160,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "data-wait",
         "base-train",
         "base-loss",
+        "base-eval",
         "mid-train",
         "chat-eval-mid",
         "sft",
@@ -180,7 +181,9 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "chat-eval-mid", "sft", "chat-eval-sft"] {
+    for stage in
+        ["tok-train", "base-train", "base-loss", "base-eval", "mid-train", "chat-eval-mid", "sft", "chat-eval-sft"]
+    {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);

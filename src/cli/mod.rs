@@ -119,6 +119,23 @@ pub enum Command {
         Writes: report/base-model-loss.json."
     )]
     BaseLoss(LaunchArgs),
+    /// CORE of the base model: in-context accuracy on the eval bundle's tasks, centered, averaged.
+    #[command(
+        name = "base-eval",
+        long_about = "Evaluate the last base checkpoint on the CORE tasks (NANOCHAT.md §6.1): each task \
+        of the eval bundle's core.yaml (multiple choice, schema, language modeling), its examples shuffled \
+        with Random(1337) and cropped to --max-per-task (default base_eval.max_per_task; -1 = all), few-shot \
+        examples drawn as the reference does; accuracy centered against the random baseline of \
+        eval_meta_data.csv; CORE = the mean of the centered accuracies.\n\n\
+        Reads: base_dNN/ of the largest depth (last step, or --step; or --source-dir), tok/, eval_bundle/ \
+        (downloaded and unpacked on first use: eval_bundle.zip of manifests/data/eval_bundle.toml into \
+        data/eval-bundle/; the smoke preset's stand-in is built in), or --bundle DIR.\n\
+        Writes: base_eval/base_model_XXXXXX.csv (Task, Accuracy, Centered; then CORE), \
+        report/base-model-evaluation.json.\n\n\
+        Example: nanochat base-eval --max-per-task 100\n\
+        Example: nanochat base-eval --bundle ./my_bundle --source-dir ./base_d20 --step 21400"
+    )]
+    BaseEval(BaseEvalArgs),
     /// Midtrain the base model on a mixture of conversations (every token trained).
     #[command(
         name = "mid-train",
@@ -417,6 +434,24 @@ pub struct BaseTrainArgs {
     /// Start from these weights (.safetensors, or a reference .pt state_dict) instead of a fresh init.
     #[arg(long, value_name = "FILE")]
     pub init_from: Option<PathBuf>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseEvalArgs {
+    /// Evaluate this bundle directory (core.yaml, eval_meta_data.csv, eval_data/) instead of eval_bundle/.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Examples per task after the shuffle (-1 = all; default: base_eval.max_per_task of the preset).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_per_task: Option<i64>,
+    /// Checkpoint step to evaluate (default: the last).
+    #[arg(long, value_name = "N")]
+    pub step: Option<u64>,
+    /// Evaluate the checkpoint in this directory instead of the largest-depth base_dNN/.
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
     #[command(flatten)]
     pub launch: LaunchArgs,
 }

@@ -9,6 +9,7 @@ pub fn assert_is_smoke_report(report: &str) {
         "## Tokenizer evaluation",
         "## Base model training",
         "## Base model loss",
+        "## Base model evaluation",
         "## Midtraining",
         "## Chat evaluation mid",
         "## Chat SFT",
@@ -28,4 +29,7 @@ pub fn assert_is_smoke_report(report: &str) {
             assert!(cell.parse::<f64>().is_ok(), "{metric} {column} is {cell:?}:\n{report}");
         }
     }
+    let core = report.lines().find(|l| l.starts_with("| CORE |")).unwrap_or_default();
+    let base_cell = core.split('|').nth(2).unwrap_or_default().trim();
+    assert!(base_cell.parse::<f64>().is_ok(), "the summary's CORE cell holds base-eval's value: {core:?}\n{report}");
 }

@@ -1,4 +1,5 @@
 //! One handler per subcommand; each returns an error with context for the CLI edge to print.
+mod base_eval;
 mod base_loss;
 mod base_train;
 mod bench_chat_data;
@@ -33,6 +34,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Speedrun(args) => speedrun::run(&cli.global, args),
         Command::Doctor(args) => doctor::run(&cli.global, args),
         Command::BaseLoss(args) => base_loss::run(&cli.global, args),
+        Command::BaseEval(args) => base_eval::run(&cli.global, args),
         Command::BaseTrain(args) => base_train::run(&cli.global, args),
         Command::MidTrain(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Mid),
         Command::Sft(args) => chat_stage::run(&cli.global, args, chat_stage::ChatStage::Sft),
