@@ -19,17 +19,18 @@
 //! raised (any `BaseException`, `SystemExit` included); an interpreter that dies without a report
 //! failed.
 //!
-//! What it stops: network access of any kind (empty network namespace, and no `socket` at all, so
-//! no host Unix sockets either); writes anywhere but the temporary directory (read-only mounts;
+//! What it stops: network access of any kind (empty network namespace, and `socket` refused, so
+//! no host Unix sockets either; `socketpair` works); writes anywhere but the temporary directory (read-only mounts;
 //! as nobody, device nodes only as far as their permissions allow everyone); signals or ptrace to
 //! any process outside (PID namespace); processes that outlive the run (double fork, setsid: the
 //! namespace dies with its PID 1); fork bombs (RLIMIT_NPROC, counted per run through the user
 //! namespace); memory hogs (RLIMIT_AS per process); CPU and wall time (RLIMIT_CPU, the wall limit);
 //! disk filling (tmpfs size, RLIMIT_FSIZE); output floods (the cap, then the run is killed);
-//! reading stdin (end of file); keeping capabilities (none after exec, no_new_privs).
+//! reading stdin (end of file); keeping capabilities (none after exec, no_new_privs); outliving
+//! nanochat (PR_SET_PDEATHSIG kills it with its parent, though its empty directory then stays).
 //!
-//! What it does not stop: reading what nobody may read (the program sees the host's files
-//! read-only, e.g. /etc, and can print them); kernel exploits (seccomp narrows the surface, it does
+//! What it does not stop: reading files that every user may read (the program sees the host's
+//! filesystem read-only, e.g. /etc, and can print what it finds); kernel exploits (seccomp narrows the surface, it does
 //! not remove it); memory use up to RLIMIT_AS times RLIMIT_NPROC plus the tmpfs; a program that
 //! writes a forged verdict to the runner's descriptor (the verdict is evidence for evaluation, not
 //! a security property). When nanochat does not run as root, the program keeps the caller's uid and
