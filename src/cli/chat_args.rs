@@ -217,6 +217,10 @@ pub struct ChatEvalArgs {
     /// FILE.rankN).
     #[arg(long, value_name = "FILE")]
     pub details: Option<PathBuf>,
+    /// Run HumanEval's generated code even where the sandbox cannot isolate it (no namespaces, e.g. in
+    /// a container); without this HumanEval is skipped there. Same as NANOCHAT_ALLOW_UNSANDBOXED=1.
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
     #[command(flatten)]
     pub launch: LaunchArgs,
 }

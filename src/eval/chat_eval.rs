@@ -158,8 +158,18 @@ pub fn run(paths: &Paths, cluster: &Cluster<'_>, options: &ChatEvalOptions) -> R
         }
         None => None,
     };
-    let mut results = Vec::with_capacity(options.tasks.len());
-    for name in &options.tasks {
+    // HumanEval runs generated code: without a sandbox it is left out, loudly, and ChatCORE with it.
+    let mut tasks = options.tasks.clone();
+    let mut not_run = None;
+    if tasks.iter().any(|t| t == "HumanEval") {
+        if let Err(reason) = crate::chat::tasks::humaneval::sandbox_available() {
+            log::warn!("HumanEval is NOT evaluated: {reason}");
+            tasks.retain(|t| t != "HumanEval");
+            not_run = Some(reason);
+        }
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for name in &tasks {
         let task = open_eval_task(paths, name)?;
         let (accuracy, outcomes) = match task.eval_type() {
             Some(EvalType::Categorical) => {
@@ -196,6 +206,9 @@ pub fn run(paths: &Paths, cluster: &Cluster<'_>, options: &ChatEvalOptions) -> R
         }
         if let Some(score) = chatcore {
             section = section.value("ChatCORE metric", score);
+        }
+        if let Some(reason) = &not_run {
+            section = section.value("HumanEval not run", reason.clone());
         }
         section.write(&paths.report())?;
     }

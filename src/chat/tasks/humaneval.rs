@@ -67,12 +67,30 @@ impl Examples for HumanEval {
     }
 }
 
-/// The sandbox every HumanEval evaluation of this process shares (made on first use, with the
-/// reference's limits: 5 s, 256 MiB).
-fn sandbox(task: &str) -> Result<&'static Sandbox, TaskError> {
+/// Set to 1 to run generated code without namespace isolation where the sandbox cannot make them
+/// (e.g. inside a container whose seccomp profile forbids user namespaces); `chat-eval
+/// --allow-unsandboxed` sets it.
+pub const ALLOW_UNSANDBOXED_ENV: &str = "NANOCHAT_ALLOW_UNSANDBOXED";
+
+/// Whether generated code can be run here: the sandbox, made on first use (the reference's limits:
+/// 5 s, 256 MiB), or why not.
+pub fn sandbox_available() -> Result<(), String> {
+    shared_sandbox().map(|_| ())
+}
+
+fn shared_sandbox() -> Result<&'static Sandbox, String> {
     static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
     SANDBOX
-        .get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            let allow = std::env::var(ALLOW_UNSANDBOXED_ENV).is_ok_and(|v| v == "1");
+            Sandbox::new(SandboxConfig { allow_unsandboxed: allow, ..SandboxConfig::default() })
+                .map_err(|e| e.to_string())
+        })
         .as_ref()
-        .map_err(|reason| TaskError::NotEvaluable { task: task.to_string(), reason: reason.clone() })
+        .map_err(Clone::clone)
+}
+
+/// The sandbox every HumanEval evaluation of this process shares.
+fn sandbox(task: &str) -> Result<&'static Sandbox, TaskError> {
+    shared_sandbox().map_err(|reason| TaskError::NotEvaluable { task: task.to_string(), reason })
 }

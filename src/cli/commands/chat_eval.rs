@@ -9,6 +9,9 @@ use crate::eval::chat_eval::{self, ChatEvalOptions};
 pub fn run(global: &GlobalOptions, args: &ChatEvalArgs) -> anyhow::Result<()> {
     let name = format!("chat-eval-{}", args.source);
     let Role::Worker { ctx, group, device } = launch_or_join(global, &args.launch, &name)? else { return Ok(()) };
+    if args.allow_unsandboxed {
+        std::env::set_var(crate::chat::tasks::humaneval::ALLOW_UNSANDBOXED_ENV, "1");
+    }
     let config = global.resolve_config()?;
     let paths = global.paths();
     if ctx.is_master() {
