@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::base::PHASE;
-use super::{StageOptions, TrainError};
+use super::TrainError;
 use crate::config::RunConfig;
 use crate::data::bundled_manifests::SMOKE_MANIFEST_NAME;
 use crate::data::eval_bundle::{ensure_eval_bundle, BundleSource};
@@ -34,8 +34,8 @@ pub struct BaseEvalOptions {
     pub max_per_task: Option<i64>,
     /// The checkpoint step (default: the last).
     pub step: Option<u64>,
-    /// `source_dir`: a checkpoint directory instead of the largest-depth base one.
-    pub stage: StageOptions,
+    /// A checkpoint directory instead of the largest-depth base one.
+    pub source_dir: Option<PathBuf>,
 }
 
 /// Where a preset's bundle comes from: the smoke corpus's runs use the stand-in, the others the
@@ -63,7 +63,7 @@ pub fn run(
     let spec = ModelSpec {
         phase: PHASE.into(),
         step: options.step,
-        checkpoint_dir: options.stage.source_dir.clone(),
+        checkpoint_dir: options.source_dir.clone(),
         tokenizer: None,
     };
     let LoadedModel { model, encoder, source } = LoadedModel::open(paths, &spec, cluster.device)?;
