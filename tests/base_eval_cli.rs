@@ -145,3 +145,21 @@ fn two_processes_split_the_examples_and_agree_with_one() {
     let core = golden()["runs"][0]["core_metric"].as_f64().unwrap();
     assert!(csv(&two).ends_with(&format!("{:<35}, {:<10}, {core:<10.6}\n", "CORE", "")), "{}", csv(&two));
 }
+
+#[test]
+fn a_base_dir_the_reference_wrote_is_evaluated_as_is() {
+    // The reference's layout: tokenizer/tokenizer.pkl and base_checkpoints/d2/model_000000.pt.
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(base.path().join("tokenizer")).unwrap();
+    std::fs::copy(root().join("tests/golden/chat/tokenizer.pkl"), base.path().join("tokenizer/tokenizer.pkl")).unwrap();
+    let checkpoints = base.path().join("base_checkpoints/d2");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    for f in ["model_000000.pt", "meta_000000.json"] {
+        std::fs::copy(root().join("tests/golden/core/model_d2").join(f), checkpoints.join(f)).unwrap();
+    }
+    let bundle = root().join("tests/golden/core/bundles/golden_b");
+    stdout(&nanochat(base.path(), &["base-eval", "--bundle", bundle.to_str().unwrap()], None));
+    let csv = std::fs::read_to_string(base.path().join("base_eval/base_model_000000.csv")).unwrap();
+    let core = golden()["runs"][2]["core_metric"].as_f64().unwrap();
+    assert!(csv.ends_with(&format!("{:<35}, {:<10}, {core:<10.6}\n", "CORE", "")), "{csv}");
+}

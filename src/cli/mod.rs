@@ -127,7 +127,8 @@ pub enum Command {
         with Random(1337) and cropped to --max-per-task (default base_eval.max_per_task; -1 = all), few-shot \
         examples drawn as the reference does; accuracy centered against the random baseline of \
         eval_meta_data.csv; CORE = the mean of the centered accuracies.\n\n\
-        Reads: base_dNN/ of the largest depth (last step, or --step; or --source-dir), tok/, eval_bundle/ \
+        Reads: base_dNN/ of the largest depth (last step, or --step; or --source-dir; ours or the reference's), \
+        tok/ (or the reference's tokenizer/), eval_bundle/ \
         (downloaded and unpacked on first use: eval_bundle.zip of manifests/data/eval_bundle.toml into \
         data/eval-bundle/; the smoke preset's stand-in is built in), or --bundle DIR.\n\
         Writes: base_eval/base_model_XXXXXX.csv (Task, Accuracy, Centered; then CORE), \

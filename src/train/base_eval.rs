@@ -1,27 +1,26 @@
 //! The `base-eval` stage (NANOCHAT.md §6.1, the reference's `base_eval.py`): CORE of a base model.
 //!
-//! Reads top to bottom like the reference's script: the tokenizer and the model (the last step of
-//! the largest-depth base checkpoint, or `--step`, or `--source-dir`); the bundle (`--bundle DIR`,
-//! else `<base>/eval_bundle/`, downloaded and unpacked on first use, the smoke preset's from its
-//! stand-in); every task over the processes on its first `max_per_task` shuffled examples
-//! (src/eval/core/); then, on rank 0, `base_eval/base_model_XXXXXX.csv` and the report section
-//! "Base model evaluation" (`Model`, `CORE metric`, then each task's centered accuracy), whose
-//! `CORE metric` fills the summary table's CORE cell.
+//! Reads top to bottom like the reference's script: the model (the last step of the largest-depth
+//! base checkpoint, ours or the reference's, or `--step`, or `--source-dir`) and its tokenizer; the
+//! bundle (`--bundle DIR`, else `<base>/eval_bundle/`, downloaded and unpacked on first use, the
+//! smoke preset's from its stand-in); every task over the processes on its first `max_per_task`
+//! shuffled examples (src/eval/core/); then, on rank 0, `base_eval/base_model_XXXXXX.csv` and the
+//! report section "Base model evaluation" (`Model`, `CORE metric`, then each task's centered
+//! accuracy), whose `CORE metric` fills the summary table's CORE cell.
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::base::PHASE;
-use super::source::SourceCheckpoint;
-use super::{StageOptions, TrainError};
+use super::TrainError;
 use crate::config::RunConfig;
 use crate::data::bundled_manifests::SMOKE_MANIFEST_NAME;
 use crate::data::eval_bundle::{ensure_eval_bundle, BundleSource};
 use crate::dist::Cluster;
+use crate::engine::loaded_model::{LoadedModel, ModelSpec};
 use crate::eval::core::evaluator::default_batch_tokens;
 use crate::eval::core::{evaluate_bundle, CoreBundle, CoreResults};
 use crate::paths::Paths;
 use crate::report::ReportSection;
-use crate::tokenizer::artifacts;
 
 /// The report section this stage writes (its `CORE metric` feeds the summary table).
 pub const SECTION: &str = "Base model evaluation";
@@ -35,8 +34,8 @@ pub struct BaseEvalOptions {
     pub max_per_task: Option<i64>,
     /// The checkpoint step (default: the last).
     pub step: Option<u64>,
-    /// `source_dir`: a checkpoint directory instead of the largest-depth base one.
-    pub stage: StageOptions,
+    /// A checkpoint directory instead of the largest-depth base one.
+    pub source_dir: Option<PathBuf>,
 }
 
 /// Where a preset's bundle comes from: the smoke corpus's runs use the stand-in, the others the
@@ -60,16 +59,14 @@ pub fn run(
     cluster: &Cluster<'_>,
     options: &BaseEvalOptions,
 ) -> Result<CoreResults, TrainError> {
-    // The tokenizer and the model.
-    let encoder = artifacts::load(&paths.tokenizer())?;
-    let (source, model) = SourceCheckpoint::open_at(
-        paths,
-        PHASE,
-        options.stage.source_dir.as_deref(),
-        options.step,
-        encoder.vocab_size(),
-        cluster.device,
-    )?;
+    // The model and its tokenizer (tok/, or the reference's tokenizer/ in a base dir it wrote).
+    let spec = ModelSpec {
+        phase: PHASE.into(),
+        step: options.step,
+        checkpoint_dir: options.source_dir.clone(),
+        tokenizer: None,
+    };
+    let LoadedModel { model, encoder, source } = LoadedModel::open(paths, &spec, cluster.device)?;
     let model_name = format!("base_model (step {})", source.step);
     log::info!("evaluating {model_name} of {}", source.dir.display());
 

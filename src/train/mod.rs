@@ -53,6 +53,8 @@ pub enum TrainError {
     #[error(transparent)]
     Dist(#[from] DistError),
     #[error(transparent)]
+    Load(#[from] crate::engine::loaded_model::LoadError),
+    #[error(transparent)]
     Core(#[from] crate::eval::core::CoreError),
     #[error(transparent)]
     EvalBundle(#[from] crate::data::eval_bundle::EvalBundleError),

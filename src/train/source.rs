@@ -133,21 +133,9 @@ impl SourceCheckpoint {
         vocab_size: u32,
         device: Device,
     ) -> Result<(Self, Gpt), SourceError> {
-        Self::open_at(paths, phase, source_dir, None, vocab_size, device)
-    }
-
-    /// [`SourceCheckpoint::open`] at step `step` (default: the last) of the chosen directory.
-    pub fn open_at(
-        paths: &Paths,
-        phase: &str,
-        source_dir: Option<&Path>,
-        step: Option<u64>,
-        vocab_size: u32,
-        device: Device,
-    ) -> Result<(Self, Gpt), SourceError> {
         let source = match source_dir {
-            Some(dir) => Self::in_dir(dir, step)?,
-            None => Self::latest_at(paths, phase, step)?,
+            Some(dir) => Self::in_dir(dir, None)?,
+            None => Self::latest(paths, phase)?,
         };
         let model = source.load_model(device)?;
         if i64::from(vocab_size) != model.config.vocab_size {

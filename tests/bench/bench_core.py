@@ -6,7 +6,7 @@ with 5 shots, schema, language modeling with 3 shots and zero-shot), on CPU, one
 one run: examples per second over the whole bundle. Both CORE values are printed: they must agree.
 
 usage: .venv/bin/python tests/bench/bench_core.py [--bin target/release/nanochat] [--depth 4]
-       [--examples 120] [--reference PATH-TO-NANOCHAT-CHECKOUT]   (or env NANOCHAT_REFERENCE; commit 10231df;
+       [--examples 60] [--reference PATH-TO-NANOCHAT-CHECKOUT]   (or env NANOCHAT_REFERENCE; commit 10231df;
        the reference also needs PyYAML importable, e.g. pip install --target DIR pyyaml and PYTHONPATH=DIR)"""
 import argparse, json, os, random, re, shutil, subprocess, sys, tempfile
 
@@ -114,7 +114,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "nanochat"))
     ap.add_argument("--depth", type=int, default=4)
-    ap.add_argument("--examples", type=int, default=120, help="examples per task (4 tasks)")
+    ap.add_argument("--examples", type=int, default=60, help="examples per task (4 tasks)")
     ap.add_argument("--reference", default=os.environ.get("NANOCHAT_REFERENCE"))
     args = ap.parse_args()
     if not args.reference:

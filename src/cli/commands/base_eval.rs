@@ -4,7 +4,6 @@ use super::launch::{launch_or_join, Role};
 use crate::cli::{BaseEvalArgs, GlobalOptions};
 use crate::dist::Cluster;
 use crate::train::base_eval::{self, BaseEvalOptions};
-use crate::train::StageOptions;
 
 pub fn run(global: &GlobalOptions, args: &BaseEvalArgs) -> anyhow::Result<()> {
     let Role::Worker { ctx, group, device } = launch_or_join(global, &args.launch, "base-eval")? else { return Ok(()) };
@@ -18,7 +17,7 @@ pub fn run(global: &GlobalOptions, args: &BaseEvalArgs) -> anyhow::Result<()> {
         bundle: args.bundle.clone(),
         max_per_task: args.max_per_task,
         step: args.step,
-        stage: StageOptions { resume: false, source_dir: args.source_dir.clone() },
+        source_dir: args.source_dir.clone(),
     };
     base_eval::run(&config, &paths, &cluster, &options)?;
     Ok(())
