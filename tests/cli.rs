@@ -113,6 +113,15 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         let text = std::fs::read_to_string(&record).unwrap().replace("\"stand_in\": true", "\"stand_in\": false");
         std::fs::write(&record, text).unwrap();
     }
+    // The CORE bundle on the same mirror: the smoke stand-in's files zipped as a real eval_bundle.zip.
+    let zipped = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(mirror_dir.join("eval_bundle.zip"))
+        .arg("eval_bundle")
+        .current_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/manifests/data/core_smoke")
+        .status()
+        .unwrap();
+    assert!(zipped.success());
     let mirror = nanochat::data::LocalMirror::serve(&mirror_dir).unwrap();
     let sets = [
         "data.manifest=fineweb-edu-100b".to_string(),
