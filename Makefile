@@ -104,12 +104,16 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
 	@echo "== chat RL: samples/s and tokens/s of generation and of training at the smoke size (CPU) =="
 	$(BIN) --preset smoke bench rl
+	@echo "== CORE: base-eval examples/s vs the reference's core_eval (same weights, tokenizer and bundle; CPU) =="
+	$(VENV)/bin/python tests/bench/bench_core.py --bin $(BIN) --depth 4
 	@echo "== server load: nanochat serve on 127.0.0.1 at 1, 8 and 32 streaming clients (d2 weights; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_serve.py --bin $(BIN)
 	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader
 	@echo "== chat data paths: mid-train stream and SFT batches, tokens/s (smoke data; d20 batch shapes) =="
 	$(BIN) --preset d20 --base-dir $(SMOKE_DIR) bench chat-data
+	@echo "== sandbox: HumanEval's 164 canonical solutions run in the code sandbox, programs/s at 1 and 4 workers =="
+	$(BIN) bench sandbox --problems manifests/data/chat_smoke/openai/openai_humaneval/openai_humaneval/test-00000-of-00001.parquet
 
 # On a machine with NVIDIA GPUs: the CUDA backend, NCCL all-reduce bandwidth, 1-GPU training throughput.
 gpu-check: build

@@ -1,9 +1,10 @@
 //! Build script: links libtorch_cuda into every artifact (so the binary is CUDA-capable even when built
 //! on a machine without a GPU; tch's own link args do not reach dependents, tch-rs #980), sets an rpath
 //! to the torch lib dir so the binary runs without LD_LIBRARY_PATH, and records build facts
-//! (git commit, rustc, libtorch version) for `--version` and the report header, and embeds the chat
-//! datasets' smoke stand-ins (manifests/data/chat_smoke/, listed in its SOURCES.toml) so the binary alone
-//! can serve them (src/data/chat_smoke.rs).
+//! (git commit, rustc, libtorch version) for `--version` and the report header, and embeds the smoke
+//! stand-ins of the chat datasets (manifests/data/chat_smoke/) and of the CORE eval bundle
+//! (manifests/data/core_smoke/), each listed in its SOURCES.toml, so the binary alone can serve them
+//! (src/data/chat_smoke.rs, src/data/eval_bundle.rs).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     compile_c10d_shim(&torch_lib)?;
     link_libtorch_cuda(&torch_lib);
     emit_build_facts(&torch_lib);
-    embed_chat_smoke_files()?;
+    embed_smoke_stand_ins()?;
     println!("cargo:rerun-if-changed=build.rs");
     Ok(())
 }
@@ -93,19 +94,26 @@ fn emit_build_facts(torch_lib: &Path) {
     println!("cargo:rustc-env=NANOCHAT_BUILD_TORCH_LIB={}", torch_lib.display());
 }
 
-/// Writes `$OUT_DIR/chat_smoke_files.rs`: `CHAT_SMOKE_SOURCES`, the text of
-/// manifests/data/chat_smoke/SOURCES.toml ("" when there is none), and `CHAT_SMOKE_FILES`, every file it
-/// lists (`[[file]]` tables with a `path` under that directory) as (path, `include_bytes!`), in its order.
-/// Whether the bytes match the recorded sha256s is checked by the tests and, at run time, by the downloader.
-fn embed_chat_smoke_files() -> anyhow::Result<()> {
+/// The chat datasets' stand-ins (manifests/data/chat_smoke/) and the CORE eval bundle's
+/// (manifests/data/core_smoke/), each listed in its SOURCES.toml.
+fn embed_smoke_stand_ins() -> anyhow::Result<()> {
+    embed_listed_files("chat_smoke", "CHAT_SMOKE")?;
+    embed_listed_files("core_smoke", "CORE_SMOKE")
+}
+
+/// Writes `$OUT_DIR/<dir>_files.rs`: `<PREFIX>_SOURCES`, the text of manifests/data/<dir>/SOURCES.toml
+/// ("" when there is none), and `<PREFIX>_FILES`, every file it lists (`[[file]]` tables with a
+/// `path` under that directory) as (path, `include_bytes!`), in its order. Whether the bytes match
+/// the recorded sha256s is checked by the tests and, at run time, by the downloader.
+fn embed_listed_files(dir: &str, prefix: &str) -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir.join("manifests/data/chat_smoke");
-    println!("cargo:rerun-if-changed=manifests/data/chat_smoke");
+    let root = manifest_dir.join("manifests/data").join(dir);
+    println!("cargo:rerun-if-changed=manifests/data/{dir}");
     let sources = root.join("SOURCES.toml");
-    let mut code = String::from("/// manifests/data/chat_smoke/SOURCES.toml.\n");
+    let mut code = format!("/// manifests/data/{dir}/SOURCES.toml.\n");
     let mut paths = Vec::new();
     if sources.is_file() {
-        code += &format!("pub const CHAT_SMOKE_SOURCES: &str = include_str!({:?});\n", sources.display().to_string());
+        code += &format!("pub const {prefix}_SOURCES: &str = include_str!({:?});\n", sources.display().to_string());
         let table: toml::Table = std::fs::read_to_string(&sources)?.parse()?;
         let files = table.get("file").and_then(|f| f.as_array()).map(Vec::as_slice).unwrap_or_default();
         for file in files {
@@ -120,15 +128,15 @@ fn embed_chat_smoke_files() -> anyhow::Result<()> {
             paths.push(path.to_string());
         }
     } else {
-        code += "pub const CHAT_SMOKE_SOURCES: &str = \"\";\n";
+        code += &format!("pub const {prefix}_SOURCES: &str = \"\";\n");
     }
-    code += "/// Every file SOURCES.toml lists: (path under manifests/data/chat_smoke/, bytes).\n";
-    code += "pub const CHAT_SMOKE_FILES: &[(&str, &[u8])] = &[\n";
+    code += &format!("/// Every file SOURCES.toml lists: (path under manifests/data/{dir}/, bytes).\n");
+    code += &format!("pub const {prefix}_FILES: &[(&str, &[u8])] = &[\n");
     for path in &paths {
         code += &format!("    ({path:?}, include_bytes!({:?})),\n", root.join(path).display().to_string());
     }
     code += "];\n";
-    std::fs::write(PathBuf::from(std::env::var("OUT_DIR")?).join("chat_smoke_files.rs"), code)?;
+    std::fs::write(PathBuf::from(std::env::var("OUT_DIR")?).join(format!("{dir}_files.rs")), code)?;
     Ok(())
 }
 

@@ -46,6 +46,10 @@ impl Paths {
     pub fn eval_bundle(&self) -> PathBuf {
         self.base.join("eval_bundle")
     }
+    /// CORE results of base-eval: base_model_XXXXXX.csv (NANOCHAT.md §6.1).
+    pub fn base_eval(&self) -> PathBuf {
+        self.base.join("base_eval")
+    }
     /// Checkpoints of a training phase ("base", "mid", "sft", "rl") at a depth: e.g. base_d20/.
     pub fn checkpoints(&self, phase: &str, depth: u32) -> PathBuf {
         self.base.join(format!("{phase}_d{depth}"))

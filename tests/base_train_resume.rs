@@ -106,6 +106,7 @@ fn run(
         token_bytes: token_bytes(),
         settings: settings(dir),
         sampler: None,
+        core: None,
         cluster: &cluster,
     };
     lp.run(start, loop_state, val_bpb)

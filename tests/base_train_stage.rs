@@ -1,7 +1,7 @@
 //! base-train through the binary on parquet shards of real text: it learns, writes complete
 //! checkpoints and its report section; a run killed mid-way and resumed ends bit-identical to an
 //! uninterrupted one; same seed gives the same weights; 2 processes train like 1 process with twice
-//! the gradient accumulation.
+//! the gradient accumulation; CORE during training.
 #[path = "support/real_text.rs"]
 mod real_text;
 
@@ -89,6 +89,10 @@ fn base_train_learns_and_writes_checkpoints_and_report() {
             "base_train.eval_every=15",
             "--set",
             "base_train.save_every=15",
+            "--set",
+            "base_train.core_metric_every=20",
+            "--set",
+            "base_train.core_metric_max_per_task=4",
             "base-train",
         ]),
     );
@@ -111,6 +115,14 @@ fn base_train_learns_and_writes_checkpoints_and_report() {
     assert_eq!(meta.val_bpb, Some(bpbs[2]));
     let section = std::fs::read_to_string(dir.path().join("report/base-model-training.json")).unwrap();
     assert!(section.contains("Final validation bpb") && section.contains("Number of parameters"), "{section}");
+    // CORE every core_metric_every steps and at the end, on the smoke stand-in bundle (§6.1).
+    let core: Vec<(i64, f64)> =
+        metrics(dir.path()).iter().filter_map(|m| Some((m["step"].as_i64()?, m["core_metric"].as_f64()?))).collect();
+    assert_eq!(core.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [20, 30], "{core:?}");
+    let last_core = metrics(dir.path()).into_iter().rfind(|m| m["core_metric"].is_f64()).unwrap();
+    assert!(last_core["metrics"]["smoke_pronouns"].is_f64(), "each task's centered accuracy: {last_core}");
+    assert!(section.contains("CORE metric estimate"), "{section}");
+    assert!(dir.path().join("eval_bundle/core.yaml").is_file(), "the bundle was fetched for training");
 
     // base-loss: bpb of the last checkpoint on both splits, below the unigram baseline, with samples.
     run_ok(dir.path(), &with(&["--set", "base_loss.split_tokens=2048", "base-loss"]));

@@ -113,6 +113,15 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         let text = std::fs::read_to_string(&record).unwrap().replace("\"stand_in\": true", "\"stand_in\": false");
         std::fs::write(&record, text).unwrap();
     }
+    // The CORE bundle on the same mirror: the smoke stand-in's files zipped as a real eval_bundle.zip.
+    let zipped = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(mirror_dir.join("eval_bundle.zip"))
+        .arg("eval_bundle")
+        .current_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/manifests/data/core_smoke")
+        .status()
+        .unwrap();
+    assert!(zipped.success());
     let mirror = nanochat::data::LocalMirror::serve(&mirror_dir).unwrap();
     let sets = [
         "data.manifest=fineweb-edu-100b".to_string(),
@@ -139,6 +148,9 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "chat_sft.eval_every=2".into(),
         "chat_sft.eval_steps=1".into(),
         "chat_sft.eval_metrics_max_problems=4".into(),
+        "chat_eval.max_problems=4".into(),
+        "chat_eval.max_new_tokens=8".into(),
+        "chat_rl.max_new_tokens=16".into(),
     ];
     let mut args: Vec<&str> = vec!["--preset", "smoke"];
     for s in &sets {
@@ -158,8 +170,13 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
         "data-wait",
         "base-train",
         "base-loss",
+        "base-eval",
         "mid-train",
+        "chat-eval-mid",
         "sft",
+        "chat-eval-sft",
+        "chat-rl",
+        "chat-eval-rl",
         "report",
     ] {
         let record: serde_json::Value =
@@ -176,7 +193,18 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    for stage in ["tok-train", "base-train", "base-loss", "mid-train", "sft"] {
+    for stage in [
+        "tok-train",
+        "base-train",
+        "base-loss",
+        "base-eval",
+        "mid-train",
+        "chat-eval-mid",
+        "sft",
+        "chat-eval-sft",
+        "chat-rl",
+        "chat-eval-rl",
+    ] {
         assert!(said.contains(&format!("{stage}: done earlier and verified, skipping")), "{stage}: {said}");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);

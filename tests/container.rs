@@ -93,6 +93,10 @@ fn smoke_speedrun_runs_in_the_image_through_the_launcher_and_docker_run() {
         &volume.0,
         "--report-out",
         report_out.to_str().unwrap(),
+        // Docker's seccomp profile forbids the sandbox's user namespaces: the test opts in to HumanEval
+        // without them (the container is the boundary), so that every summary cell is filled.
+        "--env",
+        "NANOCHAT_ALLOW_UNSANDBOXED=1",
         "speedrun",
         "--preset",
         "smoke",

@@ -182,6 +182,50 @@ pub struct ChatArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ChatEvalArgs {
+    /// Phase whose checkpoint to evaluate: mid, sft or rl.
+    #[arg(short = 'i', long, value_name = "PHASE")]
+    pub source: String,
+    /// Tasks, `|`-separated (default: all six): ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval, SpellingBee.
+    #[arg(short = 'a', long, value_name = "NAMES")]
+    pub task_name: Option<String>,
+    /// Checkpoint step (default: the last).
+    #[arg(short = 's', long)]
+    pub step: Option<u64>,
+    /// A checkpoint directory instead of --source's.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Sampling temperature of the generative tasks (preset: 0 = greedy).
+    #[arg(short = 't', long)]
+    pub temperature: Option<f64>,
+    /// Longest generated reply (preset: 512).
+    #[arg(short = 'm', long)]
+    pub max_new_tokens: Option<u32>,
+    /// Samples per generative problem; a problem passes if any does (preset: 1).
+    #[arg(short = 'n', long)]
+    pub num_samples: Option<u32>,
+    /// Top-k of the sampling (preset: 50).
+    #[arg(short = 'k', long)]
+    pub top_k: Option<u32>,
+    /// Prompts per forward pass in the categorical tasks (preset: 8).
+    #[arg(short = 'b', long)]
+    pub batch_size: Option<u32>,
+    /// Evaluate only the first N problems of each task (preset: -1 = all).
+    #[arg(short = 'x', long)]
+    pub max_problems: Option<i64>,
+    /// Write each problem's responses and result here, one JSON object per line (other processes:
+    /// FILE.rankN).
+    #[arg(long, value_name = "FILE")]
+    pub details: Option<PathBuf>,
+    /// Run HumanEval's generated code even where the sandbox cannot isolate it (no namespaces, e.g. in
+    /// a container); without this HumanEval is skipped there. Same as NANOCHAT_ALLOW_UNSANDBOXED=1.
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,

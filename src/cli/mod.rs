@@ -2,6 +2,7 @@
 //! plus `speedrun` (all stages in order), `doctor` (hardware preflight), `report` and `config`.
 pub mod chat_args;
 pub mod commands;
+pub mod eval_args;
 
 pub use chat_args::{ChatStageArgs, TasksCommand, TasksShowArgs, TokenizerCommand, TokenizerSource};
 
@@ -118,6 +119,24 @@ pub enum Command {
         Writes: report/base-model-loss.json."
     )]
     BaseLoss(LaunchArgs),
+    /// CORE of the base model: in-context accuracy on the eval bundle's tasks, centered, averaged.
+    #[command(
+        name = "base-eval",
+        long_about = "Evaluate the last base checkpoint on the CORE tasks (NANOCHAT.md §6.1): each task \
+        of the eval bundle's core.yaml (multiple choice, schema, language modeling), its examples shuffled \
+        with Random(1337) and cropped to --max-per-task (default base_eval.max_per_task; -1 = all), few-shot \
+        examples drawn as the reference does; accuracy centered against the random baseline of \
+        eval_meta_data.csv; CORE = the mean of the centered accuracies.\n\n\
+        Reads: base_dNN/ of the largest depth (last step, or --step; or --source-dir; ours or the reference's), \
+        tok/ (or the reference's tokenizer/), eval_bundle/ \
+        (downloaded and unpacked on first use: eval_bundle.zip of manifests/data/eval_bundle.toml into \
+        data/eval-bundle/; the smoke preset's stand-in is built in), or --bundle DIR.\n\
+        Writes: base_eval/base_model_XXXXXX.csv (Task, Accuracy, Centered; then CORE), \
+        report/base-model-evaluation.json.\n\n\
+        Example: nanochat base-eval --max-per-task 100\n\
+        Example: nanochat base-eval --bundle ./my_bundle --source-dir ./base_d20 --step 21400"
+    )]
+    BaseEval(BaseEvalArgs),
     /// Midtrain the base model on a mixture of conversations (every token trained).
     #[command(
         name = "mid-train",
@@ -155,6 +174,18 @@ pub enum Command {
         (reward, sequence length, loss, lrm per step; pass@k), config.toml; report/chat-rl.json; logs/chat-rl.log."
     )]
     ChatRl(ChatStageArgs),
+    /// Evaluate a chat model on ARC-Easy/Challenge, MMLU, GSM8K, HumanEval and SpellingBee; ChatCORE.
+    #[command(long_about = "The chat evaluation (NANOCHAT.md §6.3, chat_eval.py): ARC-Easy, ARC-Challenge and \
+        MMLU by the answer letter the model ranks highest after <|assistant_start|>; GSM8K, HumanEval and \
+        SpellingBee (256 test words) by generating a reply (greedy by default, seed 42) and checking it (HumanEval \
+        runs the code in the sandbox). ChatCORE (the mean of the accuracies centered on random guessing) when all \
+        six ran. Problems are split over the processes (--nproc-per-node).\n\n\
+        Settings default to the preset's [chat_eval] section; the flags override them.\n\
+        Reads: the checkpoint of --source (largest depth, last step; ours or the reference's), tok/, data/hf/.\n\
+        Writes: report/chat-evaluation-<source>.json (report section); logs/chat-eval-<source>.log.\n\n\
+        Example: nanochat chat-eval --source sft\n\
+        Example: nanochat chat-eval -i mid -a 'GSM8K|ARC-Easy' --max-problems 100")]
+    ChatEval(crate::cli::chat_args::ChatEvalArgs),
     /// Continue a text with any checkpoint (base, mid, sft, rl; ours or the reference's).
     #[command(long_about = "Generate a continuation of --prompt (with <|bos|> in front) from a checkpoint, \
         KV-cached (NANOCHAT.md §7): greedy at temperature 0, else top-k sampling from a seeded generator; \
@@ -193,6 +224,9 @@ pub enum Command {
         Example: nanochat serve                      (then open http://localhost:8000)\n\
         Example: nanochat serve --source mid --port 8080 --host 127.0.0.1")]
     Serve(crate::cli::chat_args::ServeArgs),
+    /// Evaluate generated code: HumanEval completions scored with pass@k in a sandbox.
+    #[command(subcommand)]
+    Eval(eval_args::EvalCommand),
     /// Check GPUs, driver, CUDA backend and disk against the preset before anything expensive.
     #[command(long_about = "Hardware preflight: GPU count, names, memory, driver and CUDA versions, compute \
         capability, utilisation and running processes (NVML), the libtorch CUDA backend, and free disk \
@@ -334,6 +368,8 @@ pub enum BenchCommand {
     /// Tokens per second of the mid-train and SFT data paths (task rows, rendering, batching).
     #[command(name = "chat-data")]
     ChatData(crate::cli::chat_args::BenchChatDataArgs),
+    /// Sandboxed Python programs per second: HumanEval's canonical solutions at 1 and N workers.
+    Sandbox(eval_args::BenchSandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -424,6 +460,24 @@ pub struct BaseTrainArgs {
     /// Start from these weights (.safetensors, or a reference .pt state_dict) instead of a fresh init.
     #[arg(long, value_name = "FILE")]
     pub init_from: Option<PathBuf>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseEvalArgs {
+    /// Evaluate this bundle directory (core.yaml, eval_meta_data.csv, eval_data/) instead of eval_bundle/.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Examples per task after the shuffle (-1 = all; default: base_eval.max_per_task of the preset).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_per_task: Option<i64>,
+    /// Checkpoint step to evaluate (default: the last).
+    #[arg(long, value_name = "N")]
+    pub step: Option<u64>,
+    /// Evaluate the checkpoint in this directory instead of the largest-depth base_dNN/.
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
     #[command(flatten)]
     pub launch: LaunchArgs,
 }

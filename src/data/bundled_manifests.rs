@@ -58,6 +58,13 @@ pub fn bundled_manifest(name: &str) -> Option<Result<DataManifest, ManifestError
     BUNDLED_MANIFESTS.iter().find(|(n, _)| *n == name).map(|(_, text)| DataManifest::parse(text))
 }
 
+/// A manifest listed as a file that this build must have, parsed.
+pub fn required_manifest(name: &str) -> Result<DataManifest, ManifestError> {
+    bundled_manifest(name).unwrap_or_else(|| {
+        Err(ManifestError::InvalidEntry { name: name.to_string(), reason: "missing from this build".into() })
+    })
+}
+
 /// The smoke corpus manifest compiled into the binary.
 pub fn bundled_smoke_corpus() -> Result<SmokeCorpusManifest, ManifestError> {
     let path = || PathBuf::from("manifests/data/smoke_corpus.toml");

@@ -8,7 +8,7 @@
 //! `nanochat data download --chat` fetches them; so does `data download` when a chat stage is listed.
 use std::path::{Path, PathBuf};
 
-use super::bundled_manifests::{bundled_chat_datasets, bundled_manifest, with_mirror, CHAT_EXTRAS_MANIFEST_NAME};
+use super::bundled_manifests::{bundled_chat_datasets, required_manifest, with_mirror, CHAT_EXTRAS_MANIFEST_NAME};
 use super::chat_smoke::{pin_extras_to_stand_ins, write_stand_in_hub, ChatSmokeError};
 use super::hub_api::hub_endpoint;
 use super::hub_dataset_snapshot::{dataset_snapshot, DatasetSnapshot, SnapshotError, SnapshotSource};
@@ -19,7 +19,7 @@ use crate::paths::Paths;
 /// Where the chat datasets are listed, for messages.
 pub const CHAT_DATASETS_MANIFEST_FILE: &str = "manifests/data/chat_datasets.toml";
 /// Stages that read the chat data (a preset listing any of them downloads it).
-pub const CHAT_STAGES: &[&str] = &["mid-train", "sft", "chat-eval", "chat-rl"];
+pub const CHAT_STAGES: &[&str] = &["mid-train", "sft", "chat-eval-mid", "chat-eval-sft", "chat-eval-rl", "chat-rl"];
 /// Present in `data/chat-data/` while it holds the smoke stand-ins, not the real extras.
 pub const STAND_IN_MARKER: &str = ".smoke-stand-ins";
 
@@ -85,16 +85,7 @@ impl ChatDownloads {
     /// there; else `mirror_url` when set, else the Hub at `HF_ENDPOINT`.
     pub fn resolve(paths: &Paths, stand_ins: bool, mirror_url: &str) -> Result<Self, ChatDataError> {
         let datasets = bundled_chat_datasets()?;
-        let extras = match bundled_manifest(CHAT_EXTRAS_MANIFEST_NAME) {
-            Some(parsed) => parsed?,
-            None => {
-                return Err(ManifestError::InvalidEntry {
-                    name: CHAT_EXTRAS_MANIFEST_NAME.into(),
-                    reason: "missing from this build".into(),
-                }
-                .into())
-            }
-        };
+        let extras = required_manifest(CHAT_EXTRAS_MANIFEST_NAME)?;
         let mirror_url = mirror_url.trim().trim_end_matches('/');
         let (source, extras, server, description) = if stand_ins {
             let root = paths.base().join("mirror").join("chat-smoke");
@@ -180,7 +171,7 @@ mod tests {
     #[test]
     fn stand_in_and_real_extras_never_share_a_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let extras = bundled_manifest(CHAT_EXTRAS_MANIFEST_NAME).unwrap().unwrap();
+        let extras = required_manifest(CHAT_EXTRAS_MANIFEST_NAME).unwrap();
         check_extras_origin(dir.path(), &extras, false).unwrap();
         check_extras_origin(dir.path(), &extras, true).unwrap();
         assert!(dir.path().join(STAND_IN_MARKER).exists());

@@ -1,7 +1,8 @@
 //! The data layer (NANOCHAT.md §2): manifests of every download, the parallel verifying
 //! downloader, the distributed tokenizing dataloader, the pretraining shards in parquet (reading, listing, the train/val split, writing),
 //! and the offline smoke corpus built from documentation shipped in pinned PyPI packages; the chat
-//! stages' HuggingFace datasets at recorded commits and their smoke stand-ins (§5.2).
+//! stages' HuggingFace datasets at recorded commits and their smoke stand-ins (§5.2); the CORE eval
+//! bundle and its smoke stand-in (§6.1).
 pub mod batch_source;
 pub mod bundled_manifests;
 pub mod chat_data;
@@ -14,6 +15,7 @@ pub mod download_error;
 pub mod download_handle;
 pub mod download_progress;
 pub mod downloader;
+pub mod eval_bundle;
 pub mod fineweb_edu_manifest;
 pub mod hub_api;
 pub mod hub_dataset_manifest;

@@ -41,7 +41,17 @@ impl Accuracy {
     }
 }
 
-/// The first `max_problems` (all when None) problems of `task` in batches of `batch_size`.
+/// One problem of this process: its response(s) (the chosen letter; each sample's completion) and
+/// whether it passed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProblemOutcome {
+    pub index: usize,
+    pub responses: Vec<String>,
+    pub passed: bool,
+}
+
+/// The first `max_problems` (all when None) problems of `task` in batches of `batch_size`: the
+/// accuracy over every process, and this process's problems.
 pub fn categorical_accuracy(
     model: &Gpt,
     renderer: &ChatRenderer<'_>,
@@ -49,13 +59,14 @@ pub fn categorical_accuracy(
     batch_size: usize,
     max_problems: Option<usize>,
     cluster: &Cluster<'_>,
-) -> Result<Accuracy, CategoricalError> {
+) -> Result<(Accuracy, Vec<ProblemOutcome>), CategoricalError> {
     let bos = renderer.tokens().bos;
     let num = max_problems.map_or(task.len(), |m| m.min(task.len()));
     let batch_size = batch_size.max(1);
     let num_batches = num.div_ceil(batch_size);
     let mut letter_ids: HashMap<String, i64> = HashMap::new();
     let (mut passed, mut total) = (0u64, 0u64);
+    let mut outcomes = Vec::new();
     for batch in (cluster.rank()..num_batches).step_by(cluster.world_size()) {
         let (i0, i1) = (batch * batch_size, ((batch + 1) * batch_size).min(num));
         let conversations = (i0..i1).map(|i| task.get(i)).collect::<Result<Vec<_>, _>>()?;
@@ -109,12 +120,12 @@ pub fn categorical_accuracy(
                 .get(position)
                 .index_select(0, &Tensor::from_slice(&ids).to_device(logits.device()));
             let chosen = focus.argmax(0, false).int64_value(&[]) as usize;
-            if task.evaluate(conversation, &letters[chosen])? {
-                passed += 1;
-            }
+            let correct = task.evaluate(conversation, &letters[chosen])?;
+            passed += u64::from(correct);
             total += 1;
+            outcomes.push(ProblemOutcome { index, responses: vec![letters[chosen].clone()], passed: correct });
         }
     }
     let sums = cluster.reduce(&[passed as f64, total as f64], ReduceOp::Sum)?;
-    Ok(Accuracy { passed: sums[0] as u64, total: sums[1] as u64 })
+    Ok((Accuracy { passed: sums[0] as u64, total: sums[1] as u64 }, outcomes))
 }

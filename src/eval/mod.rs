@@ -1,4 +1,10 @@
-//! Evaluation: bits per byte (§6.2); categorical accuracy on multiple-choice chat tasks (§6.3); CORE and the generative chat tasks join here as they are built.
+//! Evaluation: bits per byte (§6.2); CORE of a base model on an eval bundle (§6.1); the chat
+//! evaluation (§6.3: categorical accuracy on the multiple-choice tasks, the generative tasks through
+//! the engine, ChatCORE); HumanEval programs and the sandbox that runs generated code (§6.4).
 pub mod bpb;
 pub mod categorical;
+pub mod chat_eval;
+pub mod core;
+pub mod humaneval;
+pub mod sandbox;
 pub mod unigram;

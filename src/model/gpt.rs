@@ -122,6 +122,14 @@ impl Gpt {
         self.head(&x.narrow(1, t - 1, 1))
     }
 
+    /// Logits (N, vocab_size) at N chosen (row, position) pairs of `idx` (int64 tensors `rows`,
+    /// `positions`): the classifier on just the positions a caller scores (CORE's answer spans).
+    pub fn forward_at(&self, idx: &Tensor, rows: &Tensor, positions: &Tensor) -> Tensor {
+        let x = self.hidden(idx, None);
+        let picked = x.index(&[Some(rows), Some(positions)]);
+        self.head(&picked.unsqueeze(0)).squeeze_dim(0)
+    }
+
     /// Softcapped fp32 logits of final hidden states.
     fn head(&self, x: &Tensor) -> Tensor {
         let logits = linear(&norm(x), &self.lm_head).narrow(2, 0, self.config.vocab_size).to_kind(Kind::Float);

