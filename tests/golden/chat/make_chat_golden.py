@@ -751,6 +751,20 @@ def phase_train(env, out):
                   "Both runs start from base_d2/ (committed)."]})
 
 
+def load_base_d2(env, out):
+    """The committed d2 base weights in the reference's GPT, in eval mode on the CPU."""
+    torch = env.torch
+    from nanochat.gpt import GPT, GPTConfig
+    meta = json.load(open(os.path.join(out, "base_d2", "meta_000000.json")))
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**meta["model_config"]))
+    model.to_empty(device="cpu")
+    model.init_weights()
+    model.load_state_dict(torch.load(os.path.join(out, "base_d2", "model_000000.pt"), map_location="cpu"), strict=True)
+    model.eval()
+    return model
+
+
 def phase_engine(env, out):
     """engine.json: the reference's Engine.generate_batch on the committed d2 base weights (greedy and
     seeded sampling, with and without top-k, several samples), prompts rendered by its tokenizer."""
@@ -759,13 +773,7 @@ def phase_engine(env, out):
     from nanochat.engine import Engine
     from nanochat.tokenizer import get_tokenizer
     tokenizer = get_tokenizer()
-    meta = json.load(open(os.path.join(out, "base_d2", "meta_000000.json")))
-    with torch.device("meta"):
-        model = GPT(GPTConfig(**meta["model_config"]))
-    model.to_empty(device="cpu")
-    model.init_weights()
-    model.load_state_dict(torch.load(os.path.join(out, "base_d2", "model_000000.pt"), map_location="cpu"), strict=True)
-    model.eval()
+    model = load_base_d2(env, out)
     engine = Engine(model, tokenizer)
     conversation = {"messages": [{"role": "user", "content": "What is 12 divided by 60?"},
                                  {"role": "assistant", "content": "x"}]}
@@ -805,13 +813,7 @@ def phase_chateval(env, out):
     from tasks.humaneval import HumanEval
     from tasks.spellingbee import SpellingBee
     tokenizer = get_tokenizer()
-    meta = json.load(open(os.path.join(out, "base_d2", "meta_000000.json")))
-    with torch.device("meta"):
-        model = GPT(GPTConfig(**meta["model_config"]))
-    model.to_empty(device="cpu")
-    model.init_weights()
-    model.load_state_dict(torch.load(os.path.join(out, "base_d2", "model_000000.pt"), map_location="cpu"), strict=True)
-    model.eval()
+    model = load_base_d2(env, out)
     engine = Engine(model, tokenizer)
     sys.argv = ["chat_eval"]
     chat_eval = runpy.run_path(os.path.join(env.nanochat, "scripts", "chat_eval.py"), run_name="chat_eval_golden")
