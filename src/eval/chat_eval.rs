@@ -16,11 +16,12 @@ use std::path::PathBuf;
 
 use super::categorical::{categorical_accuracy, Accuracy, CategoricalError, ProblemOutcome};
 use crate::chat::tasks::arc::Arc as ArcTask;
+use crate::chat::tasks::catalog::shared;
 use crate::chat::tasks::gsm8k::Gsm8k;
 use crate::chat::tasks::humaneval::HumanEval;
 use crate::chat::tasks::mmlu::Mmlu;
 use crate::chat::tasks::spelling::SpellingBee;
-use crate::chat::tasks::{EvalType, SharedTask, Slice, Sliced, TaskError};
+use crate::chat::tasks::{EvalType, SharedTask, Slice, TaskError};
 use crate::chat::{ChatRenderer, RenderError};
 use crate::config::ChatEvalConfig;
 use crate::dist::{Cluster, DistError, ReduceOp};
@@ -106,16 +107,15 @@ pub struct ChatEvalResults {
 /// The evaluation split of a task (§6.3).
 pub fn open_eval_task(paths: &Paths, name: &str) -> Result<SharedTask, ChatEvalError> {
     let all = Slice::default();
-    let task: SharedTask = match name {
-        "ARC-Easy" => std::sync::Arc::new(Sliced::new(ArcTask::load(paths, "ARC-Easy", "test")?, all)?),
-        "ARC-Challenge" => std::sync::Arc::new(Sliced::new(ArcTask::load(paths, "ARC-Challenge", "test")?, all)?),
-        "MMLU" => std::sync::Arc::new(Sliced::new(Mmlu::load(paths, "all", "test")?, all)?),
-        "GSM8K" => std::sync::Arc::new(Sliced::new(Gsm8k::load(paths, "main", "test")?, all)?),
-        "HumanEval" => std::sync::Arc::new(Sliced::new(HumanEval::load(paths)?, all)?),
-        "SpellingBee" => std::sync::Arc::new(Sliced::new(SpellingBee::load(paths, SPELLING_BEE_SIZE, "test")?, all)?),
+    Ok(match name {
+        "ARC-Easy" => shared(ArcTask::load(paths, "ARC-Easy", "test")?, all)?,
+        "ARC-Challenge" => shared(ArcTask::load(paths, "ARC-Challenge", "test")?, all)?,
+        "MMLU" => shared(Mmlu::load(paths, "all", "test")?, all)?,
+        "GSM8K" => shared(Gsm8k::load(paths, "main", "test")?, all)?,
+        "HumanEval" => shared(HumanEval::load(paths)?, all)?,
+        "SpellingBee" => shared(SpellingBee::load(paths, SPELLING_BEE_SIZE, "test")?, all)?,
         other => return Err(ChatEvalError::UnknownTask(other.to_string())),
-    };
-    Ok(task)
+    })
 }
 
 /// ChatCORE (§6.3) of per-task accuracies, when every task of [`CHAT_TASKS`] is among them.

@@ -194,7 +194,7 @@ async fn start(
     api: Api,
 ) -> Result<(ChatRequest, usize, usize, UnboundedReceiver<WorkerEvent>), ApiError> {
     let body = read_body(body, state.config.body_limit, state.config.read_timeout).await?;
-    let request = request::parse(&body, api, &state.config.defaults)?;
+    let mut request = request::parse(&body, api, &state.config.defaults)?;
     if let Some(asked) = &request.model {
         check_model(state, asked)?;
     }
@@ -202,7 +202,8 @@ async fn start(
     let (events, mut received) = unbounded_channel();
     let settings = workers::settings(request.n, request.max_tokens, request.temperature, request.top_k, request.seed);
     let deadline = Instant::now() + state.config.generation_timeout;
-    state.pool.submit(Job { turns: request.turns.clone(), settings, deadline, events, lease })?;
+    let turns = std::mem::take(&mut request.turns);
+    state.pool.submit(Job { turns, settings, deadline, events, lease })?;
     match received.recv().await {
         Some(WorkerEvent::Started { prompt_tokens, gpu }) => Ok((request, prompt_tokens, gpu, received)),
         Some(WorkerEvent::Failed { error }) => Err(error),
@@ -279,7 +280,7 @@ async fn openai_completions(State(state): State<Shared>, body: Body) -> Response
         Ok(started) => started,
         Err(e) => return e.into_response(),
     };
-    let id = format!("chatcmpl-{:016x}", workers::settings(1, 1, 0.0, 1, None).seed);
+    let id = format!("chatcmpl-{:016x}", workers::random_seed());
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let model = state.pool.model.id.clone();
     let log = GenerationLog::default();

@@ -392,7 +392,7 @@ pub fn settings(n: usize, max_tokens: usize, temperature: f64, top_k: i64, seed:
 }
 
 /// A seed from the OS-seeded hasher keys, different for every call.
-fn random_seed() -> i64 {
+pub fn random_seed() -> i64 {
     use std::hash::{BuildHasher, Hasher};
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

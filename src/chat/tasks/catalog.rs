@@ -100,7 +100,8 @@ pub const CATALOG: &[CatalogEntry] = &[
 /// The reference's default size of the synthetic spelling tasks.
 pub const DEFAULT_SPELLING_SIZE: usize = 1000;
 
-fn shared<E: Examples + 'static>(examples: E, slice: Slice) -> Result<SharedTask, TaskError> {
+/// `examples` behind `slice`, as a task the stages share.
+pub fn shared<E: Examples + 'static>(examples: E, slice: Slice) -> Result<SharedTask, TaskError> {
     Ok(Arc::new(Sliced::new(examples, slice)?))
 }
 
