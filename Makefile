@@ -25,11 +25,12 @@ help:
 	@echo "make setup     install the pinned torch wheel + CUDA headers into .venv and libgloo-dev (idempotent)"
 	@echo "make build     build the release binary target/release/nanochat"
 	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
-	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md"
+	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md (DEVICE=cuda: on one GPU, bf16)"
 	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
 	@echo "make image     the container image $(IMAGE) (docker run --gpus all nanochat speedrun)"
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
-	@echo "make gpu-check CUDA/NCCL checks and GPU throughput (needs an NVIDIA GPU)"
+	@echo "make gpu-check every CUDA/NCCL check and the GPU benchmarks in one script (needs an NVIDIA GPU)"
+	@echo "make gpu-bundle stage the binaries gpu-check runs into target/gpu-bundle (for a GPU machine without cargo)"
 
 DEBIAN_TOOLS := /usr/include/gloo/config.h /usr/sbin/debootstrap /usr/bin/nix-instantiate /usr/bin/chromium /usr/bin/chromedriver
 
@@ -81,8 +82,11 @@ image: build
 	    -t $(IMAGE) $(CURDIR)/target/image-context
 	@docker image inspect --format 'built $(IMAGE): {{.Id}}, {{.Size}} bytes' $(IMAGE)
 
+# DEVICE=cuda runs the smoke pipeline on one GPU in bf16 instead of the CPU.
+DEVICE ?= cpu
 smoke: build
-	$(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR)
+	$(if $(filter cuda,$(DEVICE)),CUDA_VISIBLE_DEVICES=$${CUDA_VISIBLE_DEVICES:-0}) $(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR) \
+	  $(if $(filter cuda,$(DEVICE)),--set hardware.device=cuda --set hardware.gpus=1)
 	cp $(SMOKE_DIR)/report/report.md $(CURDIR)/report.md
 	@echo "report: $(CURDIR)/report.md"
 
@@ -93,12 +97,12 @@ speedrun: build
 clean:
 	cargo clean
 
-.PHONY: bench gpu-check
+.PHONY: bench gpu-bundle gpu-check
 # Benchmarks print tables; nothing here asserts a speed. Compare against the reference on the same machine.
 bench: build
 	@echo "== tokenizer: training vs rustbpe, encoding vs tiktoken (same corpus, same run) =="
 	$(VENV)/bin/python tests/bench/bench_compare.py --corpus-mb 40 --vocab 4096 65536 --encode-mb 20
-	@echo "== base training: tokens/s on CPU, ours vs the reference's training step on the same torch =="
+	@echo "== base training: step time and peak RSS on CPU, ours (chunked and full-logits loss) vs the reference's step =="
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
 	@echo "== generation: our engine vs the reference's Engine (same weights, prompt, greedy; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
@@ -108,15 +112,26 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_core.py --bin $(BIN) --depth 4
 	@echo "== server load: nanochat serve on 127.0.0.1 at 1, 8 and 32 streaming clients (d2 weights; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_serve.py --bin $(BIN)
-	@echo "== dataloader: tokens/s on this machine (needs the smoke data and tokenizer: make smoke first) =="
+	@echo "== dataloader: tokens/s on this machine (the smoke data and tokenizer; prepared here when missing) =="
+	for stage in data tok-train; do $(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR) --only $$stage || exit 1; done
 	$(BIN) --preset smoke --base-dir $(SMOKE_DIR) bench dataloader
 	@echo "== chat data paths: mid-train stream and SFT batches, tokens/s (smoke data; d20 batch shapes) =="
 	$(BIN) --preset d20 --base-dir $(SMOKE_DIR) bench chat-data
 	@echo "== sandbox: HumanEval's 164 canonical solutions run in the code sandbox, programs/s at 1 and 4 workers =="
 	$(BIN) bench sandbox --problems manifests/data/chat_smoke/openai/openai_humaneval/openai_humaneval/test-00000-of-00001.parquet
 
-# On a machine with NVIDIA GPUs: the CUDA backend, NCCL all-reduce bandwidth, 1-GPU training throughput.
-gpu-check: build
-	$(BIN) doctor --preset d20 --allow-mismatch
-	$(BIN) bench collectives --max-mib 256 --iters 20
-	$(BIN) bench train --depth 20 --seq-len 2048 --batch 8 --steps 20
+# On a machine with NVIDIA GPUs, one script runs every CUDA/NCCL check (tests/gpu/gpu_check.sh): the doctor, the
+# bf16 dtype policy and the fused attention kernel, the smoke speedrun on one GPU, NCCL all-reduce bandwidth, d20
+# training throughput and MFU next to the reference (NANOCHAT_REFERENCE: a karpathy/nanochat checkout, eager and
+# torch.compile'd), and decode tokens/s. `make gpu-bundle` stages what it runs for a GPU machine without cargo.
+GPU_BUNDLE := $(CURDIR)/target/gpu-bundle
+gpu-bundle: build
+	@mkdir -p $(GPU_BUNDLE)
+	strip -o $(GPU_BUNDLE)/nanochat $(BIN)
+	exe=$$(cargo test --release --locked --test precision --no-run --message-format=json 2>/dev/null | \
+	  $(VENV)/bin/python -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])') && \
+	  strip -o $(GPU_BUNDLE)/precision $$exe
+	@ls -l $(GPU_BUNDLE)
+
+gpu-check: gpu-bundle
+	tests/gpu/gpu_check.sh $(GPU_BUNDLE) $(CURDIR)/target/gpu-check $(NANOCHAT_REFERENCE)

@@ -39,7 +39,10 @@ fn one_thread() {
 }
 
 fn base_model() -> Gpt {
-    SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None).unwrap().load_model(Device::Cpu).unwrap()
+    SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
+        .unwrap()
+        .load_model(Device::Cpu, nanochat::model::Precision::Float32)
+        .unwrap()
 }
 
 fn json<T: serde::de::DeserializeOwned>(v: &Value) -> T {

@@ -28,8 +28,10 @@ fn core_matches_the_reference_example_for_example() {
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(core_dir().join("core.json")).unwrap()).unwrap();
     let encoder = golden_encoder();
     let bos = encoder.bos_id().unwrap();
-    let model =
-        SourceCheckpoint::in_dir(&core_dir().join("model_d2"), None).unwrap().load_model(tch::Device::Cpu).unwrap();
+    let model = SourceCheckpoint::in_dir(&core_dir().join("model_d2"), None)
+        .unwrap()
+        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
+        .unwrap();
     let ctx = DistContext::single();
     let cluster = Cluster { ctx: &ctx, group: None, device: tch::Device::Cpu };
     let runs = golden["runs"].as_array().unwrap();

@@ -12,8 +12,10 @@ use nanochat::train::source::SourceCheckpoint;
 fn generations_match_the_reference_engine() {
     let fixture = golden("engine.json");
     let encoder = golden_encoder();
-    let model =
-        SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None).unwrap().load_model(tch::Device::Cpu).unwrap();
+    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
+        .unwrap()
+        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
+        .unwrap();
     let engine = Engine::new(&model, &encoder).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 6);

@@ -126,8 +126,10 @@ fn sse_data(body: &str) -> Vec<String> {
 /// seed) and its own sampling generator, decoded.
 fn engine_reply(turns: &[Turn], max_tokens: usize, temperature: f64, seed: i64) -> String {
     let encoder = golden_encoder();
-    let model =
-        SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None).unwrap().load_model(tch::Device::Cpu).unwrap();
+    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
+        .unwrap()
+        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
+        .unwrap();
     let engine = Engine::new(&model, &encoder).unwrap();
     let prompt = prompt_tokens(&engine, turns);
     let (rows, _) = engine.generate_batch(&prompt, &settings(1, max_tokens, temperature, 50, Some(seed)));

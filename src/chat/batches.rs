@@ -18,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::render::{ChatRenderer, RenderError, MAX_CONVERSATION_TOKENS};
 use super::tasks::{SharedTask, TaskError};
+use crate::data::batch_source::host_to_device;
 use crate::tokenizer::{BpeEncoder, TokenizerError};
 
 /// Targets that are not trained (PyTorch's cross-entropy `ignore_index`).
@@ -144,8 +145,8 @@ impl ConversationStream {
         let tokens: Vec<i64> = self.buffer.drain(..needed).map(i64::from).collect();
         let all = Tensor::from_slice(&tokens);
         let shape = [self.batch_size as i64, self.seq_len as i64];
-        let inputs = all.narrow(0, 0, needed as i64 - 1).view(shape).to_device(self.device);
-        let targets = all.narrow(0, 1, needed as i64 - 1).view(shape).to_device(self.device);
+        let inputs = host_to_device(&all.narrow(0, 0, needed as i64 - 1).view(shape), self.device);
+        let targets = host_to_device(&all.narrow(0, 1, needed as i64 - 1).view(shape), self.device);
         Ok(StreamBatch { inputs, targets, wrapped, progress: self.cursor as f64 / len as f64 })
     }
 }
@@ -204,7 +205,7 @@ impl ExampleBatches {
             }
         }
         let (inputs, targets) = collate(&rows, self.pad);
-        Ok((inputs.to_device(self.device), targets.to_device(self.device)))
+        Ok((host_to_device(&inputs, self.device), host_to_device(&targets, self.device)))
     }
 }
 

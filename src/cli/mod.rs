@@ -398,6 +398,13 @@ pub struct BenchTrainArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Compute dtype: auto (bfloat16 on a GPU, float32 on CPU), bfloat16 or float32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Train on the loss of the full (B·T, vocab) logits instead of the chunked fused one (the
+    /// comparison `make bench` prints).
+    #[arg(long)]
+    pub full_logits_loss: bool,
 }
 
 #[derive(Debug, Subcommand)]

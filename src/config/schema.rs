@@ -112,8 +112,13 @@ pub struct BaseTrainConfig {
     pub core_metric_max_per_task: i64,
     pub sample_every: i64,
     pub save_every: i64,
-    /// "bfloat16" on GPU, "float32" on CPU (§3.5).
+    /// Compute dtype (§3.5): "auto" (bfloat16 on a GPU, float32 on CPU), "bfloat16" or "float32".
+    #[serde(default = "auto_dtype")]
     pub dtype: String,
+}
+
+fn auto_dtype() -> String {
+    "auto".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +164,9 @@ pub struct MidTrainConfig {
     /// The validation mixture's first MMLU-test and GSM8K-test examples (§5.3).
     pub mmlu_val_stop: u32,
     pub gsm8k_val_stop: u32,
+    /// Compute dtype, as `base_train.dtype`.
+    #[serde(default = "auto_dtype")]
+    pub dtype: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +192,9 @@ pub struct ChatSftConfig {
     pub smoltalk_stop: u32,
     pub simple_spelling_size: u32,
     pub spelling_bee_size: u32,
+    /// Compute dtype, as `base_train.dtype`.
+    #[serde(default = "auto_dtype")]
+    pub dtype: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +224,9 @@ pub struct ChatRlConfig {
     pub eval_examples: u32,
     /// Checkpoint every this many steps for `--resume`, and at the end.
     pub save_every: i64,
+    /// Compute dtype, as `base_train.dtype`.
+    #[serde(default = "auto_dtype")]
+    pub dtype: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

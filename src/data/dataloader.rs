@@ -12,9 +12,9 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use crate::data::batch_source::{BatchError, BatchSource};
+use crate::data::batch_source::{host_to_device, BatchError, BatchSource};
 
 /// Documents per tokenizer call (§2.2).
 pub const TOKENIZER_BATCH_DOCS: usize = 128;
@@ -133,14 +133,7 @@ impl BatchSource for DistributedLoader {
         let inputs = tokens.narrow(0, 0, b * t).view([b, t]);
         let targets = tokens.narrow(0, 1, b * t).view([b, t]);
         let device = self.config.device;
-        let move_to = |x: Tensor| {
-            if device == Device::Cpu {
-                x
-            } else {
-                x.pin_memory(device).to_device_(device, Kind::Int64, true, false)
-            }
-        };
-        Ok((move_to(inputs), move_to(targets)))
+        Ok((host_to_device(&inputs, device), host_to_device(&targets, device)))
     }
 
     fn state(&self) -> serde_json::Value {

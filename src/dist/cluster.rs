@@ -25,10 +25,21 @@ impl<'a> Cluster<'a> {
 
     /// The element-wise reduction of `values` over every process (the values themselves with one).
     pub fn reduce(&self, values: &[f64], op: ReduceOp) -> Result<Vec<f64>, DistError> {
-        let Some(group) = self.group else { return Ok(values.to_vec()) };
+        if self.group.is_none() {
+            return Ok(values.to_vec());
+        }
         let mut t = Tensor::from_slice(values).to_kind(Kind::Double).to_device(self.device);
-        group.all_reduce(&mut t, op)?;
+        self.all_reduce(&mut t, op)?;
         Ok(Vec::<f64>::try_from(t.to_device(Device::Cpu)).unwrap_or_else(|_| values.to_vec()))
+    }
+
+    /// Reduces a (contiguous) tensor on this process's device over every process, in place, without
+    /// copying it to the host; with a single process it is left as it is.
+    pub fn all_reduce(&self, t: &mut Tensor, op: ReduceOp) -> Result<(), DistError> {
+        match self.group {
+            Some(group) => group.all_reduce(t, op),
+            None => Ok(()),
+        }
     }
 
     /// Whether any process says yes.

@@ -55,7 +55,7 @@ impl LoadedModel {
         };
         let tokenizer = spec.tokenizer.clone().unwrap_or_else(|| default_tokenizer(paths));
         let encoder = artifacts::load_from(&tokenizer)?;
-        let model = source.load_model(device)?;
+        let model = source.load_model(device, crate::model::Precision::auto(device))?;
         if i64::from(encoder.vocab_size()) != model.config.vocab_size {
             return Err(SourceError::VocabMismatch {
                 dir: source.dir.clone(),

@@ -7,7 +7,8 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::config::GptConfig;
 use super::kv_cache::KvCache;
-use super::rotary;
+use super::precision::Precision;
+use super::{chunked_loss, rotary};
 
 /// Logits are squashed into (−SOFTCAP, SOFTCAP) (§3.3).
 pub const SOFTCAP: f64 = 15.0;
@@ -30,6 +31,8 @@ impl Block {
 
 pub struct Gpt {
     pub config: GptConfig,
+    /// The compute dtype: wte's dtype, hence the residual stream's and every matmul's.
+    pub precision: Precision,
     pub vs: VarStore,
     wte: Tensor,
     blocks: Vec<Block>,
@@ -53,17 +56,50 @@ fn linear(x: &Tensor, w: &Tensor) -> Tensor {
     }
 }
 
+/// The SDPA kernel libtorch picks for attention shaped like this model's, as `_fused_sdp_choice`
+/// numbers it: 0 math (unfused), 1 flash, 2 memory-efficient, 3 cuDNN; -1 none.
+pub fn sdpa_backend(config: &GptConfig, device: Device, kind: Kind) -> i64 {
+    let (h, h_kv, hd, t) = (config.n_head, config.n_kv_head, config.head_dim(), config.sequence_len);
+    let q = Tensor::zeros([1, h, t, hd], (kind, device));
+    let kv = Tensor::zeros([1, h_kv, t, hd], (kind, device));
+    Tensor::internal_fused_sdp_choice(&q, &kv, &kv, None::<Tensor>, 0.0, true, None, h != h_kv)
+}
+
+/// Names of [`sdpa_backend`]'s numbers.
+pub fn sdpa_backend_name(backend: i64) -> &'static str {
+    match backend {
+        0 => "math (unfused)",
+        1 => "flash attention",
+        2 => "memory-efficient attention",
+        3 => "cuDNN attention",
+        _ => "none",
+    }
+}
+
 impl Gpt {
-    /// Builds the parameters (uninitialised zeros; call [`Gpt::init_weights`] or load a checkpoint).
-    /// On a GPU the embedding is kept in bf16, which makes the residual stream and every matmul bf16
-    /// (§3.4, §3.5); on CPU everything is fp32.
+    /// Builds the parameters (uninitialised zeros; call [`Gpt::init_weights`] or load a checkpoint)
+    /// in the device's default precision ([`Precision::auto`]: bf16 on a GPU, fp32 on CPU).
     pub fn new(config: GptConfig, device: Device) -> Result<Self, super::config::ConfigError> {
+        Self::with_precision(config, device, Precision::auto(device))
+    }
+
+    /// Builds the parameters with wte stored in `precision`'s compute dtype, which makes the residual
+    /// stream and every matmul that dtype (bf16: §3.4, §3.5); every other weight is an fp32 master copy.
+    pub fn with_precision(
+        config: GptConfig,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, super::config::ConfigError> {
         config.validate()?;
         let vs = VarStore::new(device);
         let root = vs.root();
         let (d, v) = (config.n_embd, config.padded_vocab_size());
         let kv = config.n_kv_head * config.head_dim();
-        let wte = (&root / "transformer" / "wte").zeros("weight", &[v, d]);
+        let mut wte = (&root / "transformer" / "wte").zeros("weight", &[v, d]);
+        if precision.compute_kind() != wte.kind() {
+            // set_data changes the variable the VarStore holds too (they share one tensor).
+            tch::no_grad(|| wte.set_data(&wte.to_kind(precision.compute_kind())));
+        }
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let h = &root / "transformer" / "h" / i;
@@ -82,7 +118,7 @@ impl Gpt {
         let lm_head = (&root / "lm_head").zeros("weight", &[v, d]);
         let (cos, sin) =
             rotary::precompute(config.sequence_len * rotary::ROTARY_OVERCOMPUTE, config.head_dim(), device);
-        Ok(Gpt { config, vs, wte, blocks, lm_head, cos, sin })
+        Ok(Gpt { config, precision, vs, wte, blocks, lm_head, cos, sin })
     }
 
     pub fn device(&self) -> Device {
@@ -136,6 +172,12 @@ impl Gpt {
         (logits / SOFTCAP).tanh() * SOFTCAP
     }
 
+    /// The residual stream after the last block (B, T, n_embd), before the final norm, in the
+    /// compute dtype.
+    pub fn hidden_states(&self, idx: &Tensor) -> Tensor {
+        self.hidden(idx, None)
+    }
+
     /// The hidden states after the last block, before the final norm.
     fn hidden(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
         let t = idx.size()[1];
@@ -157,7 +199,23 @@ impl Gpt {
         x
     }
 
-    /// Cross-entropy of the next-token targets; targets of −1 are ignored (§3.3 step 4).
+    /// The training loss: mean cross-entropy of the soft-capped logits over the targets that are not
+    /// −1, computed chunk by chunk over positions so the (B·T, vocab) fp32 logits never exist at once
+    /// ([`chunked_loss`]); when gradients are recorded, the head's gradient is computed in the same
+    /// pass. Same value as [`Gpt::loss`] with `Reduction::Mean` within float rounding.
+    pub fn train_loss(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
+        let x = norm(&self.hidden_states(idx));
+        let d = self.config.n_embd;
+        chunked_loss::softcapped_cross_entropy(
+            &x.view([-1, d]),
+            &self.lm_head,
+            self.config.vocab_size,
+            &targets.view([-1]),
+        )
+    }
+
+    /// Cross-entropy of the next-token targets from the full logits; targets of −1 are ignored
+    /// (§3.3 step 4). Evaluation uses it (per-token losses with `Reduction::None`).
     pub fn loss(&self, idx: &Tensor, targets: &Tensor, reduction: Reduction) -> Tensor {
         let logits = self.forward(idx, None);
         let v = logits.size()[2];

@@ -1,10 +1,13 @@
 //! The GPT model (NANOCHAT.md §3): sizing, rotary embeddings, the network and its KV cache.
+pub mod chunked_loss;
 pub mod config;
 pub mod gpt;
 pub mod kv_cache;
+pub mod precision;
 pub mod rotary;
 pub mod torch_pickle;
 
 pub use config::{ConfigError as ModelConfigError, GptConfig};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
+pub use precision::Precision;

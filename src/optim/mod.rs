@@ -112,17 +112,21 @@ pub fn setup_dist_optimizers(
 /// Scales all gradients so their global L2 norm is at most `max_norm` (torch's clip_grad_norm_:
 /// coefficient max_norm/(norm + 1e-6), clamped to 1). Returns the norm before clipping.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+    clip_grad_norm_queued(params, max_norm).double_value(&[])
+}
+
+/// [`clip_grad_norm`] without waiting for the device: the total norm is returned as a scalar tensor
+/// on the parameters' device (0 when no parameter has a gradient).
+pub fn clip_grad_norm_queued(params: &[Tensor], max_norm: f64) -> Tensor {
     tch::no_grad(|| {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
+        let Some(first) = grads.first() else { return Tensor::from(0.0f32) };
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
         let total = Tensor::stack(&norms, 0).norm();
         let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
         for g in &grads {
             let _ = g.shallow_clone().g_mul_(&coef.to_kind(g.kind()));
         }
-        total.double_value(&[])
+        total.to_device(first.device())
     })
 }

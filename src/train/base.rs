@@ -19,8 +19,8 @@ use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::{
-    due, grad_accum_steps, prepare_output_dir, stream_positions, token_bytes_tensor, StageOptions, TrainError,
-    UNTIMED_STEPS,
+    due, grad_accum_steps, prepare_output_dir, stage_precision, stream_positions, token_bytes_tensor, StageOptions,
+    TrainError, UNTIMED_STEPS,
 };
 use crate::config::{BaseTrainConfig, RunConfig};
 use crate::data::batch_source::{BatchError, BatchSource};
@@ -103,7 +103,10 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
 
     // The model: every rank seeds and initialises identically, no parameter broadcast (§3.4).
     tch::manual_seed(config.run.seed as i64);
-    let mut model = Gpt::new(model_config, device)?;
+    let precision = stage_precision(&bt.dtype, device)?;
+    let mut model = Gpt::with_precision(model_config, device, precision)?;
+    log::info!("compute dtype: {precision}");
+    super::check_attention_kernel(&model)?;
     model.init_weights();
     let checkpoint_dir = paths.checkpoints(PHASE, bt.depth);
 

@@ -4,7 +4,7 @@
 //! fit, the stage fails at once with a setting that would, instead of dying mid-run.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::model::Gpt;
 
@@ -54,7 +54,7 @@ pub fn trial_step(model: &Gpt, batch: u32, seq_len: i64) -> Trial {
     let device: Device = model.device();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let x = Tensor::zeros([batch as i64, seq_len], (Kind::Int64, device));
-        model.loss(&x, &x, Reduction::Mean).backward();
+        model.train_loss(&x, &x).backward();
         if let Device::Cuda(d) = device {
             tch::Cuda::synchronize(d as i64);
         }

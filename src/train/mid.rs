@@ -79,8 +79,15 @@ pub fn run(
 
     // The model, from the base checkpoint; the tokenizer.
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    let (source, model) =
-        SourceCheckpoint::open(paths, SOURCE_PHASE, options.source_dir.as_deref(), encoder.vocab_size(), device)?;
+    let (source, model) = SourceCheckpoint::open(
+        paths,
+        SOURCE_PHASE,
+        options.source_dir.as_deref(),
+        encoder.vocab_size(),
+        device,
+        super::stage_precision(&c.dtype, device)?,
+    )?;
+    super::check_attention_kernel(&model)?;
     let token_bytes = token_bytes_tensor(&paths.tokenizer(), device)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 

@@ -126,6 +126,32 @@ pub fn prepare_output_dir(
     Ok(())
 }
 
+/// A stage's `dtype` setting on this device (`auto`: bf16 on a GPU, fp32 on CPU).
+pub fn stage_precision(setting: &str, device: tch::Device) -> Result<crate::model::Precision, TrainError> {
+    crate::model::Precision::resolve(setting, device)
+        .map_err(|e| TrainError::Config(format!("{e} (the stage's `dtype` setting)")))
+}
+
+/// On CUDA, the attention kernel SDPA will use for `model`: a fused one (flash, memory-efficient or
+/// cuDNN) or an error, since the unfused math kernel would hold (B, H, T, T) scores and train several
+/// times slower. On CPU there is nothing to check.
+pub fn check_attention_kernel(model: &crate::model::Gpt) -> Result<(), TrainError> {
+    let device = model.device();
+    if !device.is_cuda() {
+        return Ok(());
+    }
+    let backend = crate::model::gpt::sdpa_backend(&model.config, device, model.precision.compute_kind());
+    let name = crate::model::gpt::sdpa_backend_name(backend);
+    if backend <= 0 {
+        return Err(TrainError::Config(format!(
+            "attention on {device:?} in {} would use SDPA's {name} kernel; use a GPU with flash or cuDNN attention (Ampere or newer) and dtype=bfloat16",
+            model.precision
+        )));
+    }
+    log::info!("attention kernel: {name}");
+    Ok(())
+}
+
 /// Whether a periodic action with period `every` (≤ 0: never) is due at `step`.
 pub fn due(step: i64, every: i64) -> bool {
     every > 0 && step % every == 0

@@ -4,7 +4,7 @@
 //! (with several processes the distributed optimisers average the gradients); gradients cleared.
 //! The step's loss is the mean over every micro-batch of every process, so the logged value does
 //! not depend on how the batch is split (the reference logs rank 0's last micro-batch).
-use tch::{Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
 use crate::dist::{Cluster, ReduceOp};
@@ -31,7 +31,10 @@ pub struct StepOutcome {
     pub trained_tokens: i64,
 }
 
-/// Runs step `step` on `accum` micro-batches from `next_batch(m)`.
+/// Runs step `step` on `accum` micro-batches from `next_batch(m)`. The host waits for the device
+/// once per step, after the update is queued: the losses, the trained-token count and the gradient
+/// norm come back in one copy (a non-finite loss is then an error, and the stage stops before its
+/// next checkpoint).
 pub fn optimizer_step(
     model: &Gpt,
     optimizers: &mut Optimizers,
@@ -42,23 +45,40 @@ pub fn optimizer_step(
     schedule: StepSchedule,
 ) -> Result<StepOutcome, TrainError> {
     let mut losses = Vec::with_capacity(accum);
-    let mut trained_tokens = 0;
+    let mut trained_tokens = Tensor::zeros([], (Kind::Int64, cluster.device));
     for m in 0..accum {
         let (x, y) = next_batch(m)?;
-        let loss = model.loss(&x, &y, Reduction::Mean);
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
-            model.zero_grad();
-            return Err(TrainError::NonFiniteLoss { step, loss: value });
-        }
-        losses.push(value);
-        trained_tokens += y.ge(0).sum(tch::Kind::Int64).int64_value(&[]);
+        let loss = model.train_loss(&x, &y);
+        losses.push(loss.detach().to_kind(Kind::Double));
+        trained_tokens += y.ge(0).sum(Kind::Int64);
         (loss / accum as f64).backward();
     }
-    let grad_norm = apply_update(model, optimizers, cluster, schedule)?;
-    let totals = cluster.reduce(&[losses.iter().sum(), losses.len() as f64, trained_tokens as f64], ReduceOp::Sum)?;
-    let loss = totals[0] / totals[1].max(1.0);
-    Ok(StepOutcome { loss, local_losses: losses, grad_norm, trained_tokens: totals[2] as i64 })
+    let grad_norm = queue_update(model, optimizers, cluster, schedule)?;
+    // [Σ loss, micro-batches, trained tokens] over every process, then this process's own values.
+    let local = Tensor::stack(&losses, 0);
+    let mut totals = Tensor::stack(
+        &[
+            local.sum(Kind::Double),
+            Tensor::from(accum as f64).to_device(cluster.device),
+            trained_tokens.to_kind(Kind::Double),
+        ],
+        0,
+    );
+    cluster.all_reduce(&mut totals, ReduceOp::Sum)?;
+    let mut parts = vec![totals, local];
+    parts.extend(grad_norm.map(|g| g.to_kind(Kind::Double).view([1])));
+    let host = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))
+        .map_err(|e| TrainError::Config(format!("reading the step's losses back from the device: {e}")))?;
+    let local_losses = host[3..3 + accum].to_vec();
+    if let Some(bad) = local_losses.iter().copied().find(|l| !l.is_finite()) {
+        return Err(TrainError::NonFiniteLoss { step, loss: bad });
+    }
+    Ok(StepOutcome {
+        loss: host[0] / host[1].max(1.0),
+        local_losses,
+        grad_norm: host.get(3 + accum).copied(),
+        trained_tokens: host[2] as i64,
+    })
 }
 
 /// The update once a step's gradients are in: optional clipping of this rank's gradient (returns
@@ -69,7 +89,18 @@ pub fn apply_update(
     cluster: &Cluster<'_>,
     schedule: StepSchedule,
 ) -> Result<Option<f64>, TrainError> {
-    let grad_norm = schedule.grad_clip.map(|max| optim::clip_grad_norm(&model.parameters_in_reference_order(), max));
+    Ok(queue_update(model, optimizers, cluster, schedule)?.map(|norm| norm.double_value(&[])))
+}
+
+/// [`apply_update`] without waiting for the device: the gradient norm stays a device scalar.
+fn queue_update(
+    model: &Gpt,
+    optimizers: &mut Optimizers,
+    cluster: &Cluster<'_>,
+    schedule: StepSchedule,
+) -> Result<Option<Tensor>, TrainError> {
+    let grad_norm =
+        schedule.grad_clip.map(|max| optim::clip_grad_norm_queued(&model.parameters_in_reference_order(), max));
     optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum);
     optimizers.step(cluster.group)?;
     model.zero_grad();

@@ -240,8 +240,15 @@ pub fn run_on(
 
     // The model, from the source phase's checkpoint; the tokenizer.
     let encoder = artifacts::load(&paths.tokenizer())?;
-    let (source, model) =
-        SourceCheckpoint::open(paths, &c.source, options.source_dir.as_deref(), encoder.vocab_size(), device)?;
+    let (source, model) = SourceCheckpoint::open(
+        paths,
+        &c.source,
+        options.source_dir.as_deref(),
+        encoder.vocab_size(),
+        device,
+        super::stage_precision(&c.dtype, device)?,
+    )?;
+    super::check_attention_kernel(&model)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
     let renderer = ChatRenderer::new(&encoder)?;
     let pad = renderer.tokens().assistant_end;

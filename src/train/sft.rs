@@ -158,8 +158,15 @@ pub fn run(
 
     // The model, from the source phase's checkpoint; the tokenizer.
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    let (source, model) =
-        SourceCheckpoint::open(paths, &c.source, options.source_dir.as_deref(), encoder.vocab_size(), device)?;
+    let (source, model) = SourceCheckpoint::open(
+        paths,
+        &c.source,
+        options.source_dir.as_deref(),
+        encoder.vocab_size(),
+        device,
+        super::stage_precision(&c.dtype, device)?,
+    )?;
+    super::check_attention_kernel(&model)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 
     // Data: micro-batch m of rank r reads stream r·A + m of W·A.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use super::checkpoint::{self, CheckpointError};
-use crate::model::{Gpt, GptConfig};
+use crate::model::{Gpt, GptConfig, Precision};
 use crate::paths::Paths;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,12 +132,13 @@ impl SourceCheckpoint {
         source_dir: Option<&Path>,
         vocab_size: u32,
         device: Device,
+        precision: Precision,
     ) -> Result<(Self, Gpt), SourceError> {
         let source = match source_dir {
             Some(dir) => Self::in_dir(dir, None)?,
             None => Self::latest(paths, phase)?,
         };
-        let model = source.load_model(device)?;
+        let model = source.load_model(device, precision)?;
         if i64::from(vocab_size) != model.config.vocab_size {
             return Err(SourceError::VocabMismatch {
                 dir: source.dir.clone(),
@@ -148,10 +149,10 @@ impl SourceCheckpoint {
         Ok((source, model))
     }
 
-    /// The model with these weights on `device`.
-    pub fn load_model(&self, device: Device) -> Result<Gpt, SourceError> {
+    /// The model with these weights on `device`, computing in `precision`.
+    pub fn load_model(&self, device: Device, precision: Precision) -> Result<Gpt, SourceError> {
         let path = self.weights_path()?;
-        let model = Gpt::new(self.model_config, device)
+        let model = Gpt::with_precision(self.model_config, device, precision)
             .map_err(|source| SourceError::Model { dir: self.dir.clone(), source })?;
         checkpoint::load_weights(&model, &checkpoint::read_tensors(&path)?, &path)?;
         Ok(model)

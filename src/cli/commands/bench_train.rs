@@ -3,24 +3,29 @@
 //! tests/bench/bench_train.py puts it next to the reference's training step (`make bench`).
 use std::time::Instant;
 
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::cli::BenchTrainArgs;
-use crate::model::{Gpt, GptConfig};
+use crate::model::{Gpt, GptConfig, Precision};
 use crate::optim::{clip_grad_norm, setup_optimizers, OptimizerSettings};
 
 pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, args.vocab, args.seq_len);
-    let mut model = Gpt::new(config, device).map_err(anyhow::Error::msg)?;
+    let precision = Precision::resolve(&args.dtype, device)?;
+    let mut model = Gpt::with_precision(config, device, precision).map_err(anyhow::Error::msg)?;
     model.init_weights();
     let (mut adamw, mut muon) = setup_optimizers(&model, &OptimizerSettings::reference());
     let params = model.parameters_in_reference_order();
     let mut step = |i: usize| {
         let x = Tensor::randint(args.vocab, [args.batch, args.seq_len + 1], (Kind::Int64, device));
-        let loss =
-            model.loss(&x.narrow(1, 0, args.seq_len), &x.narrow(1, 1, args.seq_len).contiguous(), Reduction::Mean);
+        let (inputs, targets) = (x.narrow(1, 0, args.seq_len), x.narrow(1, 1, args.seq_len).contiguous());
+        let loss = if args.full_logits_loss {
+            model.loss(&inputs, &targets, tch::Reduction::Mean)
+        } else {
+            model.train_loss(&inputs, &targets)
+        };
         loss.backward();
         clip_grad_norm(&params, 1.0);
         adamw.step();
@@ -49,7 +54,8 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "nanochat-rs", "device": format!("{device:?}"), "depth": args.depth, "params": config.num_params(),
+            "impl": "nanochat-rs", "device": format!("{device:?}"), "dtype": precision.to_string(),
+            "loss": if args.full_logits_loss { "full logits" } else { "chunked" }, "depth": args.depth, "params": config.num_params(),
             "batch": args.batch, "seq_len": args.seq_len, "step_ms": secs * 1e3, "tok_per_sec": tokens / secs,
             "mfu_percent": mfu, "peak_rss_mib": peak_rss_mib(),
         })

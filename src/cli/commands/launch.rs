@@ -21,7 +21,10 @@ pub const COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 pub fn launch_or_join(global: &GlobalOptions, launch: &LaunchArgs, log_name: &str) -> anyhow::Result<Role> {
     let ctx = DistContext::from_process_env().map_err(anyhow::Error::msg)?;
     let already_worker = ctx.is_distributed() || std::env::var_os("RANK").is_some();
-    let visible_gpus = tch::Cuda::device_count().max(0) as usize;
+    // The preset's `hardware.device` decides: "cpu" runs on the CPU even where GPUs are visible (the
+    // smoke preset), anything else uses the visible GPUs.
+    let on_cpu = global.resolve_config().map(|c| c.runs_on_cpu()).unwrap_or(false);
+    let visible_gpus = if on_cpu { 0 } else { tch::Cuda::device_count().max(0) as usize };
     let nproc = launch.nproc_per_node.unwrap_or(visible_gpus.max(1));
     if !already_worker && nproc * launch.nnodes > 1 {
         let plan = LaunchPlan {

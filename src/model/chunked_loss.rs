@@ -1,0 +1,153 @@
+//! The training loss without the full logits: cross-entropy of soft-capped logits (NANOCHAT.md §3.3
+//! steps 3-4) computed over chunks of positions. At vocab 65,536 the (B·T, vocab) fp32 logits and
+//! their gradient are the largest tensors of a step; here at most one chunk of them exists at a time.
+//!
+//! When the hidden states carry a gradient, each chunk's backward is done in the same pass, by hand:
+//! dL/dz = (softmax(z) − onehot(y))·valid/count for the soft-capped logits z = 15·tanh(l/15), then
+//! dz/dl = 1 − tanh², then the two matmuls that give dL/dh and dL/dW. The returned loss carries those
+//! gradients through a zero-valued surrogate, `s − s.detach()` with s = Σ h·dL/dh + Σ W·dL/dW, so a
+//! plain `.backward()` (scaled or accumulated like any loss) delivers them to the rest of the graph.
+use tch::{Kind, Tensor};
+
+use super::gpt::SOFTCAP;
+
+/// Elements of one chunk's fp32 logits: 2^25 (128 MiB), so 512 positions at vocab 65,536.
+pub const CHUNK_ELEMENTS: i64 = 1 << 25;
+
+/// Mean cross-entropy over the targets that are not −1 of `15·tanh((h·Wᵀ)[:, :vocab] / 15)`, for
+/// final-norm hidden states `h` (N, d) in the compute dtype, the head `w` (padded vocab, d) and
+/// targets (N). The matmuls run in `h`'s dtype (W cast to it), the soft-cap and the loss in fp32.
+pub fn softcapped_cross_entropy(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
+    softcapped_cross_entropy_in_chunks(h, w, vocab, targets, (CHUNK_ELEMENTS / vocab).max(1))
+}
+
+/// [`softcapped_cross_entropy`] with `chunk_rows` positions per chunk.
+pub fn softcapped_cross_entropy_in_chunks(
+    h: &Tensor,
+    w: &Tensor,
+    vocab: i64,
+    targets: &Tensor,
+    chunk_rows: i64,
+) -> Tensor {
+    let (n, d) = (h.size()[0], h.size()[1]);
+    let device = h.device();
+    let with_grad = h.requires_grad();
+    let hd = h.detach();
+    let wc = w.detach().narrow(0, 0, vocab).to_kind(h.kind());
+    let valid = targets.ge(0).to_kind(Kind::Float);
+    let count = valid.sum(Kind::Float);
+    let safe_targets = targets.clamp_min(0).unsqueeze(1);
+
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    let mut grad_h = with_grad.then(|| Tensor::empty([n, d], (h.kind(), device)));
+    let mut grad_w = with_grad.then(|| Tensor::zeros([vocab, d], (Kind::Float, device)));
+    tch::no_grad(|| {
+        for start in (0..n).step_by(chunk_rows.max(1) as usize) {
+            let len = chunk_rows.min(n - start);
+            let hc = hd.narrow(0, start, len);
+            let yc = safe_targets.narrow(0, start, len);
+            let vc = valid.narrow(0, start, len).unsqueeze(1);
+            // t = tanh(l/15) and z = 15·t, in fp32.
+            let t = hc.matmul(&wc.tr()).to_kind(Kind::Float).divide_scalar_(SOFTCAP).tanh_();
+            let z = &t * SOFTCAP;
+            let lse = z.logsumexp([1i64].as_slice(), true);
+            let nll = (&lse - z.gather(1, &yc, false)) * &vc;
+            loss_sum += nll.sum(Kind::Float);
+            if let (Some(grad_h), Some(grad_w)) = (grad_h.as_mut(), grad_w.as_mut()) {
+                let mut g = (z - &lse).exp_();
+                let _ = g.scatter_add_(1, &yc, &Tensor::full([len, 1], -1.0, (Kind::Float, device)));
+                let _ = g.g_mul_(&(&vc / &count));
+                let _ = g.g_mul_(&(t.square().neg_() + 1.0));
+                let g = g.to_kind(h.kind());
+                grad_h.narrow(0, start, len).copy_(&g.matmul(&wc));
+                *grad_w += g.tr().matmul(&hc).to_kind(Kind::Float);
+            }
+        }
+    });
+    let loss = loss_sum / &count;
+    match (grad_h, grad_w) {
+        (Some(grad_h), Some(grad_w)) => {
+            let s = (h * grad_h).sum(Kind::Float) + (w.narrow(0, 0, vocab) * grad_w).sum(Kind::Float);
+            loss + (&s - s.detach())
+        }
+        _ => loss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Reduction};
+
+    use super::*;
+
+    /// The unfused reference: full logits, soft-cap, cross_entropy with ignore_index −1.
+    fn unfused(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
+        let logits = h.linear(&w.to_kind(h.kind()), None::<Tensor>).narrow(1, 0, vocab).to_kind(Kind::Float);
+        let z = (logits / SOFTCAP).tanh() * SOFTCAP;
+        z.cross_entropy_loss(targets, None::<Tensor>, Reduction::Mean, -1, 0.0)
+    }
+
+    fn case(kind: Kind) -> (Tensor, Tensor, Tensor) {
+        tch::manual_seed(3);
+        let h = Tensor::randn([37, 16], (Kind::Float, Device::Cpu)).to_kind(kind).set_requires_grad(true);
+        let w = (Tensor::randn([128, 16], (Kind::Float, Device::Cpu)) * 2.0).set_requires_grad(true);
+        let targets = Tensor::randint(100, [37], (Kind::Int64, Device::Cpu));
+        // Some ignored positions, as SFT's masks make.
+        let _ = targets.narrow(0, 5, 4).fill_(-1);
+        (h, w, targets)
+    }
+
+    fn grads(loss: &Tensor, h: &Tensor, w: &Tensor) -> (Tensor, Tensor) {
+        h.shallow_clone().zero_grad();
+        w.shallow_clone().zero_grad();
+        (loss * 0.5).backward();
+        (h.grad().to_kind(Kind::Float).copy(), w.grad().copy())
+    }
+
+    #[test]
+    fn same_loss_and_gradients_as_the_full_logits_in_fp32() {
+        let (h, w, targets) = case(Kind::Float);
+        let expected = unfused(&h, &w, 100, &targets);
+        let (eh, ew) = grads(&expected, &h, &w);
+        for chunk_rows in [1, 8, 37, 100] {
+            let fused = softcapped_cross_entropy_in_chunks(&h, &w, 100, &targets, chunk_rows);
+            assert!(fused.allclose(&expected, 1e-6, 1e-6, false), "{chunk_rows}: {fused:?} vs {expected:?}");
+            let (gh, gw) = grads(&fused, &h, &w);
+            assert!(gh.allclose(&eh, 1e-5, 1e-7, false), "dL/dh with {chunk_rows} rows per chunk");
+            assert!(gw.allclose(&ew, 1e-5, 1e-7, false), "dL/dW with {chunk_rows} rows per chunk");
+        }
+        // The padded rows of W (vocab 100 of 128) get no gradient, as through the unfused narrow.
+        assert_eq!(ew.narrow(0, 100, 28).abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn bf16_hidden_states_match_within_bf16_tolerance() {
+        let (h, w, targets) = case(Kind::BFloat16);
+        let expected = unfused(&h, &w, 100, &targets);
+        let (eh, ew) = grads(&expected, &h, &w);
+        let fused = softcapped_cross_entropy_in_chunks(&h, &w, 100, &targets, 8);
+        assert_eq!(fused.kind(), Kind::Float, "the loss is fp32");
+        assert!(fused.allclose(&expected, 1e-3, 1e-3, false), "{fused:?} vs {expected:?}");
+        let (gh, gw) = grads(&fused, &h, &w);
+        assert_eq!(h.grad().kind(), Kind::BFloat16);
+        assert!(gh.allclose(&eh, 2e-2, 1e-3, false));
+        assert!(gw.allclose(&ew, 2e-2, 1e-3, false));
+    }
+
+    #[test]
+    fn without_gradients_it_only_computes_the_loss() {
+        let (h, w, targets) = case(Kind::Float);
+        let expected = tch::no_grad(|| unfused(&h, &w, 100, &targets));
+        let fused = tch::no_grad(|| softcapped_cross_entropy_in_chunks(&h.detach(), &w, 100, &targets, 8));
+        assert!(!fused.requires_grad());
+        assert!(fused.allclose(&expected, 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn all_targets_ignored_gives_nan_like_the_unfused_mean() {
+        let (h, w, _) = case(Kind::Float);
+        let targets = Tensor::full([37], -1, (Kind::Int64, Device::Cpu));
+        assert!(softcapped_cross_entropy(&h, &w, 100, &targets).double_value(&[]).is_nan());
+        assert!(unfused(&h, &w, 100, &targets).double_value(&[]).is_nan());
+    }
+}
