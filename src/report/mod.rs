@@ -2,6 +2,7 @@
 //! `generate` renders report.md from a Tera template embedded in the binary, with an environment
 //! header, every section that exists and the BASE/MID/SFT/RL summary table; `reset` starts anew.
 pub mod environment;
+pub mod plots;
 pub mod section;
 
 use std::path::{Path, PathBuf};
