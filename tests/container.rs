@@ -110,7 +110,10 @@ fn smoke_speedrun_runs_in_the_image_through_the_launcher_and_docker_run() {
         assert!(said.contains(stage), "stage {stage} not in the streamed output:\n{said}");
     }
     let report = std::fs::read_to_string(&report_out).expect("report.md copied out of the container");
-    smoke_report::assert_is_smoke_report(&report);
+    smoke_report::assert_is_smoke_report(&report, |name| {
+        let plot = volume.read(&format!("report/{name}"));
+        plot.status.success().then_some(plot.stdout)
+    });
     assert!(report.contains(&image) || report.contains("sha256:"), "report names the image:\n{report}");
     let in_volume = volume.read("report/report.md");
     assert!(in_volume.status.success(), "{}", text(&in_volume));

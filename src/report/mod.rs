@@ -1,7 +1,9 @@
 //! The run report (NANOCHAT.md §8.2): stages write JSON sections under `base_dir/report/`;
 //! `generate` renders report.md from a Tera template embedded in the binary, with an environment
-//! header, every section that exists and the BASE/MID/SFT/RL summary table; `reset` starts anew.
+//! header, every section that exists, SVG plots of the training stages' metrics logs and the
+//! BASE/MID/SFT/RL summary table; `reset` starts anew.
 pub mod environment;
+pub mod plots;
 pub mod section;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +46,7 @@ pub fn is_bookkeeping_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == STARTED_FILE || n == RUN_FILE)
 }
 
-/// Deletes every section and report.md, and records the start time of a new run.
+/// Deletes every section, plot and report.md, and records the start time of a new run.
 pub fn reset(report_dir: &Path) -> Result<(), ReportError> {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
         move |source| ReportError::Io { path: path.to_path_buf(), source }
@@ -53,7 +55,8 @@ pub fn reset(report_dir: &Path) -> Result<(), ReportError> {
     for entry in std::fs::read_dir(report_dir).map_err(io(report_dir))?.flatten() {
         let path = entry.path();
         let is_section = path.extension().is_some_and(|e| e == "json");
-        if is_section || path.file_name().is_some_and(|n| n == "report.md") {
+        let is_plot = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| plots::chart_files().any(|f| f == n));
+        if is_section || is_plot || path.file_name().is_some_and(|n| n == "report.md") {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
@@ -133,7 +136,8 @@ fn wall_clock(started: Option<&str>, sections: &[ReportSection]) -> Option<(Stri
     Some((format!("{}h{}m", seconds / 3600, (seconds % 3600) / 60), seconds as f64 / 3600.0))
 }
 
-/// Renders `report_dir/report.md` from the sections present and returns its path.
+/// Renders `report_dir/report.md` from the sections present, with the plots of the run's metrics
+/// logs (drawn into `report_dir`; a plot that fails is named in the report), and returns its path.
 pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) -> Result<PathBuf, ReportError> {
     let (sections, problems) = read_sections(report_dir);
     let started = read_json::<RunStart>(&report_dir.join(STARTED_FILE)).map(|s| s.started);
@@ -172,6 +176,7 @@ pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) ->
     ctx.insert("wall_clock", &clock.as_ref().map(|c| c.0.clone()));
     ctx.insert("estimated_cost", &rate.zip(clock.as_ref()).map(|(r, c)| format!("${:.2} at ${r:.2}/hour", r * c.1)));
     ctx.insert("problems", &(!problems.is_empty()).then(|| problems.join("; ")));
+    ctx.insert("plots", &plots::render_run_plots(report_dir));
 
     let text = tera::Tera::one_off(TEMPLATE, &ctx, false).map_err(|e| ReportError::Template(format!("{e:?}")))?;
     let path = report_dir.join("report.md");
@@ -258,6 +263,75 @@ mod tests {
         assert!(md.contains("- vocab_size: 65,536\n| a | b |"));
         assert!(md.find("## Tokenizer training").unwrap() < md.find("## Base model evaluation").unwrap());
         assert!(md.contains("Total wall clock time: 0h0m"));
+    }
+
+    /// A base training log of three steps and an RL log of two, with an unreadable line when
+    /// `garbage`, in the base directory above `report_dir`.
+    fn write_metrics_logs(report_dir: &Path, garbage: bool) {
+        let base_dir = report_dir.parent().unwrap();
+        let mut base: Vec<String> = (0..3)
+            .map(|step| {
+                let loss = 3.0 - 0.1 * f64::from(step);
+                format!(r#"{{"step":{step},"loss":{loss},"lrm":1.0,"tok_per_sec":1000.0,"total_training_time":0.0}}"#)
+            })
+            .collect();
+        if garbage {
+            base.push("{not json".into());
+        }
+        let rl = [r#"{"step":0,"reward":0.25}"#, r#"{"step":1,"reward":0.5,"metrics":{"pass@1":0.5}}"#];
+        for (dir, lines) in [("base_d2", base.join("\n")), ("rl_d2", rl.join("\n"))] {
+            std::fs::create_dir_all(base_dir.join(dir)).unwrap();
+            std::fs::write(base_dir.join(dir).join("metrics.jsonl"), lines).unwrap();
+        }
+    }
+
+    fn plots_section(md: &str) -> &str {
+        &md[md.find("## Plots").expect("a Plots section")..md.find("## Summary").unwrap()]
+    }
+
+    #[test]
+    fn links_the_plots_of_the_runs_metrics_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let report_dir = dir.path().join("report");
+        reset(&report_dir).unwrap();
+        write_metrics_logs(&report_dir, false);
+        let md = std::fs::read_to_string(generate(&report_dir, &env(), -1.0).unwrap()).unwrap();
+        assert_eq!(
+            plots_section(&md),
+            "## Plots\n\n![Base training loss (base_d2)](base_loss.svg)\n\n\
+             ![Base training learning-rate schedule (base_d2)](base_lr.svg)\n\n\
+             ![Base training throughput (base_d2)](base_throughput.svg)\n\n\
+             ![Chat RL reward and pass@k (rl_d2)](rl_reward.svg)\n\n"
+        );
+        for file in ["base_loss.svg", "base_lr.svg", "base_throughput.svg", "rl_reward.svg"] {
+            let svg = std::fs::read_to_string(report_dir.join(file)).unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{file}: {svg}");
+        }
+        assert!(!report_dir.join("mid_loss.svg").exists() && !report_dir.join("sft_loss.svg").exists());
+        reset(&report_dir).unwrap();
+        assert!(!report_dir.join("base_loss.svg").exists(), "reset removes the plots");
+    }
+
+    #[test]
+    fn names_a_plot_that_failed_and_renders_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let report_dir = dir.path().join("report");
+        write_metrics_logs(&report_dir, true);
+        std::fs::create_dir_all(report_dir.join("base_lr.svg")).unwrap();
+        let md = std::fs::read_to_string(generate(&report_dir, &env(), -1.0).unwrap()).unwrap();
+        let plots = plots_section(&md);
+        assert!(plots.contains("![Base training loss (base_d2)](base_loss.svg)\n"), "{plots}");
+        assert!(!plots.contains("](base_lr.svg)"), "{plots}");
+        assert!(plots.contains("\n- Plot base_lr.svg failed: cannot write "), "{plots}");
+        assert!(plots.contains("base_d2/metrics.jsonl: 1 unreadable line(s) skipped\n"), "{plots}");
+        assert!(md.contains("| CORE | - | - | - | - |"), "the rest of the report is there");
+    }
+
+    #[test]
+    fn says_when_there_is_nothing_to_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = std::fs::read_to_string(generate(&dir.path().join("report"), &env(), -1.0).unwrap()).unwrap();
+        assert_eq!(plots_section(&md), "## Plots\n\nNo training metrics logs found.\n\n");
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Test support: what a report.md of the smoke preset's stages must hold (the report header, one
-//! section per stage that writes one, the BASE/MID/SFT/RL summary table).
-pub fn assert_is_smoke_report(report: &str) {
+//! section per stage that writes one, the plots of the base, mid, SFT and RL metrics logs, the
+//! BASE/MID/SFT/RL summary table), and that each plot is an SVG chart next to report.md.
+
+/// The plots of the smoke preset's training stages (src/report/plots.rs).
+const SMOKE_PLOTS: [&str; 6] =
+    ["base_loss.svg", "base_lr.svg", "base_throughput.svg", "mid_loss.svg", "sft_loss.svg", "rl_reward.svg"];
+
+/// `read_beside` reads a file of the report's directory by name (None when it is not there).
+pub fn assert_is_smoke_report(report: &str, read_beside: impl Fn(&str) -> Option<Vec<u8>>) {
     assert!(report.starts_with("# nanochat training report"), "{report}");
     for section in [
         "## Hardware check",
@@ -16,9 +23,25 @@ pub fn assert_is_smoke_report(report: &str) {
         "## Chat evaluation sft",
         "## Chat RL",
         "## Chat evaluation rl",
+        "## Plots",
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
+    for file in SMOKE_PLOTS {
+        let link = format!("]({file})");
+        assert!(
+            report.lines().any(|l| l.starts_with("![") && l.ends_with(&link)),
+            "no image link to {file}:\n{report}"
+        );
+        let svg = read_beside(file).unwrap_or_else(|| panic!("{file} is not next to report.md"));
+        let svg = String::from_utf8_lossy(&svg);
+        let chart = svg.starts_with("<svg")
+            && svg.contains("<polyline")
+            && svg.contains("<text")
+            && svg.trim_end().ends_with("</svg>");
+        assert!(chart, "{file} is not an SVG chart:\n{svg}");
+    }
+    assert!(!report.contains("- Plot "), "a plot failed:\n{report}");
     assert!(report.contains("| Metric | BASE | MID | SFT | RL |"), "{report}");
     // The chat evaluations fill the MID and SFT columns of every chat row.
     for metric in ["ARC-Challenge", "ARC-Easy", "GSM8K", "HumanEval", "MMLU", "ChatCORE"] {
