@@ -87,12 +87,12 @@ DEVICE ?= cpu
 smoke: build
 	$(if $(filter cuda,$(DEVICE)),CUDA_VISIBLE_DEVICES=$${CUDA_VISIBLE_DEVICES:-0}) $(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR) \
 	  $(if $(filter cuda,$(DEVICE)),--set hardware.device=cuda --set hardware.gpus=1)
-	cp $(SMOKE_DIR)/report/report.md $(CURDIR)/report.md
+	cp $(SMOKE_DIR)/report/report.md $(SMOKE_DIR)/report/*.svg $(CURDIR)/
 	@echo "report: $(CURDIR)/report.md"
 
 speedrun: build
 	$(BIN) speedrun --preset $(PRESET)
-	cp $${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat}/report/report.md $(CURDIR)/report.md
+	cp $${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat}/report/report.md $${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat}/report/*.svg $(CURDIR)/
 
 clean:
 	cargo clean

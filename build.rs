@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     compile_c10d_shim(&torch_lib)?;
     link_libtorch_cuda(&torch_lib);
     emit_build_facts(&torch_lib);
+    emit_bloat()?;
     embed_smoke_stand_ins()?;
     println!("cargo:rerun-if-changed=build.rs");
     Ok(())
@@ -92,6 +93,38 @@ fn emit_build_facts(torch_lib: &Path) {
     let torch_version = torch_version(torch_lib).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=NANOCHAT_BUILD_LIBTORCH={torch_version}");
     println!("cargo:rustc-env=NANOCHAT_BUILD_TORCH_LIB={}", torch_lib.display());
+}
+
+/// The report's "Bloat" figures (as the reference's report): characters, lines and files of this
+/// build's sources (src/, build.rs, Cargo.toml) and its dependencies (packages in Cargo.lock other than
+/// itself), as `NANOCHAT_BLOAT=chars,lines,files,dependencies`. Counted when build.rs runs, which is
+/// on every new commit (the rerun triggers of `emit_build_facts`) and in every clean build.
+fn emit_bloat() -> anyhow::Result<()> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, files)?;
+            } else {
+                files.push(path);
+            }
+        }
+        Ok(())
+    }
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let mut files = vec![root.join("build.rs"), root.join("Cargo.toml")];
+    walk(&root.join("src"), &mut files)?;
+    let (mut chars, mut lines) = (0usize, 0usize);
+    for file in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(file)?).into_owned();
+        chars += text.chars().count();
+        lines += text.lines().count();
+    }
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+    let dependencies = lock.lines().filter(|l| l.trim() == "[[package]]").count().saturating_sub(1);
+    println!("cargo:rustc-env=NANOCHAT_BLOAT={chars},{lines},{},{dependencies}", files.len());
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    Ok(())
 }
 
 /// The chat datasets' stand-ins (manifests/data/chat_smoke/) and the CORE eval bundle's

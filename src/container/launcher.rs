@@ -182,9 +182,10 @@ fn forward_stop(docker: &Docker, id: &str, first: bool, stop_timeout_s: i32) {
     }
 }
 
-/// Copies report/report.md out of the (stopped) container; Ok(None) when it has none.
+/// Copies report/report.md out of the (stopped) container to `destination`, and the plots it links
+/// (report/*.svg) next to it; Ok(None) when it has no report.
 async fn copy_report_out(docker: &Docker, id: &str, destination: &Path) -> Result<Option<PathBuf>, ContainerError> {
-    let path = format!("{CACHE_DIR_IN_CONTAINER}/report/report.md");
+    let path = format!("{CACHE_DIR_IN_CONTAINER}/report");
     let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
     let mut stream = docker.download_from_container(id, Some(options));
     let mut archive = Vec::new();
@@ -192,29 +193,43 @@ async fn copy_report_out(docker: &Docker, id: &str, destination: &Path) -> Resul
         match chunk {
             Ok(bytes) => archive.extend_from_slice(&bytes),
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(ContainerError::Engine { action: "copying report.md out", source: e }),
+            Err(e) => return Err(ContainerError::Engine { action: "copying the report out", source: e }),
         }
     }
-    let Some(report) = file_from_tar(&archive, "report.md") else {
+    let files = files_from_tar(&archive);
+    let Some((_, report)) = files.iter().find(|(name, _)| name == "report.md") else {
         return Ok(None);
     };
-    crate::fsutil::write_atomic(destination, &report)
-        .map_err(|source| ContainerError::Write { path: destination.to_path_buf(), source })?;
+    let write = |path: &Path, bytes: &[u8]| {
+        crate::fsutil::write_atomic(path, bytes)
+            .map_err(|source| ContainerError::Write { path: path.to_path_buf(), source })
+    };
+    let dir = destination.parent().unwrap_or(Path::new(""));
+    for (name, bytes) in files.iter().filter(|(name, _)| name.ends_with(".svg")) {
+        write(&dir.join(name), bytes)?;
+    }
+    write(destination, report)?;
     Ok(Some(destination.to_path_buf()))
 }
 
-/// The bytes of the entry named `name` in a tar archive (the engine's archive endpoint format).
-fn file_from_tar(archive: &[u8], name: &str) -> Option<Vec<u8>> {
+/// The regular files of a tar archive (the engine's archive endpoint format) by file name.
+fn files_from_tar(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
     let mut tar = tar::Archive::new(archive);
-    for entry in tar.entries().ok()? {
-        let mut entry = entry.ok()?;
-        if entry.path().ok()?.file_name()? == name {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).ok()?;
-            return Some(bytes);
+    let Ok(entries) = tar.entries() else { return files };
+    for mut entry in entries.flatten() {
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(name) = entry.path().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if entry.read_to_end(&mut bytes).is_ok() {
+            files.push((name, bytes));
         }
     }
-    None
+    files
 }
 
 #[cfg(test)]
@@ -222,9 +237,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_report_in_an_engine_archive() {
+    fn finds_the_report_and_its_plots_in_an_engine_archive() {
         let mut builder = tar::Builder::new(Vec::new());
-        for (name, body) in [("other.txt", &b"x"[..]), ("report.md", &b"# nanochat training report\n"[..])] {
+        let entries = [
+            ("report/other.txt", &b"x"[..]),
+            ("report/report.md", &b"# nanochat training report\n"[..]),
+            ("report/base_loss.svg", &b"<svg/>"[..]),
+        ];
+        for (name, body) in entries {
             let mut header = tar::Header::new_gnu();
             header.set_size(body.len() as u64);
             header.set_mode(0o644);
@@ -232,8 +252,10 @@ mod tests {
             builder.append_data(&mut header, name, body).unwrap();
         }
         let archive = builder.into_inner().unwrap();
-        assert_eq!(file_from_tar(&archive, "report.md").unwrap(), b"# nanochat training report\n");
-        assert_eq!(file_from_tar(&archive, "missing.md"), None);
-        assert_eq!(file_from_tar(b"not a tar archive", "report.md"), None);
+        let files = files_from_tar(&archive);
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["other.txt", "report.md", "base_loss.svg"]);
+        assert_eq!(files[1].1, b"# nanochat training report\n");
+        assert!(files_from_tar(b"not a tar archive").is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! BASE/MID/SFT/RL summary table; `reset` starts anew.
 pub mod environment;
 pub mod plots;
+pub mod provenance;
 pub mod section;
 
 use std::path::{Path, PathBuf};
@@ -127,11 +128,12 @@ fn section_lines(section: &ReportSection) -> Vec<String> {
         .collect()
 }
 
-/// "XhYm" between the run start and the last non-RL section (§8.2).
+/// "XhYm" between the run start and the last section, RL included (the reference's §8.2 stops at the
+/// last non-RL section).
 fn wall_clock(started: Option<&str>, sections: &[ReportSection]) -> Option<(String, f64)> {
     let parse = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok();
     let start = parse(started?)?;
-    let end = sections.iter().filter(|s| !s.slug().contains("rl")).filter_map(|s| parse(&s.timestamp)).max()?;
+    let end = sections.iter().filter_map(|s| parse(&s.timestamp)).max()?;
     let seconds = (end - start).num_seconds().max(0);
     Some((format!("{}h{}m", seconds / 3600, (seconds % 3600) / 60), seconds as f64 / 3600.0))
 }
@@ -174,9 +176,19 @@ pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) ->
     ctx.insert("sections", &rendered_sections);
     ctx.insert("summary", &summary_rows(&sections));
     ctx.insert("wall_clock", &clock.as_ref().map(|c| c.0.clone()));
-    ctx.insert("estimated_cost", &rate.zip(clock.as_ref()).map(|(r, c)| format!("${:.2} at ${r:.2}/hour", r * c.1)));
+    let cost = match (rate, clock.as_ref()) {
+        (Some(r), Some(c)) => {
+            Some(format!("${:.2} ({} GPU(s) at ${r:.2}/hour in all, {})", r * c.1, env.gpus.gpus.len(), c.0))
+        }
+        (None, Some(_)) => Some("n/a (no GPU: the hourly rate is per GPU)".to_string()),
+        _ => None,
+    };
+    ctx.insert("estimated_cost", &cost);
     ctx.insert("problems", &(!problems.is_empty()).then(|| problems.join("; ")));
     ctx.insert("plots", &plots::render_run_plots(report_dir));
+    ctx.insert("bloat", &crate::build_info::bloat());
+    let base_dir = report_dir.parent().unwrap_or(report_dir);
+    ctx.insert("provenance", &provenance::collect(&base_dir.join("speedrun"), base_dir));
 
     let text = tera::Tera::one_off(TEMPLATE, &ctx, false).map_err(|e| ReportError::Template(format!("{e:?}")))?;
     let path = report_dir.join("report.md");

@@ -57,4 +57,32 @@ pub fn assert_is_smoke_report(report: &str, read_beside: impl Fn(&str) -> Option
     let core = report.lines().find(|l| l.starts_with("| CORE |")).unwrap_or_default();
     let base_cell = core.split('|').nth(2).unwrap_or_default().trim();
     assert!(base_cell.parse::<f64>().is_ok(), "the summary's CORE cell holds base-eval's value: {core:?}\n{report}");
+    let gsm8k = report.lines().find(|l| l.starts_with("| GSM8K |")).unwrap_or_default();
+    let rl_cell = gsm8k.split('|').nth(5).unwrap_or_default().trim();
+    assert!(rl_cell.parse::<f64>().is_ok(), "the summary's RL column holds GSM8K: {gsm8k:?}\n{report}");
+    for line in ["Total wall clock time: ", "Estimated cost: "] {
+        assert!(report.lines().any(|l| l.starts_with(line)), "no {line:?} line:\n{report}");
+    }
+    // Bloat: sizes of this build's sources, counted when it was built.
+    for field in ["Characters", "Lines", "Files", "Tokens (approx)", "Dependencies (Cargo.lock packages)"] {
+        let value = report.lines().find_map(|l| l.strip_prefix(&format!("- {field}: "))).unwrap_or_default();
+        assert!(value.parse::<u64>().is_ok_and(|n| n > 0), "Bloat {field} is {value:?}:\n{report}");
+    }
+    // Provenance: every stage's row, the build, the redo command and the checkpoints' sha256.
+    let provenance = &report[report.find("## Provenance").unwrap_or_else(|| panic!("no Provenance:\n{report}"))..];
+    assert!(provenance.contains("Build: nanochat ") && provenance.contains("libtorch "), "{provenance}");
+    assert!(provenance.contains("Redo the run: `nanochat speedrun --preset smoke"), "{provenance}");
+    for stage in
+        ["doctor", "data", "tok-train", "base-train", "base-eval", "mid-train", "sft", "chat-rl", "chat-eval-rl"]
+    {
+        assert!(provenance.contains(&format!("| {stage} | ")), "no provenance row of {stage}:\n{provenance}");
+    }
+    for checkpoint in ["base_d2/model_", "mid_d2/model_", "sft_d2/model_", "rl_d2/model_", "tok/"] {
+        let listed = provenance.lines().any(|l| {
+            let mut parts = l.splitn(2, "  ");
+            let digest = parts.next().unwrap_or_default();
+            digest.len() == 64 && parts.next().is_some_and(|p| p.starts_with(checkpoint))
+        });
+        assert!(listed, "no sha256 of {checkpoint}* among the outputs:\n{provenance}");
+    }
 }
