@@ -75,7 +75,9 @@ pub fn collect(records_dir: &Path, base_dir: &Path) -> Option<Provenance> {
     let digests = |map: BTreeMap<String, String>| -> Vec<FileDigest> {
         map.into_iter().map(|(path, sha256)| FileDigest { path, sha256 }).collect()
     };
-    let inputs = digests(read.into_iter().filter(|(p, _)| !written.contains_key(p)).collect());
+    // An input path that did not exist when its stage ran (an optional file) is not a file of the run.
+    let absent = |d: &String| d == crate::speedrun::digest::MISSING;
+    let inputs = digests(read.into_iter().filter(|(p, d)| !written.contains_key(p) && !absent(d)).collect());
     let stages = records
         .iter()
         .map(|r| StageRow {
@@ -130,7 +132,7 @@ mod tests {
             "tok-train",
             "2026-01-01 00:00:10",
             5.0,
-            &[("/base/data/shard_00000.parquet", "aa")],
+            &[("/base/data/shard_00000.parquet", "aa"), ("/base/data/optional", "missing")],
             &[("/base/tok/tokenizer.pkl", "bb")],
         )
         .save(&records)
