@@ -1,6 +1,8 @@
 //! Checkpoints (NANOCHAT.md §8.1, DESIGN.md): `model_XXXXXX.safetensors` (the reference's state_dict
 //! names), `optim_XXXXXX_rankR.safetensors` and `meta_XXXXXX.json`. Each file is written under a
 //! temporary name and renamed; the meta file goes last, so a checkpoint exists only once complete.
+//! A write that runs out of space says how much it needed ([`crate::fsutil::NoSpace`]); the
+//! checkpoints already written stay as they were.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -84,15 +86,23 @@ pub fn meta_path(dir: &Path, step: u64) -> PathBuf {
 
 fn write_tensors_atomic(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
     let err = |message: String| CheckpointError::Write { path: path.to_path_buf(), message };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tensors");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = crate::fsutil::temporary_path(path);
+    if let Some(dir) = tmp.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
     let contiguous: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.contiguous().to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&contiguous, &tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    let bytes: u64 = contiguous.iter().map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64).sum();
+    if let Err(e) = Tensor::write_safetensors(&contiguous, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match e {
+            tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => {
+                err(crate::fsutil::explain_write_error(io, path, bytes).to_string())
+            }
+            other => err(other.to_string()),
+        });
+    }
+    crate::fsutil::commit_temporary(&tmp, path, bytes).map_err(|e| err(e.to_string()))
 }
 
 /// Saves the model (rank 0 only, as the reference), this rank's optimizer state, then the meta file.
