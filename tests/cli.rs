@@ -4,22 +4,10 @@
 mod real_text;
 #[path = "support/smoke_report.rs"]
 mod smoke_report;
+#[path = "support/tiny_speedrun.rs"]
+mod tiny_speedrun;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn nanochat(base: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env("NANOCHAT_BASE_DIR", base)
-        .env_remove("NANOCHAT_PRESET")
-        .output()
-        .expect("the nanochat binary starts")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use tiny_speedrun::{nanochat, text, TinySpeedrun};
 
 #[test]
 fn every_command_explains_what_it_reads_and_writes() {
@@ -91,72 +79,8 @@ fn doctor_without_a_gpu_refuses_gpu_presets_and_names_the_cpu_ones() {
 #[test]
 fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let mirror_dir = dir.path().join("mirror");
-    let docs = real_text::torch_sources(150);
-    for i in 0..3 {
-        let opts = nanochat::data::ShardWriterOptions { docs_per_row_group: 25, ..Default::default() };
-        let name = nanochat::data::fineweb_edu_manifest::fineweb_edu_shard_name(i);
-        nanochat::data::write_shard(&mirror_dir.join(name), &docs[i * 50..(i + 1) * 50], opts).unwrap();
-    }
-    // The chat datasets on the same mirror, laid out as a base dir's data/hf/ (with each dataset's
-    // revision.json) and the extras at its top: fetched here once from the smoke stand-ins.
-    let chat = tempfile::tempdir().unwrap();
-    let out = nanochat(chat.path(), &["--preset", "smoke", "data", "download", "--chat"]);
-    assert!(out.status.success(), "{}", text(&out));
-    copy_tree(&chat.path().join("data/hf"), &mirror_dir);
-    copy_tree(&chat.path().join("data/chat-data"), &mirror_dir);
-    // A base dir refuses stand-ins offered as a dataset; here they play the part of a real mirror's copy.
-    for repo in
-        ["HuggingFaceTB/smol-smoltalk", "allenai/ai2_arc", "cais/mmlu", "openai/gsm8k", "openai/openai_humaneval"]
-    {
-        let record = mirror_dir.join(repo).join("revision.json");
-        let text = std::fs::read_to_string(&record).unwrap().replace("\"stand_in\": true", "\"stand_in\": false");
-        std::fs::write(&record, text).unwrap();
-    }
-    // The CORE bundle on the same mirror: the smoke stand-in's files zipped as a real eval_bundle.zip.
-    let zipped = std::process::Command::new("python3")
-        .args(["-m", "zipfile", "-c"])
-        .arg(mirror_dir.join("eval_bundle.zip"))
-        .arg("eval_bundle")
-        .current_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/manifests/data/core_smoke")
-        .status()
-        .unwrap();
-    assert!(zipped.success());
-    let mirror = nanochat::data::LocalMirror::serve(&mirror_dir).unwrap();
-    let sets = [
-        "data.manifest=fineweb-edu-100b".to_string(),
-        format!("data.mirror_url={}", mirror.url()),
-        "data.tokenizer_shards=1".into(),
-        "data.train_shards=3".into(),
-        "tok_train.vocab_size=400".into(),
-        "tok_eval.compare_baselines=false".into(),
-        "base_train.depth=1".into(),
-        "base_train.max_seq_len=64".into(),
-        "base_train.device_batch_size=4".into(),
-        "base_train.total_batch_size=512".into(),
-        "base_train.num_iterations=8".into(),
-        "base_train.eval_every=4".into(),
-        "base_train.eval_tokens=1024".into(),
-        "base_loss.split_tokens=1024".into(),
-        "mid_train.max_seq_len=64".into(),
-        "mid_train.device_batch_size=4".into(),
-        "mid_train.total_batch_size=512".into(),
-        "mid_train.num_iterations=4".into(),
-        "mid_train.eval_every=2".into(),
-        "mid_train.eval_tokens=512".into(),
-        "chat_sft.num_iterations=4".into(),
-        "chat_sft.eval_every=2".into(),
-        "chat_sft.eval_steps=1".into(),
-        "chat_sft.eval_metrics_max_problems=4".into(),
-        "chat_eval.max_problems=4".into(),
-        "chat_eval.max_new_tokens=8".into(),
-        "chat_rl.max_new_tokens=16".into(),
-    ];
-    let mut args: Vec<&str> = vec!["--preset", "smoke"];
-    for s in &sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    args.push("speedrun");
+    let tiny = TinySpeedrun::new(dir.path());
+    let args = tiny.args(&["speedrun"]);
     let out = nanochat(dir.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
     let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
@@ -210,16 +134,17 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     assert_eq!(std::fs::read_to_string(dir.path().join("report/started.json")).unwrap(), started);
 
     // The training stages also run on 2 processes (distributed optimizers, one optimizer shard per rank).
-    let mut two = args.clone();
-    two.pop();
-    two.extend(["--set", "base_train.save_every=4"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(&two)
-        .args(["speedrun", "--only", "base-train", "--force", "--nproc-per-node", "2"])
-        .env("NANOCHAT_BASE_DIR", dir.path())
-        .env_remove("NANOCHAT_PRESET")
-        .output()
-        .unwrap();
+    let two = tiny.args(&[
+        "--set",
+        "base_train.save_every=4",
+        "speedrun",
+        "--only",
+        "base-train",
+        "--force",
+        "--nproc-per-node",
+        "2",
+    ]);
+    let out = nanochat(dir.path(), &two);
     assert!(out.status.success(), "{}", text(&out));
     for rank in 0..2 {
         assert!(
@@ -227,19 +152,6 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
             "rank {rank} optimizer shard"
         );
         assert!(dir.path().join(format!("logs/base-train/rank{rank}.log")).exists(), "rank {rank} log");
-    }
-}
-
-/// Copies the files under `from` into `to`, keeping their relative paths.
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

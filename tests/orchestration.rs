@@ -12,6 +12,8 @@ struct FakeRunner {
     calls: RefCell<Vec<String>>,
     args: RefCell<Vec<Vec<String>>>,
     failing: RefCell<HashMap<String, i32>>,
+    /// A stage during which the speedrun "dies": the runner returns an error instead of an exit code.
+    killed_in: RefCell<Option<String>>,
 }
 
 impl FakeRunner {
@@ -20,6 +22,7 @@ impl FakeRunner {
             calls: RefCell::new(Vec::new()),
             args: RefCell::new(Vec::new()),
             failing: RefCell::new(HashMap::new()),
+            killed_in: RefCell::new(None),
         }
     }
     fn take_calls(&self) -> Vec<String> {
@@ -33,6 +36,9 @@ impl StageRunner for FakeRunner {
         self.args.borrow_mut().push(stage.args.clone());
         std::fs::create_dir_all(log.parent().unwrap())?;
         std::fs::write(log, format!("running {}\n", stage.name))?;
+        if self.killed_in.borrow().as_deref() == Some(stage.name.as_str()) {
+            return Err(std::io::Error::other("killed"));
+        }
         if let Some(code) = self.failing.borrow().get(&stage.name) {
             return Ok(*code);
         }
@@ -214,4 +220,25 @@ fn a_failed_stage_with_unchanged_inputs_resumes_with_its_resume_args() {
     std::fs::write(fx.path("source.txt"), "other text").unwrap();
     let out = fx.orchestrator(&runner).run(&stages, &Selection::default()).unwrap();
     assert!(matches!(&out[1].decision, Decision::Run { resume: false, .. }), "{out:?}");
+}
+
+#[test]
+fn a_stage_the_speedrun_died_in_is_resumed_on_the_next_run() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new();
+    let mut stages = fx.stages(1);
+    stages[1].resume_args = vec!["--resume".into()];
+    *runner.killed_in.borrow_mut() = Some("b".into());
+    assert!(fx.orchestrator(&runner).run(&stages, &Selection::default()).is_err());
+    let record = nanochat::speedrun::StageRecord::load(&fx.path("records"), "b").unwrap();
+    assert_eq!(record.exit_code, nanochat::speedrun::record::RUNNING, "the record saved as b started is left");
+    *runner.killed_in.borrow_mut() = None;
+    let out = fx.orchestrator(&runner).run(&stages, &Selection::default()).unwrap();
+    assert_eq!(ran(&out), ["b", "c", "report"]);
+    assert!(
+        matches!(&out[1].decision, Decision::Run { resume: true, reason } if reason.contains("interrupted")),
+        "{out:?}"
+    );
+    assert!(runner.args.borrow().contains(&vec!["b".to_string(), "--resume".to_string()]));
+    assert_eq!(nanochat::speedrun::StageRecord::load(&fx.path("records"), "b").unwrap().exit_code, 0);
 }

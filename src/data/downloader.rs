@@ -401,16 +401,22 @@ impl ShardDownloader {
                         .append(true)
                         .open(partial)
                         .map_err(|e| DownloadError::io(name, "open", partial, e))?;
+                    // What this transfer adds to the partial file, when a size is known.
+                    let start = if kind == BodyKind::Whole { 0 } else { offset };
+                    let rest = expectation.size.or(server_size).map(|size| size.saturating_sub(start));
                     let copied = copy_body(
                         name,
                         &response.final_url,
                         response.body,
-                        (&mut file, partial),
+                        (&mut file, partial, rest),
                         index,
                         tracker,
                         cancel,
                     );
-                    file.sync_all().map_err(|e| DownloadError::io(name, "sync", partial, e))?;
+                    file.sync_all().map_err(|e| {
+                        let e = crate::fsutil::explain_write_error(e, partial, rest.unwrap_or(0));
+                        DownloadError::io(name, "sync", partial, e)
+                    })?;
                     copied?;
                 }
             }
@@ -491,13 +497,14 @@ fn copy_body(
     name: &str,
     url: &str,
     body: ureq::Body,
-    (file, path): (&mut File, &Path),
+    (file, path, rest): (&mut File, &Path, Option<u64>),
     index: usize,
     tracker: &ProgressTracker,
     cancel: &AtomicBool,
 ) -> Result<(), DownloadError> {
     let mut reader = body.into_reader();
     let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut written = 0u64;
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Err(DownloadError::Cancelled { name: name.into() });
@@ -510,7 +517,12 @@ fn copy_body(
                 return Err(DownloadError::Network { name: name.into(), url: url.into(), message: e.to_string() })
             }
         };
-        file.write_all(&buffer[..n]).map_err(|e| DownloadError::io(name, "write", path, e))?;
+        file.write_all(&buffer[..n]).map_err(|e| {
+            // Out of space: the whole rest of the file is what it needs (at least this chunk when unknown).
+            let needed = rest.unwrap_or(written + n as u64);
+            DownloadError::io(name, "write", path, crate::fsutil::explain_write_error(e, path, needed))
+        })?;
+        written += n as u64;
         tracker.add_transferred(index, n as u64);
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::digest::{sha256_bytes, DigestCache};
-use super::record::StageRecord;
+use super::record::{StageRecord, RUNNING};
 use super::runner::StageRunner;
 use super::stage::{StageSpec, UnknownStage};
 
@@ -110,7 +110,11 @@ impl<'a> Orchestrator<'a> {
             return run(&format!("input changed: {path}"));
         }
         if record.exit_code != 0 {
-            let reason = format!("the last attempt failed (exit code {})", record.exit_code);
+            let reason = if record.exit_code == RUNNING {
+                "the last attempt was interrupted (the speedrun stopped while it ran)".to_string()
+            } else {
+                format!("the last attempt failed (exit code {})", record.exit_code)
+            };
             let resume = !stage.resume_args.is_empty();
             return Ok(Decision::Run { reason: if resume { format!("{reason}; resuming") } else { reason }, resume });
         }
@@ -155,37 +159,46 @@ impl<'a> Orchestrator<'a> {
     fn execute(&mut self, stage: &StageSpec) -> Result<f64, SpeedrunError> {
         let inputs = self.digest(stage, &stage.inputs)?;
         let log = self.log_path(&stage.name);
-        let started = crate::report::now_timestamp();
+        let mut record = StageRecord {
+            stage: stage.name.clone(),
+            config: stage.config.clone(),
+            config_sha256: config_digest(&stage.config),
+            inputs,
+            outputs: Default::default(),
+            started: crate::report::now_timestamp(),
+            wall_time_s: 0.0,
+            exit_code: RUNNING,
+            log: log.clone(),
+            nanochat_version: crate::build_info::version_line(),
+        };
+        // Saved before the stage starts: if this process is killed, the next run finds the attempt
+        // unfinished and resumes it where the stage supports that.
+        self.save_record(&record)?;
         let clock = Instant::now();
         let code = self.runner.run(stage, &log).map_err(|source| SpeedrunError::Io {
             stage: stage.name.clone(),
             context: "cannot start the stage process".into(),
             source,
         })?;
-        let wall_time_s = clock.elapsed().as_secs_f64();
-        let outputs = if code == 0 { self.digest(stage, &stage.outputs)? } else { Default::default() };
-        let record = StageRecord {
-            stage: stage.name.clone(),
-            config: stage.config.clone(),
-            config_sha256: config_digest(&stage.config),
-            inputs,
-            outputs,
-            started,
-            wall_time_s,
-            exit_code: code,
-            log: log.clone(),
-            nanochat_version: crate::build_info::version_line(),
-        };
-        record.save(&self.records_dir).map_err(|source| SpeedrunError::Io {
-            stage: stage.name.clone(),
-            context: format!("cannot write the stage record in {}", self.records_dir.display()),
-            source,
-        })?;
+        record.wall_time_s = clock.elapsed().as_secs_f64();
+        record.exit_code = code;
+        if code == 0 {
+            record.outputs = self.digest(stage, &stage.outputs)?;
+        }
+        self.save_record(&record)?;
         let _ = self.digests.save();
         if code != 0 {
             return Err(SpeedrunError::StageFailed { stage: stage.name.clone(), code, log });
         }
-        Ok(wall_time_s)
+        Ok(record.wall_time_s)
+    }
+
+    fn save_record(&self, record: &StageRecord) -> Result<(), SpeedrunError> {
+        record.save(&self.records_dir).map_err(|source| SpeedrunError::Io {
+            stage: record.stage.clone(),
+            context: format!("cannot write the stage record in {}", self.records_dir.display()),
+            source,
+        })
     }
 
     fn digest(

@@ -1,9 +1,14 @@
 //! The record a finished stage leaves behind: its resolved config, the sha256 of its inputs and
 //! outputs, wall time and exit status. A stage whose record still verifies is skipped on re-runs.
+//! A record is also saved as a stage starts, with [`RUNNING`] as its exit code: one still there
+//! later tells of an attempt that was killed together with the speedrun.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// The exit code of a record saved as its stage starts (a finished stage's code is never negative).
+pub const RUNNING: i32 = -1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {

@@ -107,9 +107,7 @@ pub fn tokenizer_json(encoder: &BpeEncoder) -> Value {
 /// Writes `tokenizer.json` atomically.
 pub fn save_tokenizer_json(path: &Path, encoder: &BpeEncoder) -> Result<()> {
     let text = serde_json::to_string(&tokenizer_json(encoder))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| TokenizerError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TokenizerError::io(path, e))
+    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|e| TokenizerError::io(path, e))
 }
 
 /// The mergeable tokens of a `tokenizer.json` (id order), from its byte-level `model.vocab`;

@@ -46,9 +46,7 @@ pub fn parse_rank_file(text: &str, path: &Path) -> Result<Vec<Vec<u8>>> {
 
 /// Writes the rank file atomically (temporary name, then rename).
 pub fn save_rank_file(path: &Path, tokens: &[Vec<u8>]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, rank_file_string(tokens)).map_err(|e| TokenizerError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TokenizerError::io(path, e))
+    crate::fsutil::write_atomic(path, rank_file_string(tokens).as_bytes()).map_err(|e| TokenizerError::io(path, e))
 }
 
 /// Reads a rank file.

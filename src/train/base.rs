@@ -117,8 +117,12 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let mut loop_state = LoopState::default();
     let mut val_bpb = None;
     let mut resume_positions: Option<serde_json::Value> = None;
-    if options.resume {
-        let meta = checkpoint::restore_latest(&checkpoint_dir, &model, &mut optimizers, cluster.rank())?;
+    let resumed = if options.resume {
+        checkpoint::restore_latest(&checkpoint_dir, &model, &mut optimizers, cluster.rank())?
+    } else {
+        None
+    };
+    if let Some(meta) = resumed {
         resume_positions = Some(meta.dataloader_state_dict.clone());
         (start_step, loop_state, val_bpb) = (meta.step as i64, meta.loop_state, meta.val_bpb);
         log::info!("resuming from step {start_step} of {}", checkpoint_dir.display());

@@ -1,6 +1,8 @@
 //! Checkpoints (NANOCHAT.md §8.1, DESIGN.md): `model_XXXXXX.safetensors` (the reference's state_dict
 //! names), `optim_XXXXXX_rankR.safetensors` and `meta_XXXXXX.json`. Each file is written under a
 //! temporary name and renamed; the meta file goes last, so a checkpoint exists only once complete.
+//! A write that runs out of space says how much it needed ([`crate::fsutil::NoSpace`]); the
+//! checkpoints already written stay as they were.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +18,6 @@ pub enum CheckpointError {
     Write { path: PathBuf, message: String },
     #[error("cannot read checkpoint file {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("no complete checkpoint (meta_*.json) in {0}")]
-    NoneFound(PathBuf),
     #[error("checkpoint {path} does not fit the model: {message}")]
     Mismatch { path: PathBuf, message: String },
 }
@@ -84,15 +84,57 @@ pub fn meta_path(dir: &Path, step: u64) -> PathBuf {
 
 fn write_tensors_atomic(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
     let err = |message: String| CheckpointError::Write { path: path.to_path_buf(), message };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tensors");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = crate::fsutil::temporary_path(path);
+    if let Some(dir) = tmp.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
     let contiguous: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.contiguous().to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&contiguous, &tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    let bytes: u64 = contiguous.iter().map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64).sum();
+    if let Err(e) = Tensor::write_safetensors(&contiguous, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match e {
+            tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => {
+                err(crate::fsutil::explain_write_error(io, path, bytes).to_string())
+            }
+            other => err(other.to_string()),
+        });
+    }
+    crate::fsutil::commit_temporary(&tmp, path, bytes).map_err(|e| err(e.to_string()))
+}
+
+/// Deletes the temporary files (`.NAME.tmp.PID`) of this rank's checkpoint files (the model and
+/// meta files on rank 0, its own optimizer shards) that a writer killed mid-write left in `dir`: a
+/// file is stale once no process with its PID runs any more. Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path, rank: usize) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    let own_suffix = format!("_rank{rank}.safetensors");
+    let ours = |name: &str| {
+        (name.starts_with("optim_") && name.ends_with(&own_suffix))
+            || (rank == 0 && (name.starts_with("model_") || name.starts_with("meta_")))
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((name, pid)) = file_name.to_str().and_then(|n| n.strip_prefix('.')?.rsplit_once(".tmp.")) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<libc::pid_t>() else { continue };
+        if !ours(name) {
+            continue;
+        }
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Saves the model (rank 0 only, as the reference), this rank's optimizer state, then the meta file.
@@ -103,6 +145,11 @@ pub fn save(
     meta: &CheckpointMeta,
     rank: usize,
 ) -> Result<(), CheckpointError> {
+    match remove_stale_temporaries(dir, rank) {
+        Ok(0) => {}
+        Ok(n) => log::info!("removed {n} temporary file(s) a killed run left in {}", dir.display()),
+        Err(e) => log::warn!("cannot remove the temporary files a killed run left in {}: {e}", dir.display()),
+    }
     if rank == 0 {
         write_tensors_atomic(&model_path(dir, meta.step), &model.named_parameters())?;
     }
@@ -210,15 +257,20 @@ pub fn load_weights(model: &Gpt, weights: &HashMap<String, Tensor>, source: &Pat
     })
 }
 
-/// `--resume`: the last checkpoint of `dir` into `model` (same configuration required) and this
-/// rank's optimizer state into `optimizers`; returns its meta (step, data positions, loop state).
+/// `--resume`: the last complete checkpoint of `dir` into `model` (same configuration required) and
+/// this rank's optimizer state into `optimizers`; returns its meta (step, data positions, loop
+/// state), or `None` when `dir` holds no complete checkpoint yet (an attempt that stopped before its
+/// first save starts again at step 0).
 pub fn restore_latest(
     dir: &Path,
     model: &Gpt,
     optimizers: &mut crate::optim::Optimizers,
     rank: usize,
-) -> Result<CheckpointMeta, CheckpointError> {
-    let step = latest_step(dir).ok_or_else(|| CheckpointError::NoneFound(dir.to_path_buf()))?;
+) -> Result<Option<CheckpointMeta>, CheckpointError> {
+    let Some(step) = latest_step(dir) else {
+        log::info!("--resume: no complete checkpoint in {} yet; starting at step 0", dir.display());
+        return Ok(None);
+    };
     let meta = load_meta(dir, step)?;
     let path = model_path(dir, step);
     if meta.model_config != model.config {
@@ -235,5 +287,40 @@ pub fn restore_latest(
     optimizers
         .load_state_tensors(&read_tensors(&optim)?)
         .map_err(|e| CheckpointError::Mismatch { path: optim, message: e.to_string() })?;
-    Ok(meta)
+    Ok(Some(meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_of_writers_that_died_are_removed_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dead, alive) = (libc::pid_t::MAX, std::process::id());
+        let files = [
+            format!(".model_000004.safetensors.tmp.{dead}"),
+            format!(".optim_000004_rank0.safetensors.tmp.{dead}"),
+            format!(".optim_000004_rank1.safetensors.tmp.{dead}"),
+            format!(".meta_000004.json.tmp.{alive}"),
+            format!(".metrics.jsonl.tmp.{dead}"),
+            "model_000004.safetensors".to_string(),
+        ];
+        for f in &files {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let left = || {
+            let mut names: Vec<String> =
+                std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(remove_stale_temporaries(dir.path(), 0).unwrap(), 2);
+        let mut expected = vec![files[2].clone(), files[3].clone(), files[4].clone(), files[5].clone()];
+        expected.sort();
+        assert_eq!(left(), expected, "rank 1's shard, a live writer's file and non-checkpoint files stay");
+        assert_eq!(remove_stale_temporaries(dir.path(), 1).unwrap(), 1);
+        assert!(!left().contains(&files[2]));
+        assert_eq!(remove_stale_temporaries(&dir.path().join("absent"), 0).unwrap(), 0);
+    }
 }

@@ -119,8 +119,12 @@ pub fn run(
     let mut loop_state = LoopState::default();
     let mut progress = 0.0;
     let mut val_bpb = None;
-    if options.resume {
-        let meta = checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?;
+    let resumed = if options.resume {
+        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
+    } else {
+        None
+    };
+    if let Some(meta) = resumed {
         let data = &meta.dataloader_state_dict;
         let positions: Vec<StreamPosition> = stream_positions(&data["streams"], &out_dir, accum)?;
         for (stream, position) in train.iter_mut().zip(&positions) {

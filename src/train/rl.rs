@@ -281,8 +281,12 @@ pub fn run_on(
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut metrics = serde_json::json!({});
-    if options.resume {
-        let meta = checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?;
+    let resumed = if options.resume {
+        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
+    } else {
+        None
+    };
+    if let Some(meta) = resumed {
         if meta.dataloader_state_dict != layout {
             return Err(TrainError::Resume(format!(
                 "the checkpoint in {} was written with {}, this run has {layout}; resume with the same number of processes and chat_rl.examples_per_step",

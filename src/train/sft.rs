@@ -196,8 +196,12 @@ pub fn run(
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut val_loss = None;
-    if options.resume {
-        let meta = checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?;
+    let resumed = if options.resume {
+        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
+    } else {
+        None
+    };
+    if let Some(meta) = resumed {
         let positions: Vec<usize> = stream_positions(&meta.dataloader_state_dict["streams"], &out_dir, accum)?;
         for (stream, &next) in train.iter_mut().zip(&positions) {
             stream.restore(next)?;
