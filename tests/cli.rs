@@ -86,23 +86,7 @@ fn tiny_speedrun_runs_every_stage_renders_the_report_and_reruns_resume() {
     let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
     smoke_report::assert_is_smoke_report(&report, |name| std::fs::read(dir.path().join("report").join(name)).ok());
     assert!(report.contains("- Reproduce: `nanochat speedrun --preset smoke --seed 42 --set"), "{report}");
-    for stage in [
-        "doctor",
-        "data",
-        "tok-train",
-        "tok-eval",
-        "data-wait",
-        "base-train",
-        "base-loss",
-        "base-eval",
-        "mid-train",
-        "chat-eval-mid",
-        "sft",
-        "chat-eval-sft",
-        "chat-rl",
-        "chat-eval-rl",
-        "report",
-    ] {
+    for stage in tiny_speedrun::SMOKE_STAGES {
         let record: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("speedrun/{stage}.json"))).unwrap())
                 .unwrap();

@@ -30,24 +30,7 @@ use tiny_speedrun::{text, TinySpeedrun};
 /// resume from, and fewer RL samples to keep the repeated runs short.
 const FAULT_SETS: &[&str] =
     &["base_train.save_every=4", "mid_train.save_every=2", "chat_sft.save_every=2", "chat_rl.num_samples=4"];
-/// The smoke preset's stages in order.
-const STAGES: &[&str] = &[
-    "doctor",
-    "data",
-    "tok-train",
-    "tok-eval",
-    "data-wait",
-    "base-train",
-    "base-loss",
-    "base-eval",
-    "mid-train",
-    "chat-eval-mid",
-    "sft",
-    "chat-eval-sft",
-    "chat-rl",
-    "chat-eval-rl",
-    "report",
-];
+use tiny_speedrun::SMOKE_STAGES as STAGES;
 const SHARDS: &str = "data/fineweb-edu-100b";
 const DEFAULT_FAULT_SEED: u64 = 39;
 /// Kills per sweep.

@@ -13,7 +13,6 @@ use std::time::Instant;
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
-use super::source::SourceCheckpoint;
 use super::{
     due, grad_accum_steps, prepare_output_dir, stream_positions, token_bytes_tensor, StageOptions, TrainError,
     UNTIMED_STEPS,
@@ -79,15 +78,8 @@ pub fn run(
 
     // The model, from the base checkpoint; the tokenizer.
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    let (source, model) = SourceCheckpoint::open(
-        paths,
-        SOURCE_PHASE,
-        options.source_dir.as_deref(),
-        encoder.vocab_size(),
-        device,
-        super::stage_precision(&c.dtype, device)?,
-    )?;
-    super::check_attention_kernel(&model)?;
+    let (source, model) =
+        super::open_source_model(paths, SOURCE_PHASE, options, encoder.vocab_size(), device, &c.dtype)?;
     let token_bytes = token_bytes_tensor(&paths.tokenizer(), device)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 

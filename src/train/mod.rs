@@ -132,6 +132,23 @@ pub fn stage_precision(setting: &str, device: tch::Device) -> Result<crate::mode
         .map_err(|e| TrainError::Config(format!("{e} (the stage's `dtype` setting)")))
 }
 
+/// The model a chat stage starts from ([`source::SourceCheckpoint::open`]) in the stage's `dtype`,
+/// with its attention kernel checked.
+pub fn open_source_model(
+    paths: &crate::paths::Paths,
+    phase: &str,
+    options: &StageOptions,
+    vocab_size: u32,
+    device: tch::Device,
+    dtype: &str,
+) -> Result<(source::SourceCheckpoint, crate::model::Gpt), TrainError> {
+    let precision = stage_precision(dtype, device)?;
+    let opened =
+        source::SourceCheckpoint::open(paths, phase, options.source_dir.as_deref(), vocab_size, device, precision)?;
+    check_attention_kernel(&opened.1)?;
+    Ok(opened)
+}
+
 /// On CUDA, the attention kernel SDPA will use for `model`: a fused one (flash, memory-efficient or
 /// cuDNN) or an error, since the unfused math kernel would hold (B, H, T, T) scores and train several
 /// times slower. On CPU there is nothing to check.

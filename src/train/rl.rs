@@ -26,7 +26,6 @@ use super::metrics::{MetricsLog, StepRecord};
 use super::optimizer_step::{apply_update, StepSchedule};
 use super::rl_loss::{backward_passes, Rollouts};
 use super::sft::lr_multiplier;
-use super::source::SourceCheckpoint;
 use super::{due, prepare_output_dir, StageOptions, TrainError, UNTIMED_STEPS};
 use crate::chat::conversation::Conversation;
 use crate::chat::tasks::gsm8k::Gsm8k;
@@ -240,15 +239,7 @@ pub fn run_on(
 
     // The model, from the source phase's checkpoint; the tokenizer.
     let encoder = artifacts::load(&paths.tokenizer())?;
-    let (source, model) = SourceCheckpoint::open(
-        paths,
-        &c.source,
-        options.source_dir.as_deref(),
-        encoder.vocab_size(),
-        device,
-        super::stage_precision(&c.dtype, device)?,
-    )?;
-    super::check_attention_kernel(&model)?;
+    let (source, model) = super::open_source_model(paths, &c.source, options, encoder.vocab_size(), device, &c.dtype)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
     let renderer = ChatRenderer::new(&encoder)?;
     let pad = renderer.tokens().assistant_end;

@@ -17,7 +17,6 @@ use tch::Reduction;
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
-use super::source::SourceCheckpoint;
 use super::{due, prepare_output_dir, stream_positions, StageOptions, TrainError, UNTIMED_STEPS};
 use crate::chat::batches::{ExampleBatches, StreamSlot};
 use crate::chat::tasks::arc::Arc as ArcTask;
@@ -158,15 +157,7 @@ pub fn run(
 
     // The model, from the source phase's checkpoint; the tokenizer.
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    let (source, model) = SourceCheckpoint::open(
-        paths,
-        &c.source,
-        options.source_dir.as_deref(),
-        encoder.vocab_size(),
-        device,
-        super::stage_precision(&c.dtype, device)?,
-    )?;
-    super::check_attention_kernel(&model)?;
+    let (source, model) = super::open_source_model(paths, &c.source, options, encoder.vocab_size(), device, &c.dtype)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 
     // Data: micro-batch m of rank r reads stream r·A + m of W·A.

@@ -135,3 +135,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The smoke preset's stages in order (what a whole tiny speedrun runs).
+pub const SMOKE_STAGES: &[&str] = &[
+    "doctor",
+    "data",
+    "tok-train",
+    "tok-eval",
+    "data-wait",
+    "base-train",
+    "base-loss",
+    "base-eval",
+    "mid-train",
+    "chat-eval-mid",
+    "sft",
+    "chat-eval-sft",
+    "chat-rl",
+    "chat-eval-rl",
+    "report",
+];
