@@ -104,6 +104,8 @@ bench: build
 	$(VENV)/bin/python tests/bench/bench_compare.py --corpus-mb 40 --vocab 4096 65536 --encode-mb 20
 	@echo "== base training: step time and peak RSS on CPU, ours (chunked and full-logits loss) vs the reference's step =="
 	$(VENV)/bin/python tests/bench/bench_train.py --bin $(BIN) --depths 4 8
+	@echo "== pointwise: the fused relu² and rotary autograd functions vs the same ops one by one (CPU) =="
+	$(BIN) bench pointwise --depth 4 --batch 4 --seq-len 512
 	@echo "== generation: our engine vs the reference's Engine (same weights, prompt, greedy; CPU) =="
 	$(VENV)/bin/python tests/bench/bench_engine.py --bin $(BIN) --depth 4
 	@echo "== chat RL: samples/s and tokens/s of generation and of training at the smoke size (CPU) =="
@@ -121,9 +123,9 @@ bench: build
 	$(BIN) bench sandbox --problems manifests/data/chat_smoke/openai/openai_humaneval/openai_humaneval/test-00000-of-00001.parquet
 
 # On a machine with NVIDIA GPUs, one script runs every CUDA/NCCL check (tests/gpu/gpu_check.sh): the doctor, the
-# bf16 dtype policy and the fused attention kernel, the smoke speedrun on one GPU, NCCL all-reduce bandwidth, d20
-# training throughput and MFU next to the reference (NANOCHAT_REFERENCE: a karpathy/nanochat checkout, eager and
-# torch.compile'd), and decode tokens/s. `make gpu-bundle` stages what it runs for a GPU machine without cargo.
+# bf16 dtype policy and the fused attention kernel, the smoke speedrun on one GPU, NCCL all-reduce bandwidth, the
+# fused pointwise functions vs op by op, d20 training throughput and MFU next to the reference (NANOCHAT_REFERENCE:
+# a karpathy/nanochat checkout, eager and torch.compile'd), and decode tokens/s. `make gpu-bundle` stages what it runs for a GPU machine without cargo.
 GPU_BUNDLE := $(CURDIR)/target/gpu-bundle
 gpu-bundle: build
 	@mkdir -p $(GPU_BUNDLE)

@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         std::env::var("DEP_TCH_LIBTORCH_LIB")
             .map_err(|_| anyhow::anyhow!("torch-sys did not report DEP_TCH_LIBTORCH_LIB; build with `make build`"))?,
     );
-    compile_c10d_shim(&torch_lib)?;
+    compile_shims(&torch_lib)?;
     link_libtorch_cuda(&torch_lib);
     emit_build_facts(&torch_lib);
     emit_bloat()?;
@@ -22,9 +22,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The C++ shims: c10d (src/dist/c10d_shim.cpp) and the fused AdamW kernel (src/optim/fused_adamw.cpp). Gloo headers come from Debian's libgloo-dev,
+/// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp) and
+/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp). Gloo headers come from Debian's libgloo-dev,
 /// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
-fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
+fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
     let site = torch.parent().ok_or_else(|| anyhow::anyhow!("torch dir has no parent"))?;
     // Debian's libgloo-dev by default; the Nix flake points this at its own copy of the headers.
@@ -44,6 +45,7 @@ fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
         .cpp(true)
         .file("src/dist/c10d_shim.cpp")
         .file("src/optim/fused_adamw.cpp")
+        .file("src/model/fused_ops.cpp")
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)
@@ -58,6 +60,7 @@ fn compile_c10d_shim(torch_lib: &Path) -> anyhow::Result<()> {
         .compile("nanochat_c10d");
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/optim/fused_adamw.cpp");
+    println!("cargo:rerun-if-changed=src/model/fused_ops.cpp");
     // The shim's own dependencies, after it on the link line.
     for lib in ["torch_cuda", "torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");

@@ -352,6 +352,9 @@ pub enum BenchCommand {
     Tokenizer(BenchTokenizerCommand),
     /// Training steps per second of the base model at a depth, on random tokens (GPU if present).
     Train(BenchTrainArgs),
+    /// The model's fused pointwise functions (relu², rotary) against the same ops one by one:
+    /// forward + backward time at a depth's activation shapes (GPU if present).
+    Pointwise(BenchPointwiseArgs),
     /// Generation speed of the engine: time to first token and decode tokens/s at batch 1 and batch N.
     Engine(crate::cli::chat_args::BenchEngineArgs),
     /// Chat RL speed at the preset's size: samples/s and tokens/s of generation and of training.
@@ -381,6 +384,24 @@ pub struct BenchDataloaderArgs {
     /// Batches timed after one warm-up batch.
     #[arg(long, default_value_t = 200)]
     pub batches: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPointwiseArgs {
+    /// Model depth, which sets the widths (n_embd = 64·depth, heads of 128).
+    #[arg(long, default_value_t = 20)]
+    pub depth: i64,
+    #[arg(long, default_value_t = 2048)]
+    pub seq_len: i64,
+    /// Rows (the device batch).
+    #[arg(long, default_value_t = 1)]
+    pub batch: i64,
+    /// Timed calls per implementation, after two warm-up calls.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Compute dtype: auto (bfloat16 on a GPU, float32 on CPU), bfloat16 or float32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
 }
 
 #[derive(Debug, Args)]

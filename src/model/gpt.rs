@@ -8,7 +8,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::config::GptConfig;
 use super::kv_cache::KvCache;
 use super::precision::Precision;
-use super::{chunked_loss, rotary};
+use super::{chunked_loss, fused_ops, rotary};
 
 /// Logits are squashed into (−SOFTCAP, SOFTCAP) (§3.3).
 pub const SOFTCAP: f64 = 15.0;
@@ -193,7 +193,7 @@ impl Gpt {
         let mut x = norm(&Tensor::embedding(&self.wte, idx, -1, false, false));
         for (layer, block) in self.blocks.iter().enumerate() {
             x = &x + self.attention(block, layer, &norm(&x), &cos, &sin, cache.as_deref_mut());
-            let hidden = linear(&norm(&x), &block.c_fc).relu().square();
+            let hidden = fused_ops::relu_square(&linear(&norm(&x), &block.c_fc));
             x = &x + linear(&hidden, &block.mlp_proj);
         }
         x

@@ -1,6 +1,8 @@
-//! The GPT model (NANOCHAT.md §3): sizing, rotary embeddings, the network and its KV cache.
+//! The GPT model (NANOCHAT.md §3): sizing, rotary embeddings, the network, its fused pointwise pieces and
+//! its KV cache.
 pub mod chunked_loss;
 pub mod config;
+pub mod fused_ops;
 pub mod gpt;
 pub mod kv_cache;
 pub mod precision;

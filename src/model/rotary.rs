@@ -17,14 +17,10 @@ pub fn precompute(seq_len: i64, head_dim: i64, device: Device) -> (Tensor, Tenso
     (freqs.cos().to_kind(Kind::BFloat16).reshape(shape), freqs.sin().to_kind(Kind::BFloat16).reshape(shape))
 }
 
-/// Rotates (B, T, H, hd) by the given (1, T, 1, hd/2) cos/sin: y1 = x1·cos + x2·sin, y2 = −x1·sin + x2·cos.
+/// Rotates (B, T, H, hd) by the given (1, T, 1, hd/2) cos/sin: y1 = x1·cos + x2·sin, y2 = −x1·sin + x2·cos,
+/// as one autograd function ([`super::fused_ops::rotary`]).
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    let half = x.size()[3] / 2;
-    let x1 = x.narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    let y1 = &x1 * cos + &x2 * sin;
-    let y2 = &x1 * (-sin) + &x2 * cos;
-    Tensor::cat(&[y1, y2], 3)
+    super::fused_ops::rotary(x, cos, sin)
 }
 
 #[cfg(test)]

@@ -1,10 +1,23 @@
 //! Muon for the transformer's matrices (NANOCHAT.md §4.2): momentum buffer lerp, Nesterov, then
 //! orthogonalisation by a 5-step Newton–Schulz iteration in bf16, and a step scaled by
 //! sqrt(max(1, rows/cols)). The per-parameter rule, [`MuonUpdate`], is shared with [`super::DistMuon`].
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Quintic Newton–Schulz coefficients (a, b, c) (§4.2).
 pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
+
+/// A bf16 matrix product: bf16 operands, fp32 accumulation, the result rounded to bf16 — what a bf16
+/// GEMM computes. On CUDA that is the native bf16 matmul (tensor cores). On a CPU the same arithmetic
+/// runs as an fp32 GEMM on the bf16 values, rounded once at the end: libtorch's CPU bf16 GEMM (without
+/// AVX512-BF16 or AMX) is a fallback 3-12x slower than the fp32 GEMM at Muon's shapes, which made
+/// Newton–Schulz more than half of the smoke model's training step. The two differ only in the fp32 summation order, as
+/// bf16 GEMMs of different CPUs already do (a few elements in 10^4 by one bf16 ulp).
+fn bf16_matmul(a: &Tensor, b: &Tensor) -> Tensor {
+    match a.device() {
+        Device::Cpu => a.to_kind(Kind::Float).matmul(&b.to_kind(Kind::Float)).to_kind(Kind::BFloat16),
+        _ => a.matmul(b),
+    }
+}
 
 /// Approximately orthogonalises `g` (its "zeroth power") in bf16.
 pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
@@ -17,10 +30,10 @@ pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
     let norm = x.norm_scalaropt_dim(2, [-2i64, -1].as_slice(), true);
     x = &x / (norm + 1e-7);
     for _ in 0..steps {
-        let a_mat = x.matmul(&x.transpose(-2, -1));
+        let a_mat = bf16_matmul(&x, &x.transpose(-2, -1));
         // The reference writes `b*A + c*A @ A`, which Python evaluates as b*A + (c*A) @ A.
-        let b_mat = a_mat.g_mul_scalar(b) + a_mat.g_mul_scalar(c).matmul(&a_mat);
-        x = x.g_mul_scalar(a) + b_mat.matmul(&x);
+        let b_mat = a_mat.g_mul_scalar(b) + bf16_matmul(&a_mat.g_mul_scalar(c), &a_mat);
+        x = x.g_mul_scalar(a) + bf16_matmul(&b_mat, &x);
     }
     if tall {
         x = x.transpose(-2, -1);
@@ -121,5 +134,43 @@ impl Muon {
             };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_bf16_matmul_matches_the_native_bf16_gemm_up_to_summation_order() {
+        tch::manual_seed(0);
+        let a = Tensor::randn([64, 256], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let b = Tensor::randn([256, 96], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let ours = bf16_matmul(&a, &b);
+        let native = a.matmul(&b);
+        assert_eq!(ours.kind(), Kind::BFloat16);
+        let (ours, native) = (ours.to_kind(Kind::Float), native.to_kind(Kind::Float));
+        let differ = ours.ne_tensor(&native).sum(Kind::Int64).int64_value(&[]);
+        assert!(differ * 100 < ours.numel() as i64, "{differ} of {} elements differ", ours.numel());
+        // Where they differ, by one bf16 ulp at most (8 significant bits: 2^-7 relative, rounding either way).
+        let rel = ((&ours - &native).abs() / native.abs().clamp_min(1e-3)).max().double_value(&[]);
+        assert!(rel <= 2f64.powi(-7), "{rel}");
+    }
+
+    #[test]
+    fn newton_schulz_orthogonalises_wide_and_tall_matrices_in_bf16() {
+        tch::manual_seed(1);
+        for shape in [[32i64, 128], [128, 32]] {
+            let g = Tensor::randn(shape, (Kind::Float, Device::Cpu));
+            let x = newton_schulz(&g, 5);
+            assert_eq!((x.kind(), x.size()), (Kind::BFloat16, shape.to_vec()));
+            // The quintic iteration leaves every singular value near 1 (about 0.7..1.2), never 0 or 2:
+            // the eigenvalues of X·Xᵀ (over the short side) are their squares.
+            let x = x.to_kind(Kind::Float);
+            let gram = if shape[0] <= shape[1] { x.matmul(&x.tr()) } else { x.tr().matmul(&x) };
+            let s = gram.linalg_eigvalsh("L").sqrt();
+            let (lo, hi) = (s.min().double_value(&[]), s.max().double_value(&[]));
+            assert!(lo > 0.5 && hi < 1.3, "{shape:?}: singular values in [{lo}, {hi}]");
+        }
     }
 }

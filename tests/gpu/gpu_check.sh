@@ -36,6 +36,8 @@ if [ -f "$out/smoke/report/report.md" ]; then cp "$out/smoke/report/report.md" "
 grep -h "compute dtype\|attention kernel" "$out"/smoke/logs/*.log 2>/dev/null | sort | uniq -c
 # NCCL all-reduce bandwidth over the visible GPUs (one process per GPU).
 check collectives "$bin" bench collectives --max-mib 256 --iters 20
+# The fused pointwise functions (relu², rotary) vs the same ops one by one, bf16 at d20's shapes.
+check pointwise "$bin" bench pointwise --depth 20 --batch 32 --seq-len 2048
 # d20 at the speedrun's device batch (32 x 2048): ours vs the reference, eager and torch.compile'd.
 ref_args=(); [ -n "$reference" ] && ref_args=(--reference "$reference" --compile)
 check train-d20 python3 "$repo/tests/bench/bench_train.py" --bin "$bin" --device cuda --depths 20 \

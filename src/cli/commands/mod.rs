@@ -6,6 +6,7 @@ mod bench_chat_data;
 mod bench_collectives;
 mod bench_dataloader;
 mod bench_engine;
+mod bench_pointwise;
 mod bench_rl;
 mod bench_sandbox;
 mod bench_tokenizer;
@@ -55,6 +56,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Collectives(args)) => bench_collectives::run(&cli.global, args),
         Command::Bench(BenchCommand::Tokenizer(command)) => bench_tokenizer::run(command),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Bench(BenchCommand::Pointwise(args)) => bench_pointwise::run(args),
         Command::Bench(BenchCommand::ChatData(args)) => bench_chat_data::run(&cli.global, args),
         Command::Bench(BenchCommand::Engine(args)) => bench_engine::run(args),
         Command::Bench(BenchCommand::Rl(args)) => bench_rl::run(&cli.global, args),
