@@ -237,6 +237,26 @@ mod tests {
     }
 
     #[test]
+    fn provenance_lists_the_inputs_no_stage_wrote_or_says_there_were_none() {
+        use super::provenance::tests::record;
+        let dir = tempfile::tempdir().unwrap();
+        let (base, records) = (dir.path(), dir.path().join("speedrun"));
+        let shard = base.join("data/shard_00000.parquet").display().to_string();
+        record("data", "2026-01-01 00:00:01", 1.0, &[], &[(&shard, "aa")]).save(&records).unwrap();
+        record("tok-train", "2026-01-01 00:00:02", 1.0, &[(&shard, "aa")], &[]).save(&records).unwrap();
+        let md = std::fs::read_to_string(generate(&base.join("report"), &env(), -1.0).unwrap()).unwrap();
+        assert!(md.contains("Inputs: every file a stage read was written by a stage of this run"), "{md}");
+        assert!(md.contains("aa  data/shard_00000.parquet"), "the shard is an output:\n{md}");
+
+        record("base-eval", "2026-01-01 00:00:03", 1.0, &[("/elsewhere/bundle.zip", "cc")], &[])
+            .save(&records)
+            .unwrap();
+        let md = std::fs::read_to_string(generate(&base.join("report"), &env(), -1.0).unwrap()).unwrap();
+        assert!(md.contains("Inputs that no stage of this run wrote (sha256, path relative to the base dir):\n```\ncc  /elsewhere/bundle.zip\n```"), "{md}");
+        assert!(!md.contains("Inputs: every file"), "{md}");
+    }
+
+    #[test]
     fn names_the_container_image_it_ran_in() {
         let dir = tempfile::tempdir().unwrap();
         let mut in_container = env();

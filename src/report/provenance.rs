@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::speedrun::record::RUNNING;
 use crate::speedrun::StageRecord;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -14,7 +15,8 @@ pub struct StageRow {
     pub stage: String,
     pub started: String,
     pub wall_time: String,
-    pub exit_code: i32,
+    /// The exit status, or "running" for a stage still under way (the report's own row).
+    pub exit: String,
     pub inputs: usize,
     pub outputs: usize,
 }
@@ -84,7 +86,7 @@ pub fn collect(records_dir: &Path, base_dir: &Path) -> Option<Provenance> {
             stage: r.stage.clone(),
             started: r.started.clone(),
             wall_time: format_duration(r.wall_time_s),
-            exit_code: r.exit_code,
+            exit: if r.exit_code == RUNNING { "running".into() } else { r.exit_code.to_string() },
             inputs: r.inputs.len(),
             outputs: r.outputs.len(),
         })
@@ -94,12 +96,13 @@ pub fn collect(records_dir: &Path, base_dir: &Path) -> Option<Provenance> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
 
-    fn record(
+    /// A finished stage's record with these (path, sha256) inputs and outputs.
+    pub(crate) fn record(
         stage: &str,
         started: &str,
         seconds: f64,
@@ -146,11 +149,16 @@ mod tests {
         )
         .save(&records)
         .unwrap();
+        let mut report = record("report", "2026-01-01 02:00:00", 0.0, &[], &[]);
+        report.exit_code = RUNNING;
+        report.save(&records).unwrap();
         let p = collect(&records, base).unwrap();
         let stages: Vec<&str> = p.stages.iter().map(|s| s.stage.as_str()).collect();
-        assert_eq!(stages, ["tok-train", "base-train"], "ordered by start");
+        assert_eq!(stages, ["tok-train", "base-train", "report"], "ordered by start");
+        assert_eq!(p.stages[2].exit, "running");
         assert_eq!(p.stages[1].wall_time, "1h02m05s");
         assert_eq!((p.stages[1].inputs, p.stages[1].outputs), (2, 1));
+        assert_eq!(p.stages[1].exit, "0");
         let paths = |files: &[FileDigest]| files.iter().map(|f| format!("{} {}", f.sha256, f.path)).collect::<Vec<_>>();
         assert_eq!(paths(&p.inputs), ["cc /elsewhere/bundle.zip", "aa data/shard_00000.parquet"]);
         assert_eq!(paths(&p.outputs), ["dd base_d2/model_000010.safetensors", "bb tok/tokenizer.pkl"]);
