@@ -23,7 +23,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp) and
-/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp). Gloo headers come from Debian's libgloo-dev,
+/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp), all with one error convention
+/// (src/shim_guard.h). Gloo headers come from Debian's libgloo-dev,
 /// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
 fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
@@ -61,6 +62,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/optim/fused_adamw.cpp");
     println!("cargo:rerun-if-changed=src/model/fused_ops.cpp");
+    println!("cargo:rerun-if-changed=src/shim_guard.h");
     // The shim's own dependencies, after it on the link line.
     for lib in ["torch_cuda", "torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");

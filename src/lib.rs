@@ -18,6 +18,7 @@ pub mod paths;
 pub mod progress;
 pub mod report;
 pub mod serve;
+mod shim;
 pub mod speedrun;
 pub mod tokenizer;
 pub mod train;

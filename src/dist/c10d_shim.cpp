@@ -1,13 +1,16 @@
 // C API over libtorch's c10d (the engine under torchrun and DDP): TCPStore rendezvous, then
 // ProcessGroupNCCL (CUDA tensors) or ProcessGroupGloo (CPU tensors), and the collectives nanochat
-// needs. Tensors arrive as tch's `at::Tensor*`. Every call catches c10::Error and copies its message
-// (without backtrace) into the caller's buffer, returning non-zero. DESIGN.md "libtorch and the build".
+// needs. Tensors arrive as tch's `at::Tensor*`. Every call runs through nc_shim::guarded (src/shim_guard.h):
+// an exception's message goes into the caller's buffer and the call returns non-zero. DESIGN.md "libtorch and
+// the build".
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+
+#include "../shim_guard.h"
 
 #include <chrono>
 #include <cstring>
@@ -17,6 +20,8 @@
 
 namespace {
 
+using nc_shim::guarded;
+
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
@@ -24,28 +29,6 @@ struct Group {
   int world;
   std::chrono::milliseconds timeout;
 };
-
-void set_error(char* err, size_t len, const std::string& msg) {
-  if (err && len > 0) {
-    std::strncpy(err, msg.c_str(), len - 1);
-    err[len - 1] = '\0';
-  }
-}
-
-template <typename F>
-int guarded(char* err, size_t len, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(err, len, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    set_error(err, len, e.what());
-  } catch (...) {
-    set_error(err, len, "unknown C++ exception in c10d");
-  }
-  return 1;
-}
 
 c10d::ReduceOp reduce_op(int op) {
   switch (op) {

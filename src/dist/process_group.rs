@@ -48,16 +48,8 @@ pub struct ProcessGroup {
 // SAFETY: the c10d backend is thread-safe for use from one thread at a time; the handle is moved, not shared.
 unsafe impl Send for ProcessGroup {}
 
-const ERR_LEN: usize = 4096;
-
 fn call(op: &'static str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<(), DistError> {
-    let mut buf = vec![0u8; ERR_LEN];
-    let rc = f(buf.as_mut_ptr() as *mut c_char, ERR_LEN);
-    if rc == 0 {
-        return Ok(());
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Err(DistError { op, message: String::from_utf8_lossy(&buf[..end]).trim().to_string() })
+    crate::shim::call(f).map_err(|message| DistError { op, message })
 }
 
 fn check_contiguous(op: &'static str, tensors: &[&Tensor]) -> Result<(), DistError> {

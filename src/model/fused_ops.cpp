@@ -1,12 +1,11 @@
 // Two pointwise pieces of the GPT as C++ autograd functions (NANOCHAT.md §3.3), each computing exactly
 // the reference's values with fewer kernels, temporaries and saved activations than autograd's
 // op-by-op graph. Tensors arrive as tch's `at::Tensor*`; results go back as new `at::Tensor*` that the
-// Rust side owns; errors come back as text, as in the c10d shim.
+// Rust side owns; errors come back as text (src/shim_guard.h).
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
-#include <exception>
+#include "../shim_guard.h"
 
 using torch::autograd::AutogradContext;
 using torch::autograd::Function;
@@ -76,26 +75,13 @@ struct Rotary : public Function<Rotary> {
   }
 };
 
-template <typename F>
-int guarded(F body, char* err, size_t err_len) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    std::snprintf(err, err_len, "%s", e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    std::snprintf(err, err_len, "%s", e.what());
-  }
-  return 1;
-}
-
 }  // namespace
 
 extern "C" int nc_relu_square(at::Tensor* x, at::Tensor** out, char* err, size_t err_len) {
-  return guarded([&] { *out = new at::Tensor(ReluSquare::apply(*x)); }, err, err_len);
+  return nc_shim::guarded(err, err_len, [&] { *out = new at::Tensor(ReluSquare::apply(*x)); });
 }
 
 extern "C" int nc_rotary(at::Tensor* x, at::Tensor* cos, at::Tensor* sin, at::Tensor** out, char* err,
                          size_t err_len) {
-  return guarded([&] { *out = new at::Tensor(Rotary::apply(*x, *cos, *sin)); }, err, err_len);
+  return nc_shim::guarded(err, err_len, [&] { *out = new at::Tensor(Rotary::apply(*x, *cos, *sin)); });
 }

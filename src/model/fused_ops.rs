@@ -19,18 +19,17 @@ extern "C" {
     ) -> i32;
 }
 
-/// Runs one of the shim's functions, which writes a new tensor into `out` or an error into `err`.
+/// Runs one of the shim's functions, which writes a new tensor into `out` or an error into its buffer.
 fn call(name: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> i32) -> Tensor {
-    let mut err = [0u8; 1024];
     let mut out: *mut C_tensor = std::ptr::null_mut();
-    let rc = f(&mut out, err.as_mut_ptr() as *mut c_char, err.len());
-    if rc != 0 || out.is_null() {
-        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    let done = crate::shim::call(|err, len| f(&mut out, err, len));
+    match done {
         // Shapes, dtypes and devices are the model's own: a failure here is a bug, not bad input.
-        panic!("{name} failed: {}", String::from_utf8_lossy(&err[..end]));
+        Err(message) => panic!("{name} failed: {message}"),
+        Ok(()) if out.is_null() => panic!("{name} returned no tensor"),
+        // SAFETY: the shim returned a heap-allocated at::Tensor that nothing else owns.
+        Ok(()) => unsafe { Tensor::from_ptr(out) },
     }
-    // SAFETY: the shim returned a heap-allocated at::Tensor that nothing else owns.
-    unsafe { Tensor::from_ptr(out) }
 }
 
 /// relu(x)², the MLP's activation (§3.3), equal bit for bit to `x.relu().square()` and its gradient.

@@ -77,12 +77,11 @@ impl AdamUpdate {
     }
 
     fn apply_fused(&self, p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
-        let mut err = [0u8; 1024];
         // Handles to the same storage: the kernel writes p in place and only reads g.
         let (mut p, mut g) = (p.shallow_clone(), g.shallow_clone());
         // SAFETY: four live tensors of one shape, dtype and device (the moments are made from the parameter);
-        // the kernel only updates them in place. `err` outlives the call.
-        let rc = unsafe {
+        // the kernel only updates them in place. The error buffer outlives the call.
+        let done = crate::shim::call(|err, err_len| unsafe {
             nc_fused_adamw(
                 p.as_mut_ptr(),
                 g.as_mut_ptr(),
@@ -94,14 +93,13 @@ impl AdamUpdate {
                 self.hyper.beta2,
                 self.hyper.weight_decay,
                 self.hyper.eps,
-                err.as_mut_ptr() as *mut c_char,
-                err.len(),
+                err,
+                err_len,
             )
-        };
-        if rc != 0 {
-            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-            // Shapes, dtypes and devices match by construction: a failure here is a bug, not bad input.
-            panic!("fused AdamW kernel failed: {}", String::from_utf8_lossy(&err[..end]));
+        });
+        // Shapes, dtypes and devices match by construction: a failure here is a bug, not bad input.
+        if let Err(message) = done {
+            panic!("fused AdamW kernel failed: {message}");
         }
     }
 
