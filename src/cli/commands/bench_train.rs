@@ -10,7 +10,7 @@ use crate::model::{Gpt, GptConfig, Precision};
 use crate::optim::{clip_grad_norm, setup_optimizers, OptimizerSettings};
 
 pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
+    let device = Device::cuda_if_available();
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, args.vocab, args.seq_len);
     let precision = Precision::resolve(&args.dtype, device)?;
