@@ -117,6 +117,14 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "rotary kernel failed: The size of tensor a (7) must match the size of tensor b (5)")]
+    fn a_shim_error_comes_back_as_the_kernels_message() {
+        // cos/sin for 5 positions applied to 7: libtorch's broadcast error, carried through the shim.
+        let (cos, sin) = crate::model::rotary::precompute(5, 8, Device::Cpu);
+        let _ = super::rotary(&Tensor::zeros([1, 7, 2, 8], (Kind::Float, Device::Cpu)), &cos, &sin);
+    }
+
+    #[test]
     fn both_run_without_recording_a_graph() {
         let x = Tensor::randn([1, 5, 2, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let (cos, sin) = crate::model::rotary::precompute(5, 8, Device::Cpu);
