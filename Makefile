@@ -19,7 +19,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export NANOCHAT_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup build test smoke speedrun image image-test clean
+.PHONY: help setup build test smoke speedrun chat serve image image-test clean
 
 help:
 	@echo "make setup     install the pinned torch wheel + CUDA headers into .venv and libgloo-dev (idempotent)"
@@ -27,6 +27,8 @@ help:
 	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
 	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md (DEVICE=cuda: on one GPU, bf16)"
 	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
+	@echo "make chat      talk to the model of the last smoke run (or of CHAT_BASE_DIR=...) in the terminal"
+	@echo "make serve     the same model behind the web UI and the OpenAI-compatible API on port 8000"
 	@echo "make image     the container image $(IMAGE) (docker run --gpus all nanochat speedrun)"
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
 	@echo "make gpu-check every CUDA/NCCL check and the GPU benchmarks in one script (needs an NVIDIA GPU)"
@@ -89,6 +91,15 @@ smoke: build
 	  $(if $(filter cuda,$(DEVICE)),--set hardware.device=cuda --set hardware.gpus=1)
 	cp $(SMOKE_DIR)/report/report.md $(SMOKE_DIR)/report/*.svg $(CURDIR)/
 	@echo "report: $(CURDIR)/report.md"
+	@echo "talk to the model it trained: make chat   (or: $(BIN) --base-dir $(SMOKE_DIR) chat)"
+	@echo "serve it with the web UI:     make serve  (or: $(BIN) --base-dir $(SMOKE_DIR) serve)"
+
+# The model `make chat`/`make serve` load: the smoke run's when there is one, else the default base dir's.
+CHAT_BASE_DIR ?= $(if $(wildcard $(SMOKE_DIR)/report/report.md),$(SMOKE_DIR),$${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat})
+chat: build
+	$(BIN) --base-dir $(CHAT_BASE_DIR) chat
+serve: build
+	$(BIN) --base-dir $(CHAT_BASE_DIR) serve
 
 speedrun: build
 	$(BIN) speedrun --preset $(PRESET)

@@ -22,8 +22,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp) and
-/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp), all with one error convention
+/// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp),
+/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp) and the CUDA device probe
+/// (src/hw/cuda_device.cpp), all with one error convention
 /// (src/shim_guard.h). Gloo headers come from Debian's libgloo-dev,
 /// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
 fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
@@ -47,6 +48,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
         .file("src/dist/c10d_shim.cpp")
         .file("src/optim/fused_adamw.cpp")
         .file("src/model/fused_ops.cpp")
+        .file("src/hw/cuda_device.cpp")
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)
@@ -62,9 +64,10 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/optim/fused_adamw.cpp");
     println!("cargo:rerun-if-changed=src/model/fused_ops.cpp");
+    println!("cargo:rerun-if-changed=src/hw/cuda_device.cpp");
     println!("cargo:rerun-if-changed=src/shim_guard.h");
     // The shim's own dependencies, after it on the link line.
-    for lib in ["torch_cuda", "torch_cpu", "c10"] {
+    for lib in ["torch_cuda", "torch_cpu", "c10_cuda", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
     Ok(())

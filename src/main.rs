@@ -6,6 +6,7 @@ use nanochat::cli::{commands, Cli};
 use nanochat::logging;
 
 fn main() {
+    nanochat::hw::device::configure_cuda_allocator();
     let cli = Cli::parse();
     logging::init(logging::level_from_flags(cli.global.verbose, cli.global.quiet));
     if let Err(error) = commands::dispatch(&cli) {

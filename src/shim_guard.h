@@ -1,5 +1,5 @@
 // The error convention of nanochat's C++ shims (src/dist/c10d_shim.cpp, src/optim/fused_adamw.cpp,
-// src/model/fused_ops.cpp): an exported function runs its body through `nc_shim::guarded`, which catches
+// src/model/fused_ops.cpp, src/hw/cuda_device.cpp): an exported function runs its body through `nc_shim::guarded`, which catches
 // every exception, copies its message (c10::Error without backtrace) into the caller's buffer and returns
 // non-zero; 0 means success. The Rust side reads the buffer back (src/shim.rs).
 #pragma once
@@ -12,12 +12,15 @@
 
 namespace nc_shim {
 
-inline void set_error(char* err, size_t len, const std::string& msg) {
-  if (err && len > 0) {
-    std::strncpy(err, msg.c_str(), len - 1);
-    err[len - 1] = '\0';
+// Copies `text` into the caller's buffer of `len` bytes, cut to fit and NUL-terminated.
+inline void copy_out(char* out, size_t len, const std::string& text) {
+  if (out && len > 0) {
+    std::strncpy(out, text.c_str(), len - 1);
+    out[len - 1] = '\0';
   }
 }
+
+inline void set_error(char* err, size_t len, const std::string& msg) { copy_out(err, len, msg); }
 
 template <typename F>
 int guarded(char* err, size_t len, F&& body) {

@@ -201,6 +201,12 @@ fn launcher_errors_say_what_to_do() {
         assert!(text(&gpu).contains("--gpus none"), "{}", text(&gpu));
     }
     assert!(containers_started_by_the_launcher().is_empty());
+
+    // A GPU preset in the image started without `--gpus` names the missing flag instead of running on the CPU.
+    let bare = docker(&["run", "--rm", &image(), "--preset", "d20", "doctor", "--allow-mismatch"]);
+    assert_eq!(bare.status.code(), Some(1), "{}", text(&bare));
+    assert!(text(&bare).contains("it was started without `--gpus`"), "{}", text(&bare));
+    assert!(text(&bare).contains("docker run --gpus all --shm-size 16g"), "{}", text(&bare));
 }
 
 /// Run options given before `container` would configure the launcher, not the stage: refused before

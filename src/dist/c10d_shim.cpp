@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -81,6 +82,8 @@ void* nc_group_new(const char* backend, const char* master_addr, int port, int r
       auto nopts = c10d::ProcessGroupNCCL::Options::create();
       nopts->timeout = timeout;
       g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, nopts);
+      // The rank's device, bound before the group starts (src/hw/device.rs), as init_process_group(device_id=...).
+      g->backend->setBoundDeviceId(at::Device(at::kCUDA, c10::cuda::current_device()));
       g->gloo = false;
 #else
       TORCH_CHECK(false, "this build has no NCCL support");

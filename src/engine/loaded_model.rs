@@ -71,12 +71,3 @@ impl LoadedModel {
         format!("{} step {}", self.source.dir.display(), self.source.step)
     }
 }
-
-/// The first CUDA device when there is one, else the CPU.
-pub fn inference_device() -> Device {
-    if tch::Cuda::is_available() {
-        Device::Cuda(0)
-    } else {
-        Device::Cpu
-    }
-}

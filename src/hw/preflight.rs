@@ -1,8 +1,9 @@
-//! The hardware preflight: the machine (GPUs from NVML, free disk) checked against what a preset
-//! expects, before anything is downloaded. A failed check says what was found, what is needed and
-//! which preset or flag would fit.
+//! The hardware preflight: the machine (GPUs from NVML, whether CUDA starts, /dev/shm, free disk) checked
+//! against what a preset expects, before anything is downloaded. A failed check says what was found, what
+//! is needed and which preset or flag would fit.
 use serde::{Deserialize, Serialize};
 
+use super::cuda_backend::CudaUnavailable;
 use super::gpu::GpuInventory;
 use crate::config::HardwareExpectation;
 
@@ -10,7 +11,31 @@ use crate::config::HardwareExpectation;
 pub enum Verdict {
     Pass,
     Warn,
+    /// A mismatch `--allow-mismatch` may override (fewer or smaller GPUs than the preset expects).
     Fail,
+    /// The preset cannot run here at all, whatever the flags: it wants CUDA and CUDA does not start.
+    Blocked,
+}
+
+/// What the doctor concludes from its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Mismatches only, and `--allow-mismatch` was given.
+    MismatchAllowed,
+    Refused,
+}
+
+pub fn outcome(findings: &[Finding], allow_mismatch: bool) -> Outcome {
+    if findings.iter().any(|f| f.verdict == Verdict::Blocked) {
+        Outcome::Refused
+    } else if passed(findings) {
+        Outcome::Pass
+    } else if allow_mismatch {
+        Outcome::MismatchAllowed
+    } else {
+        Outcome::Refused
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +73,46 @@ pub fn check(expect: &HardwareExpectation, inventory: &GpuInventory, disk: Optio
 }
 
 pub fn passed(findings: &[Finding]) -> bool {
-    findings.iter().all(|f| f.verdict != Verdict::Fail)
+    findings.iter().all(|f| !matches!(f.verdict, Verdict::Fail | Verdict::Blocked))
+}
+
+/// Whether CUDA starts, for a preset that wants it: `usable` is [`super::cuda_backend::diagnose`]'s answer.
+/// A preset that wants CUDA never runs on the CPU instead, so this failure is not overridable.
+pub fn check_cuda(expect: &HardwareExpectation, usable: &Result<usize, CudaUnavailable>) -> Option<Finding> {
+    if expect.device != "cuda" {
+        return None;
+    }
+    Some(match usable {
+        Ok(devices) => Finding {
+            check: "CUDA".into(),
+            found: format!("{devices} device(s) usable"),
+            needed: "CUDA starts".into(),
+            verdict: Verdict::Pass,
+            hint: None,
+        },
+        Err(cause) => Finding {
+            check: "CUDA".into(),
+            found: "CUDA does not start".into(),
+            needed: "CUDA starts (this preset never falls back to the CPU)".into(),
+            verdict: Verdict::Blocked,
+            hint: Some(cause.to_string()),
+        },
+    })
+}
+
+/// Below this, /dev/shm is too small for NCCL's shared-memory transport between several local ranks.
+pub const MIN_SHM_BYTES: u64 = 1 << 30;
+
+/// /dev/shm's size when several GPUs will talk over NCCL on this host (Docker's default is 64 MiB).
+pub fn check_shm(expect: &HardwareExpectation, shm_bytes: Option<u64>) -> Option<Finding> {
+    let shm = shm_bytes?;
+    (expect.device == "cuda" && expect.gpus > 1 && shm < MIN_SHM_BYTES).then(|| Finding {
+        check: "/dev/shm".into(),
+        found: format!("{} MiB", shm >> 20),
+        needed: format!(">= {} MiB with {} GPUs (NCCL shared memory)", MIN_SHM_BYTES >> 20, expect.gpus),
+        verdict: Verdict::Warn,
+        hint: Some("in Docker add `--shm-size 16g` (or `--ipc=host`) to `docker run`".into()),
+    })
 }
 
 fn check_gpus(expect: &HardwareExpectation, inv: &GpuInventory, out: &mut Vec<Finding>) {
@@ -220,6 +284,60 @@ mod tests {
         assert!(mem.hint.as_ref().unwrap().contains("device_batch_size"));
         let disk = f.iter().find(|x| x.check == "disk").unwrap();
         assert!(disk.needed.starts_with("35.0 GiB more"), "{disk:?}");
+    }
+
+    #[test]
+    fn the_doctor_refuses_a_cuda_preset_whatever_the_probe_says_unless_cuda_starts() {
+        use crate::hw::cuda_backend::{diagnose, CudaBackend, CudaHost};
+        let (d20, smoke) = (expectation("d20"), expectation("smoke"));
+        let h100s = machine(8, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
+        let host = CudaHost::default();
+        let verdict = |expect: &HardwareExpectation, m: &GpuInventory, probe: &CudaBackend, allow: bool| {
+            let mut f = check(expect, m, ROOMY);
+            f.extend(check_cuda(expect, &diagnose(probe, m, &host)));
+            (outcome(&f, allow), f)
+        };
+        let failures = [
+            CudaBackend::NotLinked {
+                message: "Could not run 'aten::empty' with arguments from the 'CUDA' backend".into(),
+            },
+            CudaBackend::NoDriver { message: "Found no NVIDIA driver on your system.".into() },
+            CudaBackend::DriverTooOld { message: "too old (found version 12080)".into() },
+            CudaBackend::NoDevice { message: "No CUDA GPUs are available".into() },
+            CudaBackend::InitFailed { code: Some(802), message: "system not yet initialized".into() },
+            CudaBackend::InitFailed { code: Some(999), message: "unknown error".into() },
+            CudaBackend::InitFailed { code: None, message: "something else".into() },
+        ];
+        for probe in &failures {
+            for allow in [false, true] {
+                let (o, f) = verdict(&d20, &h100s, probe, allow);
+                assert_eq!(o, Outcome::Refused, "{probe:?} allow={allow}");
+                let cuda = f.iter().find(|x| x.check == "CUDA").unwrap();
+                assert_eq!(cuda.verdict, Verdict::Blocked);
+                assert!(cuda.hint.as_ref().is_some_and(|h| h.len() > 20), "{cuda:?}");
+            }
+            // A CPU preset does not ask for CUDA, so no CUDA finding and no refusal.
+            assert_eq!(verdict(&smoke, &h100s, probe, false).0, Outcome::Pass, "{probe:?}");
+        }
+        let ok = CudaBackend::Available { devices: 8, name: "NVIDIA H100 80GB HBM3".into() };
+        assert_eq!(verdict(&d20, &h100s, &ok, false).0, Outcome::Pass);
+        // Four GPUs where eight are expected: a mismatch that --allow-mismatch may override.
+        let four = machine(4, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
+        let four_ok = CudaBackend::Available { devices: 4, name: "NVIDIA H100 80GB HBM3".into() };
+        assert_eq!(verdict(&d20, &four, &four_ok, false).0, Outcome::Refused);
+        assert_eq!(verdict(&d20, &four, &four_ok, true).0, Outcome::MismatchAllowed);
+    }
+
+    #[test]
+    fn small_shm_warns_only_when_several_gpus_share_the_host() {
+        let d20 = expectation("d20");
+        let f = check_shm(&d20, Some(64 << 20)).unwrap();
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert!(f.found == "64 MiB" && f.hint.as_ref().unwrap().contains("--shm-size 16g"), "{f:?}");
+        assert!(check_shm(&d20, Some(16 << 30)).is_none());
+        let one_gpu = HardwareExpectation { gpus: 1, ..d20.clone() };
+        assert!(check_shm(&one_gpu, Some(64 << 20)).is_none());
+        assert!(check_shm(&expectation("smoke"), Some(64 << 20)).is_none());
     }
 
     #[test]

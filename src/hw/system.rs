@@ -67,12 +67,22 @@ fn field_values_colon_split<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 /// Free space (GiB) on the file system that holds `path`, or its nearest existing ancestor.
 pub fn free_disk_gib(path: &Path) -> Option<f64> {
-    let existing = path.ancestors().find(|p| p.exists())?;
-    let c_path = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    let stat = statvfs(path.ancestors().find(|p| p.exists())?)?;
+    Some(stat.f_bavail as f64 * stat.f_frsize as f64 / GIB)
+}
+
+/// The size in bytes of /dev/shm (Docker gives 64 MiB unless started with `--shm-size` or `--ipc=host`).
+pub fn shm_bytes() -> Option<u64> {
+    let stat = statvfs(Path::new("/dev/shm"))?;
+    Some(stat.f_blocks as u64 * stat.f_frsize as u64)
+}
+
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c_path is a valid NUL-terminated string and stat a properly sized out-parameter.
     let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| stat.f_bavail as f64 * stat.f_frsize as f64 / GIB)
+    (rc == 0).then_some(stat)
 }
 
 /// Bytes already stored under `path` (so a resumed run does not need the whole budget again).
@@ -107,6 +117,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), vec![0u8; 1 << 20]).unwrap();
         assert!(free_disk_gib(&dir.path().join("not/yet/there")).unwrap() > 0.0);
+        assert!(shm_bytes().unwrap() > 0, "/dev/shm is mounted on every Linux host and container");
         let used = used_disk_gib(dir.path());
         assert!((used - 1.0 / 1024.0).abs() < 1e-9, "{used}");
     }

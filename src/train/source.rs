@@ -13,7 +13,8 @@ use crate::paths::Paths;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "no {phase} checkpoint under {base} (looked for {phase}_d<depth>/meta_*.json); run `nanochat {stage}` first"
+        "no {phase} checkpoint under {base} (looked for {phase}_d<depth>/meta_*.json); run `nanochat {stage}` first, \
+         or pass --base-dir DIR of a run that has one (`make smoke` trains one under target/smoke: then `make chat`)"
     )]
     NoneFound { phase: String, base: PathBuf, stage: String },
     #[error("no complete checkpoint (meta_*.json) in {0}")]

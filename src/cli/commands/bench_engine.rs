@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use crate::cli::chat_args::BenchEngineArgs;
 use crate::engine::chat_engine::{Engine, GenerationSettings};
-use crate::engine::loaded_model::inference_device;
 use crate::model::{Gpt, GptConfig};
 use crate::tokenizer::{BpeEncoder, SPECIAL_TOKENS};
 
@@ -19,7 +18,7 @@ pub(super) fn synthetic_encoder(size: i64) -> anyhow::Result<BpeEncoder> {
 }
 
 pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
-    let device = inference_device();
+    let device = crate::hw::device::select(crate::hw::device::DeviceChoice::Auto, 0)?;
     let encoder = synthetic_encoder(args.vocab)?;
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, i64::from(encoder.vocab_size()), 2048);

@@ -11,7 +11,6 @@ use crate::cli::chat_args::BenchRlArgs;
 use crate::cli::GlobalOptions;
 use crate::dist::{Cluster, DistContext};
 use crate::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
-use crate::engine::loaded_model::inference_device;
 use crate::model::{Gpt, GptConfig};
 use crate::optim::{OptimizerSettings, Optimizers};
 use crate::train::optimizer_step::{apply_update, StepSchedule};
@@ -48,7 +47,7 @@ pub fn run(global: &GlobalOptions, args: &BenchRlArgs) -> anyhow::Result<()> {
         "chat_rl.num_samples {} must be a positive multiple of chat_rl.device_batch_size {b}",
         c.num_samples
     );
-    let device = inference_device();
+    let device = crate::hw::device::select(crate::hw::device::DeviceChoice::Auto, 0)?;
     let encoder = synthetic_encoder(i64::from(config.tok_train.vocab_size))?;
     tch::manual_seed(42);
     let model_config = GptConfig::from_depth(

@@ -2,8 +2,8 @@
 use anyhow::{bail, Context};
 
 use crate::cli::{DoctorArgs, GlobalOptions};
-use crate::hw::preflight::{self, DiskState, Finding, Verdict};
-use crate::hw::{system, CudaBackend, GpuInventory, SystemInfo};
+use crate::hw::preflight::{self, DiskState, Finding, Outcome, Verdict};
+use crate::hw::{cuda_backend, system, CudaBackend, CudaHost, GpuInventory, SystemInfo};
 use crate::report::ReportSection;
 
 pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
@@ -16,7 +16,10 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     let disk = system::free_disk_gib(paths.base())
         .map(|free_gib| DiskState { free_gib, used_by_base_dir_gib: system::used_disk_gib(paths.base()) });
     let mut findings = preflight::check(&config.hardware, &inventory, disk);
-    if !cuda.is_linked() {
+    let usable = cuda_backend::diagnose(&cuda, &inventory, &CudaHost::probe());
+    findings.extend(preflight::check_cuda(&config.hardware, &usable));
+    findings.extend(preflight::check_shm(&config.hardware, system::shm_bytes()));
+    if !cuda.is_linked() && config.hardware.device != "cuda" {
         findings.push(Finding {
             check: "libtorch CUDA backend".into(),
             found: cuda.describe(),
@@ -25,13 +28,15 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
             hint: Some("rebuild with `make build` (build.rs links libtorch_cuda)".into()),
         });
     }
-    let passed = preflight::passed(&findings);
+    let outcome = preflight::outcome(&findings, args.allow_mismatch);
+    let passed = outcome == Outcome::Pass;
     let fitting = if passed { Vec::new() } else { preflight::fitting_presets(&inventory, disk) };
 
     if args.json {
         let json = serde_json::json!({
             "preset": config.run.name, "passed": passed, "findings": findings, "gpus": inventory,
             "system": system, "cuda_backend": cuda, "fitting_presets": fitting,
+            "cuda_unavailable": usable.as_ref().err().map(ToString::to_string),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -44,19 +49,17 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
         .value("CUDA backend", cuda.describe())
         .value(
             "result",
-            if passed {
-                "pass"
-            } else if args.allow_mismatch {
-                "mismatch, allowed"
-            } else {
-                "refused"
+            match outcome {
+                Outcome::Pass => "pass",
+                Outcome::MismatchAllowed => "mismatch, allowed",
+                Outcome::Refused => "refused",
             },
         );
     for f in &findings {
         let verdict = match f.verdict {
             Verdict::Pass => "ok",
             Verdict::Warn => "warning",
-            Verdict::Fail => "FAIL",
+            Verdict::Fail | Verdict::Blocked => "FAIL",
         };
         section = section.value(&f.check, format!("{verdict}: found {}; needed {}", f.found, f.needed));
     }
@@ -68,12 +71,20 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
         log::info!("preflight passed for preset `{}`", config.run.name);
         return Ok(());
     }
+    if let (Err(cause), "cuda") = (&usable, config.hardware.device.as_str()) {
+        let cpu_presets = if fitting.is_empty() { "none".to_string() } else { fitting.join(", ") };
+        bail!(
+            "preset `{}` needs CUDA and CUDA does not start here: {cause}.\nPresets that run on this machine: \
+             {cpu_presets}",
+            config.run.name
+        );
+    }
     let advice = match (inventory.driver_version.is_none(), fitting.is_empty()) {
         (true, false) => format!("no NVIDIA driver on this machine; presets that run on CPU: {}", fitting.join(", ")),
         (_, false) => format!("presets that fit this machine: {}", fitting.join(", ")),
         (_, true) => "no built-in preset fits this machine".to_string(),
     };
-    if args.allow_mismatch {
+    if outcome == Outcome::MismatchAllowed {
         log::warn!(
             "hardware does not match preset `{}` ({advice}); going on because of --allow-mismatch",
             config.run.name
@@ -83,7 +94,12 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     bail!(
         "hardware does not match preset `{}`: {}.\n{advice}; or pass --allow-mismatch to go on anyway",
         config.run.name,
-        findings.iter().filter(|f| f.verdict == Verdict::Fail).map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ")
+        findings
+            .iter()
+            .filter(|f| !preflight::passed(std::slice::from_ref(f)))
+            .map(|f| f.check.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -122,7 +138,7 @@ fn print_table(
         let mark = match f.verdict {
             Verdict::Pass => "ok  ",
             Verdict::Warn => "warn",
-            Verdict::Fail => "FAIL",
+            Verdict::Fail | Verdict::Blocked => "FAIL",
         };
         println!("  [{mark}] {:width$}  found {}; needed {}", f.check, f.found, f.needed);
         if let Some(hint) = &f.hint {

@@ -10,7 +10,8 @@ use crate::cli::chat_args::{ChatArgs, GenerateArgs, ModelArgs, ServeArgs};
 use crate::cli::GlobalOptions;
 use crate::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use crate::engine::chat_session::ChatSession;
-use crate::engine::loaded_model::{inference_device, LoadedModel, ModelSpec};
+use crate::engine::loaded_model::{LoadedModel, ModelSpec};
+use crate::hw::device::{self, DeviceChoice};
 use crate::serve::request::{Defaults, MAX_TEMPERATURE, MAX_TOKENS_LIMIT, MAX_TOP_K};
 use crate::serve::ServeConfig;
 
@@ -25,7 +26,8 @@ fn model_spec(args: &ModelArgs, default_phase: &str) -> ModelSpec {
 
 fn load(global: &GlobalOptions, args: &ModelArgs, default_phase: &str) -> anyhow::Result<LoadedModel> {
     let spec = model_spec(args, default_phase);
-    let loaded = LoadedModel::open(&global.paths(), &spec, inference_device()).context("loading the model")?;
+    let loaded = LoadedModel::open(&global.paths(), &spec, device::select(DeviceChoice::Auto, 0)?)
+        .context("loading the model")?;
     log::info!("model: {}", loaded.describe());
     Ok(loaded)
 }
@@ -121,11 +123,14 @@ pub fn chat(global: &GlobalOptions, args: &ChatArgs) -> anyhow::Result<()> {
 }
 
 pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
-    let gpus = tch::Cuda::device_count() as usize;
+    let gpus = tch::Cuda::device_count().max(0) as usize;
     let cuda = match args.device_type.as_deref() {
         None => gpus > 0,
-        Some("cuda") if gpus == 0 => anyhow::bail!("--device-type cuda, but no GPU is visible to libtorch"),
-        Some("cuda") => true,
+        Some("cuda") => {
+            crate::hw::cuda_backend::require_devices()
+                .map_err(|cause| anyhow::anyhow!("--device-type cuda: {cause}"))?;
+            true
+        }
         Some("cpu") => false,
         Some(other) => anyhow::bail!("--device-type must be cpu or cuda, not {other:?}"),
     };

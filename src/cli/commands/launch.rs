@@ -5,6 +5,8 @@ use anyhow::Context;
 use crate::cli::{GlobalOptions, LaunchArgs};
 use crate::dist::launcher::{self, LaunchPlan};
 use crate::dist::{Backend, DistContext, ProcessGroup};
+use crate::hw::cuda_backend;
+use crate::hw::device::{self, DeviceChoice};
 
 /// What a distributed command runs as.
 pub enum Role {
@@ -18,30 +20,48 @@ pub enum Role {
 pub const COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Launches workers when asked for more than one process and not already a worker; otherwise joins.
+/// A preset that wants CUDA gets it or stops here with the reason (never the CPU instead).
 pub fn launch_or_join(global: &GlobalOptions, launch: &LaunchArgs, log_name: &str) -> anyhow::Result<Role> {
     let ctx = DistContext::from_process_env().map_err(anyhow::Error::msg)?;
     let already_worker = ctx.is_distributed() || std::env::var_os("RANK").is_some();
     // The preset's `hardware.device` decides: "cpu" runs on the CPU even where GPUs are visible (the
-    // smoke preset), anything else uses the visible GPUs.
-    let on_cpu = global.resolve_config().map(|c| c.runs_on_cpu()).unwrap_or(false);
-    let visible_gpus = if on_cpu { 0 } else { tch::Cuda::device_count().max(0) as usize };
-    let nproc = launch.nproc_per_node.unwrap_or(visible_gpus.max(1));
-    if !already_worker && nproc * launch.nnodes > 1 {
-        let plan = LaunchPlan {
-            nproc_per_node: nproc,
-            nnodes: launch.nnodes,
-            node_rank: launch.node_rank,
-            master_addr: launch.master_addr.clone(),
-            master_port: launch.master_port,
-            log_dir: global.paths().logs().join(log_name),
-            all_ranks_to_console: launch.all_ranks_output,
+    // smoke preset), "cuda" on the visible GPUs.
+    let config = global.resolve_config()?;
+    let choice = DeviceChoice::from_preset(&config.hardware.device);
+    if !already_worker {
+        // Counting GPUs here creates no CUDA context in the launcher (each rank binds its own device).
+        let visible_gpus = match choice {
+            DeviceChoice::Cpu => 0,
+            _ => cuda_backend::require_devices()
+                .map_err(|cause| anyhow::anyhow!("preset `{}` runs on CUDA: {cause}", config.run.name))?,
         };
-        let exe = std::env::current_exe().context("locating the nanochat binary")?;
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        launcher::launch(&exe, &args, &plan)?;
-        return Ok(Role::LaunchedWorkers);
+        let nproc = launch.nproc_per_node.unwrap_or(visible_gpus.max(1));
+        if visible_gpus > 0 && nproc > visible_gpus {
+            anyhow::bail!(
+                "--nproc-per-node {nproc} but {visible_gpus} GPU(s) are visible: one process per GPU \
+                 (pass --nproc-per-node {visible_gpus} or less; fewer GPUs mean more gradient accumulation)"
+            );
+        }
+        if nproc * launch.nnodes > 1 {
+            let plan = LaunchPlan {
+                nproc_per_node: nproc,
+                nnodes: launch.nnodes,
+                node_rank: launch.node_rank,
+                master_addr: launch.master_addr.clone(),
+                master_port: launch.master_port,
+                log_dir: global.paths().logs().join(log_name),
+                all_ranks_to_console: launch.all_ranks_output,
+            };
+            let exe = std::env::current_exe().context("locating the nanochat binary")?;
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            launcher::launch(&exe, &args, &plan)?;
+            return Ok(Role::LaunchedWorkers);
+        }
     }
-    let device = if visible_gpus > 0 { tch::Device::Cuda(ctx.local_rank % visible_gpus) } else { tch::Device::Cpu };
+    // Bound to its GPU before the process group starts, so NCCL's communicator lives on the rank's own device.
+    let device = device::select(choice, ctx.local_rank)
+        .map_err(|cause| anyhow::anyhow!("rank {} of preset `{}` runs on CUDA: {cause}", ctx.rank, config.run.name))?;
+    device::share_cores_between_ranks(ctx.local_world_size);
     let group = if ctx.is_distributed() {
         let backend = if device.is_cuda() { Backend::Nccl } else { Backend::Gloo };
         Some(
