@@ -28,10 +28,17 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Self::start_with_open_files(extra, None)
+    }
+
+    /// The server with its open-file limit (RLIMIT_NOFILE) set to `open_files`, as `ulimit -n`.
+    fn start_with_open_files(extra: &[&str], open_files: Option<u64>) -> Server {
+        use std::os::unix::process::CommandExt;
         let log = tempfile::NamedTempFile::new().unwrap();
         let checkpoint = golden_dir().join("base_d2");
         let tokenizer = golden_dir().join("tokenizer.ranks");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nanochat"));
+        command
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--checkpoint"])
             .arg(&checkpoint)
             .arg("--tokenizer")
@@ -39,9 +46,21 @@ impl Server {
             .args(extra)
             .env("NANOCHAT_BASE_DIR", tempfile::tempdir().unwrap().keep())
             .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("the nanochat binary starts");
+            .stderr(log.reopen().unwrap());
+        if let Some(n) = open_files {
+            // SAFETY: setrlimit is async-signal-safe; it only lowers this child's own limit.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                })
+            };
+        }
+        let mut child = command.spawn().expect("the nanochat binary starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line
@@ -396,10 +415,10 @@ fn curl_streams_both_apis() {
 
 #[test]
 fn the_official_openai_client_works() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--api-key", "sk-nanochat-test"]);
     let out = Command::new(python())
         .arg(root().join("tests/serve/openai_client.py"))
-        .args(["--url", &server.url("")])
+        .args(["--url", &server.url(""), "--api-key", "sk-nanochat-test"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -409,18 +428,193 @@ fn the_official_openai_client_works() {
 
 #[test]
 fn the_chat_page_works_in_headless_chromium() {
-    let server = Server::start(&[]);
+    // With a key, so the page's one-time key prompt is part of what is checked.
+    let server = Server::start(&["--api-key", "sk-nanochat-test"]);
     let artifacts = root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("serve-ui.png");
     let _ = std::fs::remove_file(&screenshot);
     let out = Command::new(python())
         .arg(root().join("tests/serve/ui_chromium.py"))
-        .args(["--url", &server.url(""), "--max-tokens", "24", "--screenshot"])
+        .args(["--url", &server.url(""), "--api-key", "sk-nanochat-test", "--max-tokens", "24", "--screenshot"])
         .arg(&screenshot)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}\nserver log:\n{}", server.log());
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000, "no screenshot at {}", screenshot.display());
+}
+
+/// A raw connection to the server with a short read timeout, for watching it being closed.
+fn raw_connection(server: &Server) -> TcpStream {
+    let socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    socket
+}
+
+/// Whether the server has closed `socket` (EOF or reset); whatever it sent before is read and dropped.
+fn is_closed(socket: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Seconds after `start` at which each socket was seen closed, polling until `limit` has passed
+/// (None: still open then). `tick` runs every round (a slowloris client's next byte).
+fn closing_times(
+    sockets: &mut [TcpStream],
+    start: Instant,
+    limit: Duration,
+    mut tick: impl FnMut(),
+) -> Vec<Option<f64>> {
+    let mut closed = vec![None; sockets.len()];
+    while start.elapsed() < limit && closed.iter().any(Option::is_none) {
+        tick();
+        for (socket, at) in sockets.iter_mut().zip(closed.iter_mut()) {
+            if at.is_none() && is_closed(socket) {
+                *at = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    closed
+}
+
+/// Idle connections close at the idle limit; a header sent a byte at a time (slowloris) and an unfinished
+/// 300 KB header close at the header limit, counted from their first byte.
+#[test]
+fn idle_slow_and_unfinished_connections_are_closed_at_their_limits() {
+    let server = Server::start(&["--header-timeout", "2", "--idle-timeout", "4"]);
+    let start = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| raw_connection(&server)).collect();
+    let mut heads: Vec<TcpStream> = (0..6).map(|_| raw_connection(&server)).collect();
+    let mut slow_writers = Vec::new();
+    for (i, socket) in heads.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            socket.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            slow_writers.push(socket.try_clone().unwrap());
+        } else {
+            socket.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Pad: ").unwrap();
+            socket.write_all(&vec![b'a'; 300_000]).unwrap();
+        }
+    }
+    let heads_closed = closing_times(&mut heads, start, Duration::from_secs(10), || {
+        for writer in &mut slow_writers {
+            let _ = writer.write_all(b"X"); // one more header byte each round, never the end of the head
+        }
+    });
+    for (i, at) in heads_closed.iter().enumerate() {
+        let at = at.unwrap_or_else(|| panic!("head {i} was never closed"));
+        assert!((1.5..=5.0).contains(&at), "unfinished head {i} closed after {at:.1} s; --header-timeout 2");
+    }
+    let idle_closed = closing_times(&mut idle, start, Duration::from_secs(12), || {});
+    for at in &idle_closed {
+        let at = at.expect("an idle connection was never closed");
+        assert!((3.5..=7.0).contains(&at), "idle connection closed after {at:.1} s; --idle-timeout 4");
+    }
+    assert_eq!(server.get("/health").0, 200, "the server still answers");
+}
+
+/// Under `ulimit -n 256`, 400 idle sockets cannot keep /health from answering once the idle limit has passed
+/// (at the connection cap a new connection closes the longest-idle one).
+#[test]
+fn idle_sockets_past_the_open_file_limit_do_not_block_health() {
+    let server = Server::start_with_open_files(&["--idle-timeout", "2"], Some(256));
+    let mut idle: Vec<TcpStream> = (0..400).map(|_| raw_connection(&server)).collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let quick = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(1)))
+            .build(),
+    );
+    let asked = Instant::now();
+    let response = quick.get(server.url("/health")).call();
+    let status =
+        response.map(|r| r.status().as_u16()).unwrap_or_else(|e| panic!("/health: {e}; log: {}", server.log()));
+    assert_eq!(status, 200);
+    eprintln!("/health answered in {:.0} ms with 400 idle sockets open", asked.elapsed().as_secs_f64() * 1000.0);
+    let closed = closing_times(&mut idle, Instant::now(), Duration::from_secs(8), || {});
+    assert!(
+        closed.iter().all(Option::is_some),
+        "{} idle sockets still open",
+        closed.iter().filter(|c| c.is_none()).count()
+    );
+}
+
+/// SIGTERM while clients hold a half-sent head and a half-sent body: the server stops within the drain time.
+#[test]
+fn sigterm_with_half_sent_requests_exits_within_the_drain_time() {
+    let mut server = Server::start(&["--drain-timeout", "2"]);
+    let mut head = raw_connection(&server);
+    head.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut body = raw_connection(&server);
+    body.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"mess").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let mut status = None;
+    while signalled.elapsed() < Duration::from_secs(15) && status.is_none() {
+        status = server.child.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited = signalled.elapsed().as_secs_f64();
+    let status = status.unwrap_or_else(|| panic!("still running {waited:.1} s after SIGTERM; log: {}", server.log()));
+    assert!(status.success(), "{status:?}; log: {}", server.log());
+    assert!(waited < 5.0, "exited {waited:.1} s after SIGTERM; --drain-timeout 2");
+    assert!(server.log().contains("server stopped"), "{}", server.log());
+    assert!(is_closed(&mut head) && is_closed(&mut body));
+}
+
+#[test]
+fn path_errors_are_json_and_an_oversized_declared_body_is_refused_before_it_is_sent() {
+    let server = Server::start(&["--body-limit", "1000"]);
+    let (status, body) = server.get("/v1/models/%FF");
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    let mut status_line = String::new();
+    BufReader::new(socket).read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line:?}");
+}
+
+/// `--api-key`: every API route wants the key (401 JSON without, 200 with); the page and /health stay open;
+/// cross-origin calls are no longer allowed. Without a key CORS is open, as the reference's.
+#[test]
+fn an_api_key_guards_the_api_and_limits_cors() {
+    let server = Server::start(&["--api-key", "sk-test"]);
+    for path in ["/v1/models", "/v1/models/nanochat", "/stats"] {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "invalid_api_key", "{body}");
+    }
+    assert_eq!(server.post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "Hi"}]}"#).0, 401);
+    let with_key = |key: &str| {
+        let response = agent().get(server.url("/v1/models")).header("authorization", format!("Bearer {key}")).call();
+        response.unwrap().status().as_u16()
+    };
+    assert_eq!((with_key("sk-test"), with_key("sk-tesT")), (200, 401));
+    assert_eq!((server.get("/").0, server.get("/health").0), (200, 200));
+    let origin = |server: &Server| {
+        let response = agent().get(server.url("/health")).header("origin", "http://elsewhere.example").call().unwrap();
+        response.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(origin(&server), None);
+    assert_eq!(origin(&Server::start(&[])).as_deref(), Some("*"));
+    let named = Server::start(&["--api-key", "sk-test", "--cors-origin", "http://elsewhere.example"]);
+    assert_eq!(origin(&named).as_deref(), Some("http://elsewhere.example"));
 }

@@ -262,9 +262,29 @@ pub struct ServeArgs {
     /// Seconds to receive a request body before a 408.
     #[arg(long, default_value_t = 30)]
     pub read_timeout: u64,
-    /// Largest request body in bytes (413 beyond).
+    /// Largest request body in bytes (413 beyond; a larger Content-Length is refused before reading).
     #[arg(long, default_value_t = 1 << 20)]
     pub body_limit: usize,
+    /// Seconds from a request's first byte to its complete head; slower connections are closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Open connections at most; at the cap a new one closes the longest-idle one, or is answered 503
+    /// when none is idle (default: the open-file limit less 64, at most 4096).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds requests in flight may finish after Ctrl-C / SIGTERM; then every connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
+    /// Require `Authorization: Bearer KEY` on every API route (the page asks for it once).
+    #[arg(long, env = "NANOCHAT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// An origin allowed to call the API from a browser (repeatable; `*` for any). Default: any origin
+    /// without --api-key (as the reference), only the page's own with it.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -74,7 +74,7 @@ pub fn free_disk_gib(path: &Path) -> Option<f64> {
 /// The size in bytes of /dev/shm (Docker gives 64 MiB unless started with `--shm-size` or `--ipc=host`).
 pub fn shm_bytes() -> Option<u64> {
     let stat = statvfs(Path::new("/dev/shm"))?;
-    Some(stat.f_blocks as u64 * stat.f_frsize as u64)
+    Some(stat.f_blocks * stat.f_frsize)
 }
 
 fn statvfs(path: &Path) -> Option<libc::statvfs> {

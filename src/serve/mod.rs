@@ -7,7 +7,10 @@
 //!
 //! Requests are parsed and checked in `request`, generated on a worker of `workers`; every response
 //! that is not a stream is JSON, every error the JSON of `error`. One log line per request, written
-//! when its response (a stream included) ends.
+//! when its response (a stream included) ends. `access` guards the API (key, CORS, declared body size),
+//! `connections` the sockets (time limits, the connection cap, the drain on shutdown).
+pub mod access;
+pub mod connections;
 pub mod error;
 pub mod request;
 pub mod workers;
@@ -55,6 +58,12 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Header, idle and drain time limits and the connection cap.
+    pub connections: connections::ConnectionLimits,
+    /// The key every API request must carry (None: open, as the reference).
+    pub api_key: Option<String>,
+    /// Origins allowed by CORS (empty: any without a key, none with one).
+    pub cors_origins: Vec<String>,
 }
 
 struct AppState {
@@ -75,16 +84,18 @@ pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         let model = pool.model.clone();
         let workers = pool.size();
-        let app = router(Arc::new(AppState { pool, config }));
+        let limits = config.connections;
+        let app = router(Arc::new(AppState { pool, config })).map_err(anyhow::Error::msg)?;
         // The one line a script waits for (tests read the port from it).
         println!("nanochat serve: listening on http://{address} ({} on {workers} worker(s))", model.id);
         log::info!("model: {}", model.description);
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        connections::serve(listener, app, limits, shutdown_signal()).await;
         log::info!("server stopped");
-        Ok(())
-    })
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Generations still running on the workers end with the process.
+    runtime.shutdown_background();
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -104,21 +115,30 @@ async fn shutdown_signal() {
     ctrl_c.await.unwrap_or(());
 }
 
-fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/logo.svg", get(logo))
-        .route("/health", get(health))
+fn router(state: Shared) -> Result<Router, String> {
+    let mut api = Router::new()
         .route("/stats", get(stats))
         .route("/chat/completions", post(reference_completions))
         .route("/v1/chat/completions", post(openai_completions))
         .route("/v1/models", get(models))
-        .route("/v1/models/{id}", get(model))
+        .route("/v1/models/{id}", get(model));
+    if let Some(key) = &state.config.api_key {
+        let key = access::ApiKey(key.clone());
+        api = api.route_layer(axum::middleware::from_fn_with_state(key, access::require_key));
+    }
+    let cors = access::cors(&state.config.cors_origins, state.config.api_key.is_some())?;
+    let body_limit = state.config.body_limit;
+    Ok(Router::new()
+        .route("/", get(page))
+        .route("/logo.svg", get(logo))
+        .route("/health", get(health))
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(axum::middleware::from_fn_with_state(body_limit, access::refuse_oversized))
+        .layer(cors)
         .layer(axum::middleware::from_fn(log_request))
-        .with_state(state)
+        .with_state(state))
 }
 
 async fn page() -> Html<&'static str> {
@@ -167,8 +187,9 @@ async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
 
 async fn model(
     State(state): State<Shared>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Path(id) = id.map_err(|e| ApiError::invalid(format!("bad model id in the path: {e}"), None))?;
     check_model(&state, &id)?;
     Ok(Json(model_object(&state.pool.model)))
 }

@@ -186,9 +186,21 @@ class Checks:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True, help="the running server, e.g. http://127.0.0.1:8000")
+    ap.add_argument("--api-key", default=None, help="the server's --api-key: also checks that another key gets 401")
     args = ap.parse_args()
-    client = openai.OpenAI(base_url=args.url.rstrip("/") + "/v1", api_key="unused", max_retries=0, timeout=60)
+    base_url = args.url.rstrip("/") + "/v1"
+    client = openai.OpenAI(base_url=base_url, api_key=args.api_key or "unused", max_retries=0, timeout=60)
     ck = Checks(client)
+    if args.api_key:
+        def wrong_key():
+            other = openai.OpenAI(base_url=base_url, api_key=args.api_key + "-wrong", max_retries=0, timeout=60)
+            try:
+                other.models.list()
+            except openai.AuthenticationError as e:
+                assert e.status_code == 401 and "not valid" in str(e), f"{e!r}"
+                return "401 AuthenticationError"
+            raise AssertionError("a wrong key was accepted")
+        ck.run("a wrong API key is refused with 401", wrong_key)
     ck.run("models.list: exactly one model", ck.models)
     ck.run("non-streaming greedy completion", ck.non_streaming)
     ck.run("streaming greedy completion matches the non-streaming one", ck.streaming)

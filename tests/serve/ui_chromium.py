@@ -126,6 +126,12 @@ class Runner:
     def sent(self):
         return self.js("return window.__uiTest.sent.map((s) => ({url: s.url, body: JSON.parse(s.body)}));")
 
+    def alert_text(self):
+        try:
+            return self.driver.switch_to.alert.text or "(empty prompt)"
+        except WebDriverException:
+            return None
+
     def wait_for(self, what, cond, timeout=None):
         """Polls cond() until it returns a truthy value; CheckFailed after `timeout` seconds."""
         deadline = time.monotonic() + (timeout or self.args.timeout)
@@ -191,8 +197,11 @@ class Runner:
         return distinct
 
     def post_direct(self, body):
+        headers = {"Content-Type": "application/json"}
+        if self.args.api_key:
+            headers["Authorization"] = "Bearer " + self.args.api_key
         req = urllib.request.Request(self.base + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+                                     headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.args.timeout) as resp:
                 return resp.status, resp.read().decode("utf-8", "replace")
@@ -203,6 +212,15 @@ class Runner:
 
     def check_load(self):
         self.driver.get(self.base + "/")
+        if self.args.api_key:  # the page's first API call is refused (401) and it asks for the key once
+            self.wait_for("the page to ask for the API key", lambda: self.alert_text())
+            alert = self.driver.switch_to.alert
+            if "API key" not in alert.text:
+                raise CheckFailed(f"the page asked {alert.text!r}")
+            alert.send_keys(self.args.api_key)
+            alert.accept()
+            self.wait_for("the model name, fetched with the key", lambda: self.js(
+                "return document.getElementById('model').textContent;"))
         self.wait_for("#input", lambda: self.driver.find_elements(By.ID, "input"))
         for el_id in ("send", "messages", "temperature", "top-k", "max-tokens"):
             if not self.driver.find_elements(By.ID, el_id):
@@ -440,6 +458,7 @@ def main():
     ap.add_argument("--total-timeout", type=int, default=300, help="limit of the whole run, seconds")
     ap.add_argument("--max-tokens", type=int, default=None,
                     help="type this into the page's max-tokens setting before chatting (default: keep 512)")
+    ap.add_argument("--api-key", default=None, help="the key the server was started with (--api-key)")
     ap.add_argument("--width", type=int, default=1000)
     ap.add_argument("--height", type=int, default=1000)
     args = ap.parse_args()

@@ -155,6 +155,9 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
              max-tokens 1-{MAX_TOKENS_LIMIT}"
         );
     }
+    if args.max_connections == Some(0) || args.header_timeout == 0 || args.idle_timeout == 0 {
+        anyhow::bail!("--max-connections, --header-timeout and --idle-timeout must be at least 1");
+    }
     let config = ServeConfig {
         host: args.host.clone(),
         port: args.port,
@@ -166,6 +169,14 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
         generation_timeout: Duration::from_secs(args.generation_timeout),
         read_timeout: Duration::from_secs(args.read_timeout),
         body_limit: args.body_limit,
+        connections: crate::serve::connections::ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: args.max_connections.unwrap_or_else(crate::serve::connections::default_max_connections),
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+        },
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        cors_origins: args.cors_origins.clone(),
     };
     crate::serve::run(&global.paths(), config).context("nanochat serve")
 }
