@@ -55,7 +55,7 @@ $(DEBIAN_TOOLS) &:
 build: setup
 	cargo build --release --locked
 
-test: build
+test: build gpu-bundle
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo test --release --locked
@@ -136,15 +136,14 @@ bench: build
 # On a machine with NVIDIA GPUs, one script runs every CUDA/NCCL check (tests/gpu/gpu_check.sh): the doctor, the
 # bf16 dtype policy and the fused attention kernel, the smoke speedrun on one GPU, NCCL all-reduce bandwidth, the
 # fused pointwise functions vs op by op, d20 training throughput and MFU next to the reference (NANOCHAT_REFERENCE:
-# a karpathy/nanochat checkout, eager and torch.compile'd), and decode tokens/s. `make gpu-bundle` stages what it runs for a GPU machine without cargo.
+# a karpathy/nanochat checkout at 10231df, eager and torch.compile'd), and decode tokens/s. `make gpu-bundle` stages
+# it with all it runs and reads (the smoke shards of SMOKE_DIR) for a GPU machine with torch 2.11 and no cargo or
+# network (tests/gpu/stage_bundle.sh); the precision test binary is the artifact whose target is `precision`.
 GPU_BUNDLE := $(CURDIR)/target/gpu-bundle
 gpu-bundle: build
-	@mkdir -p $(GPU_BUNDLE)
-	strip -o $(GPU_BUNDLE)/nanochat $(BIN)
-	exe=$$(cargo test --release --locked --test precision --no-run --message-format=json 2>/dev/null | \
-	  $(VENV)/bin/python -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])') && \
-	  strip -o $(GPU_BUNDLE)/precision $$exe
-	@ls -l $(GPU_BUNDLE)
+	exe=$$(cargo test --release --locked --test precision --no-run --message-format=json | \
+	  $(VENV)/bin/python -c 'import json,sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "precision"))') && \
+	  tests/gpu/stage_bundle.sh $(GPU_BUNDLE) $(BIN) $$exe $(SMOKE_DIR) "$(NANOCHAT_REFERENCE)"
 
 gpu-check: gpu-bundle
-	tests/gpu/gpu_check.sh $(GPU_BUNDLE) $(CURDIR)/target/gpu-check $(NANOCHAT_REFERENCE)
+	$(GPU_BUNDLE)/gpu_check.sh $(CURDIR)/target/gpu-check

@@ -4,13 +4,17 @@ torch, the same sizes and the same machine, one after the other. Random tokens; 
 
 usage: .venv/bin/python tests/bench/bench_train.py [--bin target/release/nanochat] [--depths 4 8]
        [--reference PATH-TO-NANOCHAT-CHECKOUT]   (or env NANOCHAT_REFERENCE; commit 10231df)
-       [--device cuda --compile]   (GPU: ours in bf16 vs the reference under bf16 autocast, eager and compiled)
-Without a reference checkout only our figures are printed, and the table says so.
+       [--device cuda]   (GPU: ours in bf16 vs the reference under bf16 autocast)
+       [--impls ours ours-full-logits reference reference-compiled]   (what to time; default the first three)
+Without a reference checkout only our figures are printed, and the table says so; our runs' own JSON lines
+(device, dtype, ...) follow the table.
 Memory: peak RSS on CPU; on a GPU the peak of the device's used memory (nvidia-smi, polled), the same
 measurement for every implementation."""
 import argparse, json, os, resource, subprocess, sys, threading, time
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100/H200 SXM (the reference's MFU denominator)
+IMPLS = {"ours": "nanochat (Rust)", "ours-full-logits": "nanochat, full-logits loss",
+         "reference": "reference eager (PyTorch)", "reference-compiled": "reference torch.compile"}
 
 
 class GpuMemoryPeak:
@@ -40,10 +44,11 @@ class GpuMemoryPeak:
 
 
 def run_measured(cmd, device):
+    # stderr passes through: the runs' own log lines (`device: cuda:0 (...)`) and any error stay visible.
     if device != "cuda":
-        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout, None
+        return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout, None
     with GpuMemoryPeak() as mem:
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     return out, mem.peak_mib
 
 
@@ -120,7 +125,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--reference", default=os.environ.get("NANOCHAT_REFERENCE"))
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--compile", action="store_true", help="also time the reference under torch.compile")
+    ap.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS)[:3],
+                    help="what to time: ours (chunked loss), ours with the full-logits loss, the reference eager and "
+                         "under torch.compile (the reference ones need a checkout)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--peak-flops", type=float, default=H100_BF16_PEAK, help="the GPU's bf16 peak, for MFU")
     args = ap.parse_args()
@@ -137,21 +144,24 @@ def main():
         print(f"| {depth} | {name} | {r['step_ms']:.0f} | {r['tok_per_sec']:.0f} | {mfu} | {mem:.0f} |")
 
     for depth in args.depths:
-        o = ours(args.bin, depth, args)
         runs = []
-        if args.reference:
-            runs.append(("reference eager (PyTorch)", reference(args.reference, depth, args)))
-            if args.compile:
-                runs.append(("reference torch.compile", reference(args.reference, depth, args, compiled=True)))
-        flops = runs[0][1]["flops_per_token"] if runs else None
-        row(depth, "nanochat (Rust)", o, flops)
-        row(depth, "nanochat, full-logits loss", ours(args.bin, depth, args, full_logits_loss=True), flops)
-        for name, r in runs:
-            row(depth, name, r, flops)
-            print(f"| {depth} | ours / {name.split(' (')[0]} | {o['step_ms'] / r['step_ms']:.2f}x time | "
-                  f"{o['tok_per_sec'] / r['tok_per_sec']:.2f}x | | |")
-        if not runs:
+        for impl in args.impls:
+            if impl.startswith("ours"):
+                runs.append((impl, ours(args.bin, depth, args, full_logits_loss=impl == "ours-full-logits")))
+            elif args.reference:
+                runs.append((impl, reference(args.reference, depth, args, compiled=impl == "reference-compiled")))
+        flops = next((r["flops_per_token"] for _, r in runs if "flops_per_token" in r), None)
+        ours_run = dict(runs).get("ours")
+        for impl, r in runs:
+            row(depth, IMPLS[impl], r, flops)
+            if impl.startswith("reference") and ours_run:
+                print(f"| {depth} | ours / {IMPLS[impl].split(' (')[0]} | {ours_run['step_ms'] / r['step_ms']:.2f}x time | "
+                      f"{ours_run['tok_per_sec'] / r['tok_per_sec']:.2f}x | | |")
+        if not args.reference and any(i.startswith("reference") for i in args.impls):
             print(f"| {depth} | reference | (no checkout: pass --reference or set NANOCHAT_REFERENCE) | | | |")
+        for impl, r in runs:
+            if impl.startswith("ours"):
+                print(f"\n{impl}, depth {depth}: {json.dumps(r)}")
 
 
 if __name__ == "__main__":
