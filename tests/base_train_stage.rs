@@ -33,7 +33,9 @@ const TINY: &[&str] = &[
 
 fn nanochat(base: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
-    cmd.args(args).env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE");
+    // On the CPU whatever the preset (a CUDA preset refuses to run without CUDA otherwise).
+    cmd.args(["--set", "hardware.device=cpu"]).args(args);
+    cmd.env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE");
     cmd
 }
 

@@ -62,7 +62,9 @@ const RL: &[&str] = &[
 /// shared machine more threads mostly wait for each other (RL's generation runs ~7x faster).
 fn nanochat(base: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
-    cmd.args(args)
+    // On the CPU with the d20 preset's values (a CUDA preset refuses to run without CUDA otherwise).
+    cmd.args(["--set", "hardware.device=cpu"])
+        .args(args)
         .env("NANOCHAT_BASE_DIR", base)
         .env("OMP_NUM_THREADS", "1")
         .env_remove("RANK")

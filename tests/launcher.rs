@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 fn nanochat(base: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanochat"));
+    // Gloo on the CPU whatever the preset (a CUDA preset refuses to run without CUDA otherwise).
+    cmd.args(["--set", "hardware.device=cpu"]);
     cmd.env("NANOCHAT_BASE_DIR", base).env_remove("RANK").env_remove("WORLD_SIZE").env_remove("SLURM_PROCID");
     cmd
 }

@@ -59,6 +59,8 @@ pub fn chat_base() -> ChatBase {
 /// Runs the binary on base dir `base` with `stdin` as its standard input.
 pub fn nanochat(base: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        // On the CPU even with the d20 preset's values (a CUDA preset refuses to run without CUDA otherwise).
+        .args(["--set", "hardware.device=cpu"])
         .args(args)
         .env("NANOCHAT_BASE_DIR", base)
         .env_remove("NANOCHAT_PRESET")
