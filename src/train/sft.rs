@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tch::Reduction;
+use tch::Kind;
 
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
@@ -92,7 +92,8 @@ fn validation_loss(
         let mut val = ExampleBatches::new(val_task.clone(), encoder.clone(), slot, batch_size, cluster.device)?;
         for _ in 0..eval_steps {
             let (x, y) = val.next_batch()?;
-            sum += tch::no_grad(|| model.loss(&x, &y, Reduction::Mean)).double_value(&[]);
+            // The mean over the batch's trained targets, from the chunked per-token losses.
+            sum += (model.token_losses(&x, &y).sum(Kind::Double) / y.ge(0).sum(Kind::Double)).double_value(&[]);
             count += 1.0;
         }
     }
