@@ -222,17 +222,25 @@ fn same_seed_same_weights_and_two_processes_match_one_with_accumulation() {
 
 #[test]
 fn base_train_fits_its_device_batch_and_records_the_fit() {
-    // Under a simulated limit of 2 rows the configured 4 halves once: 512 tokens a step are then 4
-    // micro-batches of 2x64, and the checkpoint records the fit that mid-train starts from.
+    // 8 rows configured, a simulated limit of 4: the batch halves once, so 512 tokens a step are 2
+    // micro-batches of 4x64 (the shards' row groups allow 2 streams), and the checkpoint records
+    // the fit that mid-train starts from.
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
-    let args =
-        with(&["--set", "base_train.num_iterations=2", "--set", "base_train.core_metric_every=-1", "base-train"]);
-    let out = nanochat(dir.path(), &args).env(SIMULATED_MAX_DEVICE_BATCH, "2").output().unwrap();
+    let args = with(&[
+        "--set",
+        "base_train.device_batch_size=8",
+        "--set",
+        "base_train.num_iterations=2",
+        "--set",
+        "base_train.core_metric_every=-1",
+        "base-train",
+    ]);
+    let out = nanochat(dir.path(), &args).env(SIMULATED_MAX_DEVICE_BATCH, "4").output().unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("base_train.device_batch_size lowered from 4 to 2 to fit"), "{log}");
-    assert!(log.contains("4 micro-batch(es) of 2x64"), "{log}");
+    assert!(log.contains("base_train.device_batch_size lowered from 8 to 4 to fit"), "{log}");
+    assert!(log.contains("2 micro-batch(es) of 4x64"), "{log}");
     let meta = checkpoint::load_meta(&dir.path().join("base_d1"), 2).unwrap();
-    assert_eq!((meta.device_batch_size, meta.fitted_device_batch_size), (2, Some(2)));
+    assert_eq!((meta.device_batch_size, meta.fitted_device_batch_size), (4, Some(4)));
 }
