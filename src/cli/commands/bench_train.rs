@@ -64,7 +64,7 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
         serde_json::json!({
             "impl": "nanochat-rs", "device": format!("{device:?}"), "dtype": precision.to_string(),
             "mode": if args.eval { "bpb evaluation" } else { "training" },
-            "loss": if args.full_logits_loss { "full logits" } else { "chunked" }, "depth": args.depth, "params": config.num_params(),
+            "loss": (!args.eval).then_some(if args.full_logits_loss { "full logits" } else { "chunked" }), "depth": args.depth, "params": config.num_params(),
             "batch": args.batch, "seq_len": args.seq_len, "step_ms": secs * 1e3, "tok_per_sec": tokens / secs,
             "mfu_percent": mfu, "peak_rss_mib": peak_rss_mib(),
         })
