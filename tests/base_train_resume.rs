@@ -62,6 +62,7 @@ fn settings(dir: &Path) -> LoopSettings {
         checkpoint_dir: dir.to_path_buf(),
         user_config: serde_json::json!({}),
         device_batch_size: B as u32,
+        fitted_device_batch_size: None,
         max_seq_len: T as u32,
     }
 }

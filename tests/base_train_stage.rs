@@ -1,7 +1,7 @@
 //! base-train through the binary on parquet shards of real text: it learns, writes complete
 //! checkpoints and its report section; a run killed mid-way and resumed ends bit-identical to an
 //! uninterrupted one; same seed gives the same weights; 2 processes train like 1 process with twice
-//! the gradient accumulation; CORE during training.
+//! the gradient accumulation; CORE during training; device-batch fitting recorded in the checkpoint.
 #[path = "support/real_text.rs"]
 mod real_text;
 
@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nanochat::data::shard_writer::{write_shard, ShardWriterOptions};
+use nanochat::train::batch_fit::SIMULATED_MAX_DEVICE_BATCH;
 use nanochat::train::checkpoint;
 
 const TINY: &[&str] = &[
@@ -219,4 +220,29 @@ fn same_seed_same_weights_and_two_processes_match_one_with_accumulation() {
     for (x, y) in la.iter().zip(&lb) {
         assert!((x - y).abs() / x < 1e-5, "val bpb {la:?} vs {lb:?}");
     }
+}
+
+#[test]
+fn base_train_fits_its_device_batch_and_records_the_fit() {
+    // 8 rows configured, a simulated limit of 4: the batch halves once, so 512 tokens a step are 2
+    // micro-batches of 4x64 (the shards' row groups allow 2 streams), and the checkpoint records
+    // the fit that mid-train starts from.
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let args = with(&[
+        "--set",
+        "base_train.device_batch_size=8",
+        "--set",
+        "base_train.num_iterations=2",
+        "--set",
+        "base_train.core_metric_every=-1",
+        "base-train",
+    ]);
+    let out = nanochat(dir.path(), &args).env(SIMULATED_MAX_DEVICE_BATCH, "4").output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("base_train.device_batch_size lowered from 8 to 4 to fit"), "{log}");
+    assert!(log.contains("2 micro-batch(es) of 4x64"), "{log}");
+    let meta = checkpoint::load_meta(&dir.path().join("base_d1"), 2).unwrap();
+    assert_eq!((meta.device_batch_size, meta.fitted_device_batch_size), (4, Some(4)));
 }

@@ -1,6 +1,7 @@
 //! mid-train, sft and chat-rl through the binary on the stand-in datasets, from the reference's d2
 //! base checkpoint: a run killed mid-way and resumed with --resume ends bit-identical to one never
-//! interrupted; 2 processes train like 1 process with twice the accumulation; the report sections.
+//! interrupted; 2 processes train like 1 process with twice the accumulation; the report sections;
+//! device-batch fitting and the fit carried from stage to stage.
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
@@ -9,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_fixtures::chat_base;
+use nanochat::train::batch_fit::SIMULATED_MAX_DEVICE_BATCH;
 use nanochat::train::checkpoint;
 
 const MID: &[&str] = &[
@@ -306,4 +308,60 @@ fn the_stages_write_their_report_sections() {
     }
     let meta = checkpoint::load_meta(&dir.join("sft_d2"), 2).unwrap();
     assert!(meta.val_loss.is_some() && meta.metrics.is_some());
+}
+
+/// Runs `args` with the simulated device-batch limit `limit` (none: unset); returns its log.
+fn run_logged(base: &Path, args: &[&str], limit: Option<&str>) -> String {
+    let mut cmd = nanochat(base, args);
+    cmd.env_remove(SIMULATED_MAX_DEVICE_BATCH);
+    if let Some(rows) = limit {
+        cmd.env(SIMULATED_MAX_DEVICE_BATCH, rows);
+    }
+    let out = cmd.output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?}\n{log}");
+    log
+}
+
+/// (device_batch_size, fitted_device_batch_size) of the last checkpoint in `dir`.
+fn recorded_batch(dir: &Path) -> (u32, Option<u32>) {
+    let meta = checkpoint::load_meta(dir, checkpoint::latest_step(dir).unwrap()).unwrap();
+    (meta.device_batch_size, meta.fitted_device_batch_size)
+}
+
+#[test]
+fn mid_train_and_sft_fit_their_device_batch_and_carry_the_fit() {
+    let mid =
+        [MID, &["--set", "mid_train.device_batch_size=4", "--set", "mid_train.num_iterations=2", "mid-train"]].concat();
+    let sft = |source: &'static str| {
+        let settings = ["--set", "chat_sft.num_iterations=2", "--set", "chat_sft.eval_steps=1", "--set", source, "sft"];
+        [SFT, &settings[..]].concat()
+    };
+
+    // The base checkpoint as base-train writes it after fitting 2 rows: mid-train (4 configured)
+    // starts at 2, then under a limit of 1 row fits 1; 256 tokens a step are 4 micro-batches of 1x64.
+    let base = chat_base();
+    let dir = base.dir.path();
+    let meta_path = checkpoint::meta_path(&dir.join("base_d2"), 0);
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["fitted_device_batch_size"] = 2.into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let log = run_logged(dir, &mid, Some("1"));
+    assert!(log.contains("mid_train.device_batch_size 4 lowered to 2, the device batch that fitted"), "{log}");
+    assert!(log.contains("mid_train.device_batch_size lowered from 2 to 1 to fit"), "{log}");
+    assert!(log.contains("4 micro-batch(es) of 1x64"), "{log}");
+    assert_eq!(recorded_batch(&dir.join("mid_d2")), (1, Some(1)));
+
+    // SFT from that mid checkpoint, nothing fitted: it starts at mid's 1 row (2 configured), so 4
+    // examples a step are 4 micro-batches.
+    let log = run_logged(dir, &sft("chat_sft.source=mid"), None);
+    assert!(log.contains("chat_sft.device_batch_size 2 lowered to 1"), "{log}");
+    assert!(log.contains("4 micro-batch(es) of 1 on each"), "{log}");
+    assert_eq!(recorded_batch(&dir.join("sft_d2")), (1, Some(1)));
+
+    // SFT fits on its own: from the reference's base checkpoint (no fit recorded) under a limit of 1.
+    let fresh = chat_base();
+    let log = run_logged(fresh.dir.path(), &sft("chat_sft.source=base"), Some("1"));
+    assert!(log.contains("chat_sft.device_batch_size lowered from 2 to 1 to fit"), "{log}");
+    assert_eq!(recorded_batch(&fresh.dir.path().join("sft_d2")), (1, Some(1)));
 }

@@ -90,6 +90,10 @@ fn forward_matches_the_reference_logits_and_losses() {
     let none = tch::no_grad(|| model.loss(&x, &y, Reduction::None));
     assert!(max_abs_diff(&mean.view([1]), golden.get("loss_mean")) < 1e-5);
     assert!(max_abs_diff(&none, golden.get("loss_none")) < 1e-5);
+    // Evaluation's chunked per-token losses and the training loss give the reference's values too.
+    assert!(max_abs_diff(&model.token_losses(&x, &y), golden.get("loss_none")) < 1e-5);
+    let train = tch::no_grad(|| model.train_loss(&x, &y));
+    assert!(max_abs_diff(&train.view([1]), golden.get("loss_mean")) < 1e-5);
 }
 
 #[test]

@@ -426,6 +426,9 @@ pub struct BenchTrainArgs {
     /// comparison `make bench` prints).
     #[arg(long)]
     pub full_logits_loss: bool,
+    /// Time evaluation instead: bits per byte of each batch (no gradients), as validation runs it.
+    #[arg(long, conflicts_with = "full_logits_loss")]
+    pub eval: bool,
 }
 
 #[derive(Debug, Subcommand)]

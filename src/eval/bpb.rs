@@ -1,7 +1,7 @@
 //! Bits per byte (NANOCHAT.md §6.2): per-token cross-entropy in nats, summed over targets whose token
 //! has a byte length > 0 (special tokens and ignored targets count neither nats nor bytes), divided by
 //! ln 2 times the total bytes. Independent of the vocabulary, so tokenizers can be compared.
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::model::Gpt;
 
@@ -47,10 +47,11 @@ impl BpbTotals {
 }
 
 /// Nats and bytes of one (inputs, targets) batch. `token_bytes` is an int tensor (vocab,) on the
-/// model's device; targets may contain −1 (ignored).
+/// model's device; targets may contain −1 (ignored). The per-token losses come a chunk of positions
+/// at a time ([`Gpt::token_losses`]), so the batch's full-vocabulary logits never exist at once.
 pub fn batch_totals(model: &Gpt, inputs: &Tensor, targets: &Tensor, token_bytes: &Tensor) -> BpbTotals {
     tch::no_grad(|| {
-        let loss = model.loss(inputs, targets, Reduction::None).view([-1]);
+        let loss = model.token_losses(inputs, targets);
         let y = targets.view([-1]);
         let valid = y.ge(0);
         let safe = y.where_self(&valid, &y.zeros_like());

@@ -5,7 +5,7 @@
 //! (rank r takes batches r, r+W, …) and the counts summed.
 use std::collections::HashMap;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::chat::tasks::{SharedTask, TaskError};
 use crate::chat::{ChatRenderer, RenderError};
@@ -88,8 +88,12 @@ pub fn categorical_accuracy(
                 padded[r * width + j] = i64::from(id);
             }
         }
-        let ids = Tensor::from_slice(&padded).view([prompts.len() as i64, width as i64]).to_device(model.device());
-        let logits = tch::no_grad(|| model.forward(&ids, None));
+        let device = model.device();
+        let ids = Tensor::from_slice(&padded).view([prompts.len() as i64, width as i64]).to_device(device);
+        // Only each prompt's last position is scored: the classifier runs on those rows alone.
+        let last: Vec<i64> = prompts.iter().map(|p| p.len() as i64 - 1).collect();
+        let rows = Tensor::arange(prompts.len() as i64, (Kind::Int64, device));
+        let logits = tch::no_grad(|| model.forward_at(&ids, &rows, &Tensor::from_slice(&last).to_device(device)));
         for (r, (conversation, index)) in conversations.iter().zip(i0..).enumerate() {
             let letters: Vec<String> = conversation
                 .extra("letters")
@@ -114,11 +118,7 @@ pub fn categorical_accuracy(
                 }
                 ids.push(letter_ids[letter]);
             }
-            let position = (prompts[r].len() - 1) as i64;
-            let focus = logits
-                .get(r as i64)
-                .get(position)
-                .index_select(0, &Tensor::from_slice(&ids).to_device(logits.device()));
+            let focus = logits.get(r as i64).index_select(0, &Tensor::from_slice(&ids).to_device(device));
             let chosen = focus.argmax(0, false).int64_value(&[]) as usize;
             let correct = task.evaluate(conversation, &letters[chosen])?;
             passed += u64::from(correct);

@@ -1,5 +1,6 @@
-//! The training loss without the full logits: cross-entropy of soft-capped logits (NANOCHAT.md §3.3
-//! steps 3-4) computed over chunks of positions. At vocab 65,536 the (B·T, vocab) fp32 logits and
+//! The loss without the full logits: cross-entropy of soft-capped logits (NANOCHAT.md §3.3 steps
+//! 3-4) computed over chunks of positions, as the training loss (the mean, with its gradient) and as
+//! evaluation's per-token losses (no gradient). At vocab 65,536 the (B·T, vocab) fp32 logits and
 //! their gradient are the largest tensors of a step; here at most one chunk of them exists at a time.
 //!
 //! When the hidden states carry a gradient, each chunk's backward is done in the same pass, by hand:
@@ -14,11 +15,16 @@ use super::gpt::SOFTCAP;
 /// Elements of one chunk's fp32 logits: 2^25 (128 MiB), so 512 positions at vocab 65,536.
 pub const CHUNK_ELEMENTS: i64 = 1 << 25;
 
+/// Positions per chunk at this vocabulary: [`CHUNK_ELEMENTS`] logits, at least one row.
+pub fn chunk_rows(vocab: i64) -> i64 {
+    (CHUNK_ELEMENTS / vocab).max(1)
+}
+
 /// Mean cross-entropy over the targets that are not −1 of `15·tanh((h·Wᵀ)[:, :vocab] / 15)`, for
 /// final-norm hidden states `h` (N, d) in the compute dtype, the head `w` (padded vocab, d) and
 /// targets (N). The matmuls run in `h`'s dtype (W cast to it), the soft-cap and the loss in fp32.
 pub fn softcapped_cross_entropy(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
-    softcapped_cross_entropy_in_chunks(h, w, vocab, targets, (CHUNK_ELEMENTS / vocab).max(1))
+    softcapped_cross_entropy_in_chunks(h, w, vocab, targets, chunk_rows(vocab))
 }
 
 /// [`softcapped_cross_entropy`] with `chunk_rows` positions per chunk.
@@ -32,36 +38,22 @@ pub fn softcapped_cross_entropy_in_chunks(
     let (n, d) = (h.size()[0], h.size()[1]);
     let device = h.device();
     let with_grad = h.requires_grad();
-    let hd = h.detach();
-    let wc = w.detach().narrow(0, 0, vocab).to_kind(h.kind());
-    let valid = targets.ge(0).to_kind(Kind::Float);
-    let count = valid.sum(Kind::Float);
-    let safe_targets = targets.clamp_min(0).unsqueeze(1);
+    let count = targets.ge(0).sum(Kind::Float);
 
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut grad_h = with_grad.then(|| Tensor::empty([n, d], (h.kind(), device)));
     let mut grad_w = with_grad.then(|| Tensor::zeros([vocab, d], (Kind::Float, device)));
-    tch::no_grad(|| {
-        for start in (0..n).step_by(chunk_rows.max(1) as usize) {
-            let len = chunk_rows.min(n - start);
-            let hc = hd.narrow(0, start, len);
-            let yc = safe_targets.narrow(0, start, len);
-            let vc = valid.narrow(0, start, len).unsqueeze(1);
-            // t = tanh(l/15) and z = 15·t, in fp32.
-            let t = hc.matmul(&wc.tr()).to_kind(Kind::Float).divide_scalar_(SOFTCAP).tanh_();
-            let z = &t * SOFTCAP;
-            let lse = z.logsumexp([1i64].as_slice(), true);
-            let nll = (&lse - z.gather(1, &yc, false)) * &vc;
-            loss_sum += nll.sum(Kind::Float);
-            if let (Some(grad_h), Some(grad_w)) = (grad_h.as_mut(), grad_w.as_mut()) {
-                let mut g = (z - &lse).exp_();
-                let _ = g.scatter_add_(1, &yc, &Tensor::full([len, 1], -1.0, (Kind::Float, device)));
-                let _ = g.g_mul_(&(&vc / &count));
-                let _ = g.g_mul_(&(t.square().neg_() + 1.0));
-                let g = g.to_kind(h.kind());
-                grad_h.narrow(0, start, len).copy_(&g.matmul(&wc));
-                *grad_w += g.tr().matmul(&hc).to_kind(Kind::Float);
-            }
+    let wc = head_in(w, vocab, h.kind());
+    for_each_chunk(h, &wc, targets, chunk_rows, |c| {
+        loss_sum += c.nll.sum(Kind::Float);
+        if let (Some(grad_h), Some(grad_w)) = (grad_h.as_mut(), grad_w.as_mut()) {
+            let mut g = (c.z - &c.lse).exp_();
+            let _ = g.scatter_add_(1, &c.targets, &Tensor::full([c.len, 1], -1.0, (Kind::Float, device)));
+            let _ = g.g_mul_(&(&c.valid / &count));
+            let _ = g.g_mul_(&(c.t.square().neg_() + 1.0));
+            let g = g.to_kind(h.kind());
+            grad_h.narrow(0, c.start, c.len).copy_(&g.matmul(&wc));
+            *grad_w += g.tr().matmul(&c.h).to_kind(Kind::Float);
         }
     });
     let loss = loss_sum / &count;
@@ -74,6 +66,61 @@ pub fn softcapped_cross_entropy_in_chunks(
     }
 }
 
+/// The cross-entropy of each position (N,) in fp32, 0 where the target is −1 (as `Reduction::None`
+/// with ignore_index −1), `chunk_rows` positions at a time and without gradients: evaluation's
+/// per-token losses with at most one chunk of fp32 logits alive.
+pub fn softcapped_token_losses(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor, chunk_rows: i64) -> Tensor {
+    let losses = Tensor::empty([h.size()[0]], (Kind::Float, h.device()));
+    for_each_chunk(h, &head_in(w, vocab, h.kind()), targets, chunk_rows, |c| {
+        losses.narrow(0, c.start, c.len).copy_(&c.nll.squeeze_dim(1));
+    });
+    losses
+}
+
+/// The head's first `vocab` rows, detached, in the compute dtype `kind`.
+fn head_in(w: &Tensor, vocab: i64, kind: Kind) -> Tensor {
+    w.detach().narrow(0, 0, vocab).to_kind(kind)
+}
+
+/// Positions `start..start + len` with their soft-capped logits.
+struct Chunk {
+    start: i64,
+    len: i64,
+    /// The chunk's hidden states (len, d).
+    h: Tensor,
+    /// Targets (len, 1) with −1 replaced by 0, and 1.0 where the target is not −1 (len, 1).
+    targets: Tensor,
+    valid: Tensor,
+    /// t = tanh(l/15) and the soft-capped logits z = 15·t (len, vocab), fp32.
+    t: Tensor,
+    z: Tensor,
+    /// logsumexp of z (len, 1).
+    lse: Tensor,
+    /// Cross-entropy of each position (len, 1), 0 where the target is −1.
+    nll: Tensor,
+}
+
+/// Calls `each` on the chunks of `chunk_rows` positions of `h` against the head `wc` (vocab, d) in
+/// `h`'s dtype, without recording gradients.
+fn for_each_chunk(h: &Tensor, wc: &Tensor, targets: &Tensor, chunk_rows: i64, mut each: impl FnMut(Chunk)) {
+    let n = h.size()[0];
+    let h = h.detach();
+    let valid = targets.ge(0).to_kind(Kind::Float).unsqueeze(1);
+    let safe_targets = targets.clamp_min(0).unsqueeze(1);
+    tch::no_grad(|| {
+        for start in (0..n).step_by(chunk_rows.max(1) as usize) {
+            let len = chunk_rows.min(n - start);
+            let hc = h.narrow(0, start, len);
+            let t = hc.matmul(&wc.tr()).to_kind(Kind::Float).divide_scalar_(SOFTCAP).tanh_();
+            let z = &t * SOFTCAP;
+            let lse = z.logsumexp([1i64].as_slice(), true);
+            let (targets, valid) = (safe_targets.narrow(0, start, len), valid.narrow(0, start, len));
+            let nll = (&lse - z.gather(1, &targets, false)) * &valid;
+            each(Chunk { start, len, h: hc, targets, valid, t, z, lse, nll });
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use tch::{Device, Reduction};
@@ -81,10 +128,14 @@ mod tests {
     use super::*;
 
     /// The unfused reference: full logits, soft-cap, cross_entropy with ignore_index −1.
-    fn unfused(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
+    fn unfused_with(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor, reduction: Reduction) -> Tensor {
         let logits = h.linear(&w.to_kind(h.kind()), None::<Tensor>).narrow(1, 0, vocab).to_kind(Kind::Float);
         let z = (logits / SOFTCAP).tanh() * SOFTCAP;
-        z.cross_entropy_loss(targets, None::<Tensor>, Reduction::Mean, -1, 0.0)
+        z.cross_entropy_loss(targets, None::<Tensor>, reduction, -1, 0.0)
+    }
+
+    fn unfused(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
+        unfused_with(h, w, vocab, targets, Reduction::Mean)
     }
 
     fn case(kind: Kind) -> (Tensor, Tensor, Tensor) {
@@ -141,6 +192,24 @@ mod tests {
         let fused = tch::no_grad(|| softcapped_cross_entropy_in_chunks(&h.detach(), &w, 100, &targets, 8));
         assert!(!fused.requires_grad());
         assert!(fused.allclose(&expected, 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn per_token_losses_match_the_full_logits_whatever_the_chunking() {
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let (h, w, targets) = case(kind);
+            let expected = tch::no_grad(|| unfused_with(&h, &w, 100, &targets, Reduction::None));
+            let tolerance = if kind == Kind::Float { 1e-6 } else { 1e-3 };
+            // One row, a chunk boundary inside the batch, an uneven last chunk, all at once.
+            for chunk_rows in [1, 8, 36, 37, 100] {
+                let losses = softcapped_token_losses(&h, &w, 100, &targets, chunk_rows);
+                assert_eq!((losses.kind(), losses.size()), (Kind::Float, vec![37]));
+                assert!(!losses.requires_grad(), "evaluation records no graph");
+                assert!(losses.allclose(&expected, tolerance, tolerance, false), "{kind:?}, {chunk_rows} rows");
+            }
+            let ignored = softcapped_token_losses(&h, &w, 100, &targets, 8).narrow(0, 5, 4);
+            assert_eq!(ignored.abs().sum(Kind::Float).double_value(&[]), 0.0, "−1 targets cost nothing");
+        }
     }
 
     #[test]

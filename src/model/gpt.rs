@@ -204,18 +204,27 @@ impl Gpt {
     /// ([`chunked_loss`]); when gradients are recorded, the head's gradient is computed in the same
     /// pass. Same value as [`Gpt::loss`] with `Reduction::Mean` within float rounding.
     pub fn train_loss(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
-        let x = norm(&self.hidden_states(idx));
         let d = self.config.n_embd;
-        chunked_loss::softcapped_cross_entropy(
-            &x.view([-1, d]),
-            &self.lm_head,
-            self.config.vocab_size,
-            &targets.view([-1]),
-        )
+        let x = norm(&self.hidden_states(idx)).view([-1, d]);
+        chunked_loss::softcapped_cross_entropy(&x, &self.lm_head, self.config.vocab_size, &targets.view([-1]))
     }
 
-    /// Cross-entropy of the next-token targets from the full logits; targets of −1 are ignored
-    /// (§3.3 step 4). Evaluation uses it (per-token losses with `Reduction::None`).
+    /// Evaluation's losses: the cross-entropy of each next-token target (B·T,) in fp32, 0 where the
+    /// target is −1, without gradients, one chunk of positions' logits at a time ([`chunked_loss`]).
+    /// Same values as [`Gpt::loss`] with `Reduction::None` within float rounding.
+    pub fn token_losses(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let (d, vocab) = (self.config.n_embd, self.config.vocab_size);
+            let x = norm(&self.hidden_states(idx)).view([-1, d]);
+            let rows = chunked_loss::chunk_rows(vocab);
+            chunked_loss::softcapped_token_losses(&x, &self.lm_head, vocab, &targets.view([-1]), rows)
+        })
+    }
+
+    /// Cross-entropy of the next-token targets from the full (B·T, vocab) logits; targets of −1 are
+    /// ignored (§3.3 step 4). Chat RL's policy gradient uses it (per-token log-probabilities with
+    /// gradients, on short rollouts); training and evaluation use the chunked [`Gpt::train_loss`]
+    /// and [`Gpt::token_losses`].
     pub fn loss(&self, idx: &Tensor, targets: &Tensor, reduction: Reduction) -> Tensor {
         let logits = self.forward(idx, None);
         let v = logits.size()[2];

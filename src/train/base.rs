@@ -134,20 +134,20 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let num_params = model_config.num_params();
     let flops_per_token = model_config.flops_per_token();
     let iterations = num_iterations(&bt, num_params, flops_per_token)?;
-    // On a GPU the device batch shrinks until a step fits in memory (more accumulation, same total batch).
-    if device.is_cuda() {
-        let fitted = batch_fit::fit_device_batch(
-            bt.device_batch_size,
-            |b| batch_fit::trial_step(&model, b, bt.max_seq_len as i64),
-            bt.depth as i64,
-            bt.max_seq_len as i64,
-        )
-        .map_err(|e| TrainError::Config(e.to_string()))?;
-        if fitted != bt.device_batch_size {
-            log::warn!("device batch lowered from {} to {fitted} to fit in GPU memory", bt.device_batch_size);
-            bt.device_batch_size = fitted;
-        }
-    }
+    // On a GPU the device batch shrinks until a step fits in memory on every process (more
+    // accumulation, same total batch); the checkpoints record the fit for the later stages.
+    let batch = batch_fit::fit_stage_batch(
+        &model,
+        cluster,
+        &batch_fit::BatchSettings {
+            section: "base_train",
+            device_batch_size: bt.device_batch_size,
+            row_tokens: bt.max_seq_len as i64,
+            row_setting: Some("base_train.max_seq_len"),
+            carried: None,
+        },
+    )?;
+    bt.device_batch_size = batch.rows;
     let bt = &bt;
     let accum = grad_accum_steps(bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, cluster.world_size())?;
     let streams = cluster.world_size() * accum;
@@ -238,6 +238,7 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
         checkpoint_dir: checkpoint_dir.clone(),
         user_config: serde_json::to_value(bt).unwrap_or_default(),
         device_batch_size: bt.device_batch_size,
+        fitted_device_batch_size: batch.fitted(),
         max_seq_len: bt.max_seq_len,
     };
     let mut base_loop = BaseLoop {
@@ -314,6 +315,8 @@ pub struct LoopSettings {
     pub checkpoint_dir: PathBuf,
     pub user_config: serde_json::Value,
     pub device_batch_size: u32,
+    /// The device batch fitting settled on, for the checkpoint meta (None where nothing was fitted).
+    pub fitted_device_batch_size: Option<u32>,
     pub max_seq_len: u32,
 }
 
@@ -498,6 +501,7 @@ impl<'a> BaseLoop<'a> {
             user_config: s.user_config.clone(),
             device_batch_size: s.device_batch_size,
             max_seq_len: s.max_seq_len,
+            fitted_device_batch_size: s.fitted_device_batch_size,
             dataloader_state_dict: serde_json::Value::Array(self.train.iter().map(|t| t.state()).collect()),
             loop_state: *loop_state,
             val_loss: None,

@@ -61,8 +61,14 @@ pub struct CheckpointMeta {
     pub val_bpb: Option<f64>,
     pub model_config: GptConfig,
     pub user_config: serde_json::Value,
+    /// The device batch the stage trained with.
     pub device_batch_size: u32,
     pub max_seq_len: u32,
+    /// The device batch known to fit in GPU memory (fitted by the stage or carried from its source,
+    /// src/train/batch_fit.rs); a later stage starting from this checkpoint starts no higher.
+    /// Absent where nothing was fitted (CPU) and in the reference's checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted_device_batch_size: Option<u32>,
     pub dataloader_state_dict: serde_json::Value,
     pub loop_state: LoopState,
     /// SFT: the validation loss (nats per target) and the categorical accuracies (§5.4 meta).

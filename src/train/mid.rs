@@ -3,13 +3,15 @@
 //! (the loss mask is ignored, §14.13), with fresh optimizers and the Muon momentum warm-up again.
 //!
 //! Reads top to bottom like the reference's `mid_train.py`: settings; the source model (the base
-//! checkpoint of the largest depth, last step); optimizers; the data (one token stream per data
-//! stream, §5.3 loader); the loop (validation bpb every `eval_every` steps, the step, the schedule:
-//! LR multiplier 1 until `warmdown_start` of the data, then linear to 0); checkpoints (periodic for
-//! `--resume`, and the final one when the data wraps); the report section "Midtraining".
+//! checkpoint of the largest depth, last step); the device batch (src/train/batch_fit.rs);
+//! optimizers; the data (one token stream per data stream, §5.3 loader); the loop (validation bpb
+//! every `eval_every` steps, the step, the schedule: LR multiplier 1 until `warmdown_start` of the
+//! data, then linear to 0); checkpoints (periodic for `--resume`, and the final one when the data
+//! wraps); the report section "Midtraining".
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch_fit::{fit_stage_batch, BatchSettings};
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
@@ -72,9 +74,6 @@ pub fn run(
     // Settings.
     let c = &config.mid_train;
     let device = cluster.device;
-    let (b, t) = (c.device_batch_size as usize, c.max_seq_len as usize);
-    let accum = grad_accum_steps(c.total_batch_size, c.device_batch_size, c.max_seq_len, cluster.world_size())?;
-    let streams = cluster.world_size() * accum;
 
     // The model, from the base checkpoint; the tokenizer.
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
@@ -82,6 +81,23 @@ pub fn run(
         super::open_source_model(paths, SOURCE_PHASE, options, encoder.vocab_size(), device, &c.dtype)?;
     let token_bytes = token_bytes_tensor(&paths.tokenizer(), device)?;
     let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
+
+    // The device batch (at most the base's fit; fitted on a GPU), and the accumulation that makes
+    // up the total batch with it.
+    let batch = fit_stage_batch(
+        &model,
+        cluster,
+        &BatchSettings {
+            section: "mid_train",
+            device_batch_size: c.device_batch_size,
+            row_tokens: c.max_seq_len as i64,
+            row_setting: Some("mid_train.max_seq_len"),
+            carried: source.fitted_device_batch_size,
+        },
+    )?;
+    let (b, t) = (batch.rows as usize, c.max_seq_len as usize);
+    let accum = grad_accum_steps(c.total_batch_size, batch.rows, c.max_seq_len, cluster.world_size())?;
+    let streams = cluster.world_size() * accum;
 
     // Fresh optimizers (§5.3).
     let mut optimizers = Optimizers::new(&model, &optimizer_settings(c), cluster.group)?;
@@ -157,7 +173,8 @@ pub fn run(
             val_bpb,
             model_config: model.config,
             user_config: serde_json::to_value(c).unwrap_or_default(),
-            device_batch_size: c.device_batch_size,
+            device_batch_size: batch.rows,
+            fitted_device_batch_size: batch.fitted(),
             max_seq_len: c.max_seq_len,
             dataloader_state_dict: serde_json::json!({"streams": streams, "progress": progress}),
             loop_state: *state,

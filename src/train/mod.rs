@@ -57,6 +57,8 @@ pub enum TrainError {
     #[error(transparent)]
     Dist(#[from] DistError),
     #[error(transparent)]
+    BatchFit(#[from] batch_fit::BatchFitError),
+    #[error(transparent)]
     Load(#[from] crate::engine::loaded_model::LoadError),
     #[error(transparent)]
     Core(#[from] crate::eval::core::CoreError),

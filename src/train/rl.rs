@@ -321,6 +321,7 @@ pub fn run_on(
             model_config: model.config,
             user_config: serde_json::to_value(c).unwrap_or_default(),
             device_batch_size: c.device_batch_size,
+            fitted_device_batch_size: None,
             max_seq_len: model.config.sequence_len as u32,
             dataloader_state_dict: layout.clone(),
             loop_state: *state,

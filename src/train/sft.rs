@@ -5,15 +5,17 @@
 //! step `num_iterations − 1` before its update.
 //!
 //! Reads top to bottom like the reference's script: settings; the source model (`chat_sft.source`,
-//! `mid` by default: largest depth, last step); the data (one example stream per data stream);
-//! optimizers; the loop (validation loss every `eval_every` steps, MMLU and ARC-Easy categorical
-//! accuracy every `eval_metrics_every` steps and at the end, the step); checkpoints (periodic for
-//! `--resume`, and the final model); the report section "Chat SFT".
+//! `mid` by default: largest depth, last step); the device batch (src/train/batch_fit.rs); the data
+//! (one example stream per data stream); optimizers; the loop (validation loss every `eval_every`
+//! steps, MMLU and ARC-Easy categorical accuracy every `eval_metrics_every` steps and at the end,
+//! the step); checkpoints (periodic for `--resume`, and the final model); the report section
+//! "Chat SFT".
 use std::sync::Arc;
 use std::time::Instant;
 
-use tch::Reduction;
+use tch::Kind;
 
+use super::batch_fit::{fit_stage_batch, BatchSettings};
 use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
@@ -23,7 +25,7 @@ use crate::chat::tasks::arc::Arc as ArcTask;
 use crate::chat::tasks::catalog::{sft_train_mixture, sft_val_task};
 use crate::chat::tasks::mmlu::Mmlu;
 use crate::chat::tasks::{SharedTask, Slice, Sliced};
-use crate::chat::ChatRenderer;
+use crate::chat::{ChatRenderer, MAX_CONVERSATION_TOKENS};
 use crate::config::{ChatSftConfig, RunConfig};
 use crate::dist::{Cluster, ReduceOp};
 use crate::eval::categorical::categorical_accuracy;
@@ -92,7 +94,8 @@ fn validation_loss(
         let mut val = ExampleBatches::new(val_task.clone(), encoder.clone(), slot, batch_size, cluster.device)?;
         for _ in 0..eval_steps {
             let (x, y) = val.next_batch()?;
-            sum += tch::no_grad(|| model.loss(&x, &y, Reduction::Mean)).double_value(&[]);
+            // The mean over the batch's trained targets, from the chunked per-token losses.
+            sum += (model.token_losses(&x, &y).sum(Kind::Double) / y.ge(0).sum(Kind::Double)).double_value(&[]);
             count += 1.0;
         }
     }
@@ -143,9 +146,28 @@ pub fn run(
     // Settings.
     let c = &config.chat_sft;
     let device = cluster.device;
-    let b = c.device_batch_size as usize;
+
+    // The model, from the source phase's checkpoint; the tokenizer.
+    let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
+    let (source, model) = super::open_source_model(paths, &c.source, options, encoder.vocab_size(), device, &c.dtype)?;
+    let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
+
+    // The device batch in conversations (at most the source's fit; fitted on a GPU against the
+    // longest a conversation renders to), and the accumulation that makes up the examples per step.
+    let batch = fit_stage_batch(
+        &model,
+        cluster,
+        &BatchSettings {
+            section: "chat_sft",
+            device_batch_size: c.device_batch_size,
+            row_tokens: MAX_CONVERSATION_TOKENS as i64 - 1,
+            row_setting: None,
+            carried: source.fitted_device_batch_size,
+        },
+    )?;
+    let b = batch.rows as usize;
     let per_step = b * cluster.world_size();
-    if per_step == 0 || !(c.target_examples_per_step as usize).is_multiple_of(per_step) {
+    if !(c.target_examples_per_step as usize).is_multiple_of(per_step) {
         return Err(TrainError::Config(format!(
             "chat_sft.target_examples_per_step {} is not a multiple of device_batch_size {b} x {} process(es)",
             c.target_examples_per_step,
@@ -154,11 +176,6 @@ pub fn run(
     }
     let accum = c.target_examples_per_step as usize / per_step;
     let streams = cluster.world_size() * accum;
-
-    // The model, from the source phase's checkpoint; the tokenizer.
-    let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
-    let (source, model) = super::open_source_model(paths, &c.source, options, encoder.vocab_size(), device, &c.dtype)?;
-    let out_dir = paths.checkpoints(PHASE, model.config.n_layer as u32);
 
     // Data: micro-batch m of rank r reads stream r·A + m of W·A.
     let train_task = sft_train_mixture(paths, c)?;
@@ -233,7 +250,8 @@ pub fn run(
             val_bpb: None,
             model_config: model.config,
             user_config: serde_json::to_value(c).unwrap_or_default(),
-            device_batch_size: c.device_batch_size,
+            device_batch_size: batch.rows,
+            fitted_device_batch_size: batch.fitted(),
             max_seq_len: model.config.sequence_len as u32,
             dataloader_state_dict: serde_json::json!({
                 "streams": train.iter().map(ExampleBatches::position).collect::<Vec<_>>()

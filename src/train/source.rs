@@ -1,7 +1,7 @@
 //! The checkpoint a stage starts from (NANOCHAT.md §8.1 `load_model`): by default the reference's
 //! rule, the largest depth of the source phase (`<phase>_dNN/` under the base dir) and its last step.
 //! Reads our checkpoints (`model_XXXXXX.safetensors`) and the reference's (`model_XXXXXX.pt`);
-//! only `model_config` of the meta file is needed.
+//! of the meta file only `model_config` is needed, and `fitted_device_batch_size` is read when present.
 use std::path::{Path, PathBuf};
 
 use tch::Device;
@@ -37,6 +37,9 @@ pub struct SourceCheckpoint {
     pub dir: PathBuf,
     pub step: u64,
     pub model_config: GptConfig,
+    /// The device batch known to fit that the checkpoint records (`fitted_device_batch_size`), the
+    /// most a stage starting from it tries (src/train/batch_fit.rs).
+    pub fitted_device_batch_size: Option<u32>,
 }
 
 /// Where the reference keeps a phase's checkpoints under its base dir (§8.1).
@@ -109,7 +112,8 @@ impl SourceCheckpoint {
         let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let model_config: GptConfig =
             serde_json::from_value(meta["model_config"].clone()).map_err(|e| bad(format!("model_config: {e}")))?;
-        Ok(SourceCheckpoint { dir: dir.to_path_buf(), step, model_config })
+        let fitted_device_batch_size = meta["fitted_device_batch_size"].as_u64().and_then(|b| u32::try_from(b).ok());
+        Ok(SourceCheckpoint { dir: dir.to_path_buf(), step, model_config, fitted_device_batch_size })
     }
 
     /// The weights file: ours (.safetensors) or the reference's (.pt).

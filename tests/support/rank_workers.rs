@@ -13,6 +13,16 @@ pub fn free_port() -> u16 {
 /// Runs `test_name` in `world` worker processes (role in env var `role_var`) and asserts they all
 /// succeed; the workers' stderr (where they report measured figures) is passed through.
 pub fn spawn_workers(role_var: &str, test_name: &str, world: usize) {
+    spawn_workers_with_env(role_var, test_name, world, |_| Vec::new())
+}
+
+/// [`spawn_workers`] with environment variables `env(rank)` set in each worker.
+pub fn spawn_workers_with_env(
+    role_var: &str,
+    test_name: &str,
+    world: usize,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+) {
     let port = free_port();
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..world)
@@ -20,6 +30,7 @@ pub fn spawn_workers(role_var: &str, test_name: &str, world: usize) {
             Command::new(&exe)
                 .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
                 .env(role_var, format!("{rank}/{world}/{port}"))
+                .envs(env(rank))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
