@@ -299,6 +299,9 @@ pub struct BenchRlArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchEngineArgs {
+    /// Where to run: auto (CUDA when it starts, else the CPU), cpu, or cuda (an error without CUDA).
+    #[arg(long, default_value = "auto")]
+    pub device: crate::hw::device::DeviceChoice,
     #[arg(long, default_value_t = 4)]
     pub depth: i64,
     #[arg(long, default_value_t = 65_536)]

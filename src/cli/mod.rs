@@ -388,6 +388,9 @@ pub struct BenchDataloaderArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchPointwiseArgs {
+    /// Where to run: auto (CUDA when it starts, else the CPU), cpu, or cuda (an error without CUDA).
+    #[arg(long, default_value = "auto")]
+    pub device: crate::hw::device::DeviceChoice,
     /// Model depth, which sets the widths (n_embd = 64·depth, heads of 128).
     #[arg(long, default_value_t = 20)]
     pub depth: i64,
@@ -406,6 +409,9 @@ pub struct BenchPointwiseArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
+    /// Where to run: auto (CUDA when it starts, else the CPU), cpu, or cuda (an error without CUDA).
+    #[arg(long, default_value = "auto")]
+    pub device: crate::hw::device::DeviceChoice,
     #[arg(long, default_value_t = 4)]
     pub depth: i64,
     #[arg(long, default_value_t = 65_536)]

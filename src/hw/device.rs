@@ -28,6 +28,20 @@ impl DeviceChoice {
     }
 }
 
+/// `auto`, `cpu` or `cuda` (the benchmarks' `--device`).
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(format!("{other:?} is not a device: auto, cpu or cuda")),
+        }
+    }
+}
+
 /// The device for local rank `local_rank`, bound to this process when it is a GPU.
 pub fn select(choice: DeviceChoice, local_rank: usize) -> Result<Device, CudaUnavailable> {
     let device = match choice {
@@ -88,6 +102,8 @@ mod tests {
         assert_eq!(DeviceChoice::from_preset("cpu"), DeviceChoice::Cpu);
         assert_eq!(DeviceChoice::from_preset("cuda"), DeviceChoice::Cuda);
         assert_eq!(select(DeviceChoice::Cpu, 3), Ok(Device::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda));
+        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("auto, cpu or cuda"));
     }
 
     #[test]

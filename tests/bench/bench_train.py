@@ -54,7 +54,7 @@ def run_measured(cmd, device):
 
 def ours(binary, depth, args, full_logits_loss=False):
     cmd = [binary, "bench", "train", "--depth", str(depth), "--vocab", str(args.vocab), "--seq-len", str(args.seq_len),
-           "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+           "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
     if full_logits_loss:
         cmd.append("--full-logits-loss")
     out, gpu_mib = run_measured(cmd, args.device)

@@ -159,7 +159,7 @@ if [ "$gpus" -lt 2 ]; then
 else
     check collectives 'on Cuda\([0-9]+\) \(Nccl\)' -- "$bin" bench collectives --nproc-per-node "$gpus" --max-mib 256 --iters 20
 fi
-check pointwise "$on_gpu" 'BFloat16 on Cuda\(' -- "$bin" bench pointwise --depth 20 --batch 32 --seq-len 2048
+check pointwise "$on_gpu" 'BFloat16 on Cuda\(' -- "$bin" bench pointwise --device cuda --depth 20 --batch 32 --seq-len 2048
 
 # d20's device batch by GPU 0's memory: 16 x 2048 from 70 GB up (an 80 GB card). By our estimate the reference's
 # eager step, which keeps every activation and the fp32 logits (B·T x 65,536), needs more than 80 GB at the
@@ -174,5 +174,5 @@ else
     check train-d20 "$on_gpu" '"dtype": "bfloat16"' -- "${train[@]}" --impls ours
     record train-d20-compiled "skipped (no reference in this bundle: stage it with NANOCHAT_REFERENCE=<karpathy/nanochat checkout at 10231df> make gpu-bundle)"
 fi
-check decode "$on_gpu" -- "$bin" bench engine --depth 20 --prompt-len 256 --max-tokens 256 --batch 8
+check decode "$on_gpu" -- "$bin" bench engine --device cuda --depth 20 --prompt-len 256 --max-tokens 256 --batch 8
 finish "not run"

@@ -18,7 +18,7 @@ pub(super) fn synthetic_encoder(size: i64) -> anyhow::Result<BpeEncoder> {
 }
 
 pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
-    let device = crate::hw::device::select(crate::hw::device::DeviceChoice::Auto, 0)?;
+    let device = crate::hw::device::select(args.device, 0)?;
     let encoder = synthetic_encoder(args.vocab)?;
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, i64::from(encoder.vocab_size()), 2048);

@@ -10,7 +10,7 @@ use crate::model::fused_ops::{self, unfused};
 use crate::model::{rotary, GptConfig, Precision};
 
 pub fn run(args: &BenchPointwiseArgs) -> anyhow::Result<()> {
-    let device = crate::hw::device::select(crate::hw::device::DeviceChoice::Auto, 0)?;
+    let device = crate::hw::device::select(args.device, 0)?;
     let kind = Precision::resolve(&args.dtype, device)?.compute_kind();
     let config = GptConfig::from_depth(args.depth, 65_536, args.seq_len);
     let (b, t, h, hd) = (args.batch, args.seq_len, config.n_head, config.head_dim());

@@ -11,7 +11,7 @@ use crate::model::{Gpt, GptConfig, Precision};
 use crate::optim::{clip_grad_norm, setup_optimizers, OptimizerSettings};
 
 pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let device = crate::hw::device::select(crate::hw::device::DeviceChoice::Auto, 0)?;
+    let device = crate::hw::device::select(args.device, 0)?;
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, args.vocab, args.seq_len);
     let precision = Precision::resolve(&args.dtype, device)?;
