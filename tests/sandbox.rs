@@ -376,8 +376,9 @@ held = hog()
         );
         assert_eq!(outcome.status, Status::MemoryLimit, "{name}: {}", outcome.stderr);
         assert_eq!(outcome.human_eval_result(), "failed: memory limit exceeded");
-        // 2 GiB would have gone without the cgroup; the margin is for the rest of the machine.
-        assert!(fall < limit + (768 << 20), "{name}: MemAvailable fell by {} MiB", fall >> 20);
+        // 2 GiB would have gone without the cgroup; the margin is for the rest of the machine
+        // (other tests, other builds), whose use the same counter sees.
+        assert!(fall < limit + (512 << 20), "{name}: MemAvailable fell by {} MiB", fall >> 20);
     }
 }
 

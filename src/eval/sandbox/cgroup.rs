@@ -35,7 +35,7 @@ impl Hierarchy {
         let v2 = Path::new(V2_ROOT).join("cgroup.controllers").exists();
         let found = if v2 {
             let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
-            v2_parent(path).map(|parent| Hierarchy { version: Version::V2, parent })
+            v2_parent(Path::new(V2_ROOT), path).map(|parent| Hierarchy { version: Version::V2, parent })
         } else if Path::new(V1_MEMORY_ROOT).is_dir() {
             let path = own.lines().find_map(|line| {
                 let mut fields = line.splitn(3, ':');
@@ -79,8 +79,7 @@ impl Hierarchy {
 
 /// The v2 cgroup whose children get the memory controller: the parent of nanochat's own (the root
 /// when nanochat is in the root), which enables it for them (the root is asked to when it does not).
-fn v2_parent(own: &str) -> Result<PathBuf, String> {
-    let root = Path::new(V2_ROOT);
+fn v2_parent(root: &Path, own: &str) -> Result<PathBuf, String> {
     let own_dir = root.join(own.trim_start_matches('/'));
     let parent = if own_dir == root { root.to_path_buf() } else { own_dir.parent().unwrap_or(root).to_path_buf() };
     let control = parent.join("cgroup.subtree_control");
@@ -153,5 +152,39 @@ impl Drop for RunCgroup {
             }
         }
         log::warn!("could not remove the sandbox cgroup {}: processes are still in it", self.dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_runs_go_next_to_nanochats_cgroup_where_its_parent_enables_memory() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        std::fs::create_dir_all(root.join("system.slice/job.service")).unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+        std::fs::write(root.join("system.slice/cgroup.subtree_control"), "cpu pids\n").unwrap();
+        let error = v2_parent(root, "/system.slice/job.service").unwrap_err();
+        assert!(error.contains("memory controller is not enabled") && error.contains("system.slice"), "{error}");
+        std::fs::write(root.join("system.slice/cgroup.subtree_control"), "cpu memory\n").unwrap();
+        assert_eq!(v2_parent(root, "/system.slice/job.service").unwrap(), root.join("system.slice"));
+        assert_eq!(v2_parent(root, "/").unwrap(), root);
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_either_version() {
+        for (version, file, text) in [
+            (Version::V2, "memory.events", "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 1\n"),
+            (Version::V1, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(file), text).unwrap();
+            let cgroup = RunCgroup { dir: dir.path().to_path_buf(), version };
+            assert_eq!(cgroup.oom_kills(), 2, "{file}");
+            // Not a cgroup: nothing to remove on drop.
+            std::mem::forget(cgroup);
+        }
     }
 }
