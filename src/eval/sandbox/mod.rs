@@ -206,8 +206,11 @@ impl Outcome {
 /// Programs taken per worker, at most, ahead of the first outcome not handed on (`run_in_order`).
 const ORDER_WINDOW: usize = 64;
 
-/// Numbers the probes of `Sandbox::new` (cgroup names), process-wide.
-static PROBES: AtomicU64 = AtomicU64::new(0);
+/// A name for a probe of the memory cgroups, unique in this process.
+fn probe_tag() -> String {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    format!("nanochat-sandbox-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed))
+}
 
 /// Runs Python programs in isolation; `run` may be called from several threads at once.
 #[derive(Debug)]
@@ -236,8 +239,7 @@ impl Sandbox {
         let outside_ids = if privileged { (SANDBOX_ID, SANDBOX_ID) } else { (euid, egid) };
         let next_dir = AtomicU64::new(0);
         remove_stale(&config.temp_root);
-        let tag = format!("nanochat-sandbox-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed));
-        let cgroups = match cgroup::Hierarchy::find(&tag) {
+        let cgroups = match cgroup::Hierarchy::find(&probe_tag()) {
             Ok(hierarchy) => Some(hierarchy),
             Err(reason) if seccomp::filter(true).is_empty() => {
                 if !config.allow_unsandboxed {
@@ -938,7 +940,7 @@ mod tests {
         let python = resolve_python(Path::new(DEFAULT_PYTHON)).unwrap();
         // SAFETY: plain getter.
         let privileged = unsafe { libc::geteuid() } == 0;
-        let cgroups = cgroups.then(|| cgroup::Hierarchy::find("nanochat-sandbox-unit-test").unwrap());
+        let cgroups = cgroups.then(|| cgroup::Hierarchy::find(&probe_tag()).unwrap());
         Sandbox {
             config: SandboxConfig { timeout, ..SandboxConfig::default() },
             python,
