@@ -7,8 +7,8 @@
 //! - the wheels the flake fetches (nix/wheels.nix, plain data read with `nix-instantiate --eval`) are the
 //!   files of manifests/python.lock: same versions, same sha256, PyPI file names of those versions; all
 //!   nvidia-* wheels of the lock, and torch at the libtorch version tch expects;
-//! - the libgloo-dev .deb (nix/debs.nix) is pinned by sha256 to a deb.debian.org URL;
-//! - no other file under nix/ fetches anything, so these checks cover every download of the flake.
+//! - no other file under nix/ fetches anything, so these checks cover every download of the flake, and the
+//!   flake builds with the vendored gloo headers (src/dist/vendor/gloo), as `make build` does.
 //!
 //! Not checked: that the flake evaluates against nixpkgs (attribute names, hooks), that the hashes are those
 //! of the bytes behind the URLs, or that the build succeeds.
@@ -128,7 +128,7 @@ fn every_nix_file_parses() {
     nix_files(&nix_dir(), &mut files);
     files.sort();
     let names: BTreeSet<_> = files.iter().filter_map(|f| f.file_name()?.to_str().map(str::to_string)).collect();
-    for required in ["flake.nix", "wheels.nix", "debs.nix"] {
+    for required in ["flake.nix", "wheels.nix"] {
         assert!(names.contains(required), "nix/{required} is missing (found {names:?})");
     }
     for file in &files {
@@ -261,45 +261,33 @@ fn torch_wheel_is_the_libtorch_tch_expects() {
 }
 
 #[test]
-fn libgloo_deb_is_pinned_to_debian() {
-    let debs = eval_json(&nix_dir().join("debs.nix"));
-    let gloo = debs.get("libgloo-dev").expect("nix/debs.nix has a libgloo-dev entry");
-    let sha256 = str_field(gloo, "sha256", "libgloo-dev");
-    assert!(is_hex(sha256, 64), "libgloo-dev sha256 {sha256:?} is not 64 lower-case hex");
-    let url = str_field(gloo, "url", "libgloo-dev");
-    assert!(url.starts_with("https://deb.debian.org/debian/pool/main/"), "libgloo-dev URL {url} is not Debian's");
-    let version = str_field(gloo, "version", "libgloo-dev").replace('~', "%7e");
-    assert!(url.ends_with(&format!("/libgloo-dev_{version}_amd64.deb")), "{url} is not libgloo-dev {version} (amd64)");
-    // fetchurl names the store path after `name`; '%' and '~' are not allowed there.
-    let name = str_field(gloo, "name", "libgloo-dev");
-    assert!(
-        name.ends_with(".deb") && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b)),
-        "libgloo-dev name {name:?} is not a valid store path name"
-    );
-}
-
-#[test]
 fn nothing_else_under_nix_fetches_and_the_build_reads_the_checked_pins() {
     let mut files = Vec::new();
     nix_files(&nix_dir(), &mut files);
     let mut sources = String::new();
     for file in &files {
-        if matches!(file.file_name().and_then(|n| n.to_str()), Some("wheels.nix" | "debs.nix")) {
+        if file.file_name().is_some_and(|n| n == "wheels.nix") {
             continue;
         }
         let text = read(file);
         // The flake's inputs are flake.lock's business (checked above), not fetches.
         for line in text.lines().map(code).filter(|l| !l.trim_start().starts_with("inputs.")) {
             for pinned in ["url =", "urls =", "sha256 =", "hash =", "builtins.fetch", "fetchFromGitHub", "fetchzip"] {
-                assert!(!line.contains(pinned), "{} fetches outside wheels.nix/debs.nix: {line:?}", file.display());
+                assert!(!line.contains(pinned), "{} fetches outside wheels.nix: {line:?}", file.display());
             }
             sources.push_str(line);
             sources.push('\n');
         }
     }
-    for needed in ["import ./wheels.nix", "import ./debs.nix", "LIBTORCH =", "NANOCHAT_GLOO_INCLUDE =", "fetchurl {"] {
+    for needed in ["import ./wheels.nix", "LIBTORCH =", "fetchurl {"] {
         assert!(sources.contains(needed), "no `{needed}` in the flake's code");
     }
+    // build.rs's default, the headers in the source tree the flake builds.
+    assert!(
+        !sources.contains("NANOCHAT_GLOO_INCLUDE"),
+        "the flake must build with the vendored gloo headers (src/dist/vendor/gloo), as `make build` does"
+    );
+    assert!(repo().join("src/dist/vendor/gloo/include/gloo/context.h").is_file(), "no vendored gloo headers");
     // The libtorch derivation writes torch/build-version so torch-sys's version check runs; nothing bypasses it.
     assert!(!sources.contains("LIBTORCH_BYPASS_VERSION_CHECK"), "the flake bypasses torch-sys's version check");
     assert!(!sources.contains("LIBTORCH_USE_PYTORCH"), "the flake must take libtorch from LIBTORCH, not Python");
