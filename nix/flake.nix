@@ -9,7 +9,7 @@
 # it (../.), which Nix only sees through git, so new files must be `git add`ed first.
 #
 # Everything is pinned: nixpkgs by flake.lock, the crates by Cargo.lock, libtorch by the wheels of
-# manifests/python.lock (nix/wheels.nix, same sha256); the gloo headers are the vendored ones of the
+# manifests/python/runtime.lock (nix/wheels.nix, same sha256); the gloo headers are the vendored ones of the
 # source tree (src/dist/vendor/gloo), as in `make build`.
 # tests/nix_flake.rs checks those pins against each other offline; it cannot build anything.
 {
@@ -70,7 +70,7 @@
           nativeBuildInputs = [ pkgs.addDriverRunpath ];
           env = buildEnv // { NANOCHAT_GIT_COMMIT = rev; };
 
-          # The test suite needs the Python oracles of `make setup` (.venv: rustbpe, tiktoken, tokenizers,
+          # The test suite needs the Python oracles of `make test-setup` (.venv: rustbpe, tiktoken, tokenizers,
           # pyarrow, torch) and runs multi-process Gloo jobs; CI runs it with `make test`, not here.
           doCheck = false;
 

@@ -1,12 +1,12 @@
 //! The Nix flake (nix/) against the pins it has to agree with, offline. Nothing here builds or even
 //! evaluates the flake: that needs nixpkgs and ~2.5 GB of wheels from the network. What is checked:
-//! - every `.nix` file under nix/ parses (`nix-instantiate --parse`; Debian's nix-bin, which `make setup`
+//! - every `.nix` file under nix/ parses (`nix-instantiate --parse`; Debian's nix-bin, which `make test-setup`
 //!   installs);
 //! - nix/flake.lock is a version-7 lock whose root inputs resolve, each node locked to a full commit and a
 //!   narHash, and it pins the nixpkgs branch flake.nix asks for (and nothing else);
-//! - the wheels the flake fetches (nix/wheels.nix, plain data read with `nix-instantiate --eval`) are the
-//!   files of manifests/python.lock: same versions, same sha256, PyPI file names of those versions; all
-//!   nvidia-* wheels of the lock, and torch at the libtorch version tch expects;
+//! - the wheels the flake fetches (nix/wheels.nix, plain data read with `nix-instantiate --eval`) are files
+//!   of manifests/python/runtime.lock: same versions, each sha256 one of the pin's hashes, PyPI file names of
+//!   those versions; all nvidia-* wheels of the lock, and torch at the libtorch version tch expects;
 //! - no other file under nix/ fetches anything, so these checks cover every download of the flake, and the
 //!   flake builds with the vendored gloo headers (src/dist/vendor/gloo), as `make build` does.
 //!
@@ -43,7 +43,7 @@ fn nix_instantiate(args: &[&str], file: &Path) -> Output {
     match Command::new("nix-instantiate").args(["--store", "dummy://"]).args(args).arg(file).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "nix-instantiate is not installed, so the Nix files cannot be checked: `make setup` installs \
+            "nix-instantiate is not installed, so the Nix files cannot be checked: `make test-setup` installs \
              Debian's nix-bin (or `apt-get install nix-bin`)"
         ),
         Err(e) => panic!("cannot run nix-instantiate: {e}"),
@@ -85,20 +85,27 @@ fn normalize(name: &str) -> String {
 
 struct Pin {
     version: String,
-    sha256: String,
+    sha256: Vec<String>,
 }
 
-/// manifests/python.lock: `name==version --hash=sha256:HEX` lines, by normalised name.
-fn python_lock() -> BTreeMap<String, Pin> {
-    let text = read(&repo().join("manifests/python.lock"));
+/// manifests/python/runtime.lock: `name==version \` lines, each followed by `--hash=sha256:HEX` lines (one a
+/// wheel), by normalised name.
+fn runtime_lock() -> BTreeMap<String, Pin> {
+    let text = read(&repo().join("manifests/python/runtime.lock")).replace("\\\n", " ");
     let mut pins = BTreeMap::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (spec, hash) = line.split_once(" --hash=sha256:").unwrap_or_else(|| panic!("python.lock line {line:?}"));
-        let (name, version) = spec.split_once("==").unwrap_or_else(|| panic!("python.lock line {line:?}"));
-        let pin = Pin { version: version.trim().to_string(), sha256: hash.trim().to_string() };
-        assert!(pins.insert(normalize(name), pin).is_none(), "{name} twice in python.lock");
+        let mut words = line.split_whitespace();
+        let spec = words.next().unwrap_or_default();
+        let (name, version) = spec.split_once("==").unwrap_or_else(|| panic!("runtime.lock line {line:?}"));
+        let sha256: Vec<String> = words.filter_map(|w| w.strip_prefix("--hash=sha256:")).map(str::to_string).collect();
+        assert!(!sha256.is_empty(), "runtime.lock: {spec} has no --hash=sha256");
+        for hash in &sha256 {
+            assert!(is_hex(hash, 64), "runtime.lock {spec}: hash {hash:?} is not 64 hex");
+        }
+        let pin = Pin { version: version.to_string(), sha256 };
+        assert!(pins.insert(normalize(name), pin).is_none(), "{name} twice in runtime.lock");
     }
-    assert!(pins.len() > 10, "python.lock parsed to only {} pins", pins.len());
+    assert!(pins.len() > 10, "runtime.lock parsed to only {} pins", pins.len());
     pins
 }
 
@@ -202,16 +209,15 @@ fn flake_lock_pins_the_nixpkgs_branch_flake_nix_declares_and_nothing_else() {
 }
 
 #[test]
-fn every_fetched_wheel_is_the_python_lock_file() {
-    let lock = python_lock();
+fn every_fetched_wheel_is_a_runtime_lock_file() {
+    let lock = runtime_lock();
     for (name, wheel) in wheels() {
         let what = format!("nix/wheels.nix {name}");
-        let pin = lock.get(&normalize(&name)).unwrap_or_else(|| panic!("{what}: not in manifests/python.lock"));
+        let pin = lock.get(&normalize(&name)).unwrap_or_else(|| panic!("{what}: not in manifests/python/runtime.lock"));
         let version = str_field(&wheel, "version", &what);
-        assert_eq!(version, pin.version, "{what}: version differs from python.lock");
+        assert_eq!(version, pin.version, "{what}: version differs from runtime.lock");
         let sha256 = str_field(&wheel, "sha256", &what);
-        assert!(is_hex(&pin.sha256, 64), "python.lock {name}: hash {:?} is not 64 hex", pin.sha256);
-        assert_eq!(sha256, pin.sha256, "{what}: sha256 differs from python.lock");
+        assert!(pin.sha256.iter().any(|h| h == sha256), "{what}: sha256 {sha256} is none of runtime.lock's");
         let url = str_field(&wheel, "url", &what);
         assert!(url.starts_with("https://files.pythonhosted.org/packages/"), "{what}: {url} is not a PyPI file URL");
         let file = url.rsplit('/').next().unwrap_or_default();
@@ -220,7 +226,8 @@ fn every_fetched_wheel_is_the_python_lock_file() {
         assert!(file.ends_with(".whl") && file.contains("x86_64"), "{what}: {file} is not a Linux x86_64 wheel");
         assert!(
             file.contains("-cp311-") || file.contains("-py3-none-"),
-            "{what}: {file} is neither a CPython 3.11 nor a pure-Python-tag wheel (python.lock is for cp311)"
+            "{what}: {file} is neither a CPython 3.11 nor a pure-Python-tag wheel (nix/libtorch.nix lays the \
+             wheels out as CPython 3.11's site-packages)"
         );
     }
 }
@@ -229,12 +236,12 @@ fn every_fetched_wheel_is_the_python_lock_file() {
 fn flake_fetches_torch_and_every_nvidia_wheel_of_the_lock_and_nothing_else() {
     let fetched: BTreeSet<String> = wheels().keys().map(|n| normalize(n)).collect();
     let wanted: BTreeSet<String> =
-        python_lock().into_keys().filter(|n| n == "torch" || n.starts_with("nvidia-")).collect();
-    assert!(wanted.contains("torch"), "python.lock pins no torch");
+        runtime_lock().into_keys().filter(|n| n == "torch" || n.starts_with("nvidia-")).collect();
+    assert!(wanted.contains("torch"), "runtime.lock pins no torch");
     for header in HEADER_WHEELS {
-        assert!(wanted.contains(*header), "python.lock lacks the header wheel {header}");
+        assert!(wanted.contains(*header), "runtime.lock lacks the header wheel {header}");
     }
-    assert_eq!(fetched, wanted, "nix/wheels.nix must hold exactly torch and python.lock's nvidia-* wheels");
+    assert_eq!(fetched, wanted, "nix/wheels.nix must hold exactly torch and runtime.lock's nvidia-* wheels");
 }
 
 fn cargo_lock_version(lock: &toml::Value, package: &str) -> String {
@@ -257,7 +264,7 @@ fn torch_wheel_is_the_libtorch_tch_expects() {
     let wheels = wheels();
     let torch = wheels.get("torch").expect("nix/wheels.nix fetches no torch wheel");
     assert_eq!(str_field(torch, "version", "torch"), libtorch, "torch wheel vs tch {tch}");
-    assert_eq!(python_lock()["torch"].version, libtorch, "python.lock's torch vs tch {tch}");
+    assert_eq!(runtime_lock()["torch"].version, libtorch, "runtime.lock's torch vs tch {tch}");
 }
 
 #[test]
