@@ -15,7 +15,7 @@ BASE_IMAGE ?=
 # The Python that makes .venv: any CPython 3.10-3.13 (manifests/python/*.lock hold wheels for each). PYTHON=...
 # picks one; otherwise the venv `make setup` made is kept, and a new one takes python3 when it is in range,
 # else the newest of python3.13 ... python3.10 that runs. The stamp holds the venv's version: a PYTHON of
-# another version makes `make setup` recreate the venv.
+# another version makes `make setup` run again and recreate the venv.
 python_version = $(shell $(1) -c 'import sys; v = sys.version_info[:2]; (3, 10) <= v <= (3, 13) and print("%d.%d" % v)' 2>/dev/null)
 ifeq ($(origin PYTHON),undefined)
   PYTHON := $(if $(wildcard $(SETUP_STAMP)),$(VENV)/bin/python,$(firstword $(foreach p,python3 python3.13 python3.12 python3.11 python3.10,$(if $(call python_version,$(p)),$(p)))))
@@ -64,7 +64,7 @@ $(SETUP_STAMP): manifests/python/runtime.lock $(if $(filter-out $(PYTHON_VERSION
 	  command -v cargo >/dev/null || missing="$$missing; a Rust toolchain, 1.88 or newer (https://rustup.rs)"; \
 	  [ -n "$(PYTHON_VERSION)" ] || missing="$$missing; CPython 3.10-3.13 ($(if $(PYTHON),PYTHON=$(PYTHON) is not one,none of python3 python3.13 ... python3.10 runs); or set PYTHON=...)"; \
 	  [ -z "$$missing" ] || { echo "error: make setup needs$${missing#;}"; exit 1; }
-	@if [ -x $(VENV)/bin/python ] && [ "$$(cat $@ 2>/dev/null)" != "$(PYTHON_VERSION)" ]; then \
+	@if [ -e $(VENV) ] && [ "$(call python_version,$(VENV)/bin/python)" != "$(PYTHON_VERSION)" ]; then \
 	  echo "recreating .venv for CPython $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  echo "error: $(PYTHON) -m venv failed; on Debian/Ubuntu: sudo apt-get install python$(PYTHON_VERSION)-venv"; exit 1; }
