@@ -34,7 +34,7 @@ help:
 	@echo "make setup     .venv with the pinned torch wheel and CUDA headers (manifests/python/runtime.lock), no apt;"
 	@echo "               needs CPython 3.10-3.13 (PYTHON=... to pick one), a C++ compiler and a Rust toolchain"
 	@echo "make test-setup  what tests and benchmarks add: the test lock (oracles, openai, selenium) and Debian's"
-	@echo "               chromium, chromium-driver, nix-bin and debootstrap (apt-get as root or with sudo)"
+	@echo "               chromium, chromium-driver, nix-bin, python3.11 and debootstrap (apt-get as root or with sudo)"
 	@echo "make build     build the release binary target/release/nanochat"
 	@echo "make test      fmt + clippy + the whole test suite (what CI runs; runs make test-setup)"
 	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md (DEVICE=cuda: on one GPU, bf16)"
@@ -44,10 +44,11 @@ help:
 	@echo "make gpu-check every CUDA/NCCL check and the GPU benchmarks in one script (needs an NVIDIA GPU)"
 	@echo "make gpu-bundle stage the binaries gpu-check runs into target/gpu-bundle (for a GPU machine without cargo)"
 
-# $(call need_debs,PACKAGE:FILE ...): installs (apt-get, as root or through password-less sudo) the Debian packages
-# whose FILE is missing; without root or such sudo, one line says what to install and make stops.
+# $(call need_debs,PACKAGE:COMMAND ...): installs (apt-get, as root or through password-less sudo) the Debian
+# packages whose COMMAND (a name on PATH or a path) is missing; without root or such sudo, one line says what
+# to install and make stops.
 define need_debs
-@missing=; for pair in $(1); do [ -e "$${pair#*:}" ] || missing="$$missing $${pair%%:*}"; done; \
+@missing=; for pair in $(1); do command -v "$${pair#*:}" >/dev/null || missing="$$missing $${pair%%:*}"; done; \
   if [ -z "$$missing" ]; then exit 0; fi; \
   if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo=sudo; else \
     echo "error: missing Debian packages:$$missing. Install them (sudo apt-get install$$missing) and run make again"; exit 1; fi; \
@@ -72,9 +73,11 @@ $(SETUP_STAMP): manifests/python/runtime.lock $(if $(filter-out $(PYTHON_VERSION
 	echo $(PYTHON_VERSION) > $@
 
 # What `make test` and `make bench` add: the test lock (the Python oracles, the openai client, selenium) and the
-# Debian packages chromium + chromium-driver (the chat page's browser test), nix-bin (the flake checks) and
-# debootstrap (the image's local base, also for `make image`).
-TEST_DEBS := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nix-bin:/usr/bin/nix-instantiate
+# Debian packages chromium + chromium-driver (the chat page's browser test), nix-bin (the flake checks),
+# python3.11 (tests/calculator_python.rs: the calculator follows CPython 3.11 whichever Python made the venv)
+# and debootstrap (the image's local base, also for `make image`).
+TEST_DEBS := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nix-bin:nix-instantiate \
+  python3.11:python3.11
 DEBOOTSTRAP := debootstrap:/usr/sbin/debootstrap
 test-setup: $(TEST_STAMP)
 	$(call need_debs,$(TEST_DEBS) $(DEBOOTSTRAP))
