@@ -19,6 +19,10 @@ use std::process::{Command, Output};
 use base64::Engine;
 use serde_json::Value;
 
+#[path = "support/python_lock.rs"]
+mod python_lock;
+use python_lock::{normalize, read_lock, Pin};
+
 /// The libtorch release each tch release is generated against (tch's README, torch-sys's TORCH_VERSION).
 /// Bumping tch without adding its row here fails `torch_wheel_is_the_libtorch_tch_expects`.
 const TCH_LIBTORCH: &[(&str, &str)] = &[("0.24.0", "2.11.0")];
@@ -68,45 +72,8 @@ fn nix_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// PEP 503 name normalisation: lower case, runs of `-`, `_`, `.` become one `-`.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.to_ascii_lowercase().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-struct Pin {
-    version: String,
-    sha256: Vec<String>,
-}
-
-/// manifests/python/runtime.lock: `name==version \` lines, each followed by `--hash=sha256:HEX` lines (one a
-/// wheel), by normalised name.
 fn runtime_lock() -> BTreeMap<String, Pin> {
-    let text = read(&repo().join("manifests/python/runtime.lock")).replace("\\\n", " ");
-    let mut pins = BTreeMap::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let mut words = line.split_whitespace();
-        let spec = words.next().unwrap_or_default();
-        let (name, version) = spec.split_once("==").unwrap_or_else(|| panic!("runtime.lock line {line:?}"));
-        let sha256: Vec<String> = words.filter_map(|w| w.strip_prefix("--hash=sha256:")).map(str::to_string).collect();
-        assert!(!sha256.is_empty(), "runtime.lock: {spec} has no --hash=sha256");
-        for hash in &sha256 {
-            assert!(is_hex(hash, 64), "runtime.lock {spec}: hash {hash:?} is not 64 hex");
-        }
-        let pin = Pin { version: version.to_string(), sha256 };
-        assert!(pins.insert(normalize(name), pin).is_none(), "{name} twice in runtime.lock");
-    }
-    assert!(pins.len() > 10, "runtime.lock parsed to only {} pins", pins.len());
-    pins
+    read_lock("runtime.lock")
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
