@@ -23,12 +23,8 @@ fn the_test_only_packages_are_in_test_lock_and_not_in_runtime_lock() {
 }
 
 #[test]
-fn runtime_lock_pins_torch_2_11_0_with_a_wheel_for_each_cpython_3_10_to_3_13() {
+fn torch_has_a_wheel_for_each_cpython_3_10_to_3_13() {
     let runtime = read_lock("runtime.lock");
     let torch = runtime.get("torch").expect("runtime.lock pins torch");
-    assert_eq!(torch.version, "2.11.0", "the libtorch tch 0.24 is written against");
-    assert_eq!(torch.sha256.len(), 4, "torch: one cp310, cp311, cp312 and cp313 wheel each");
-    for header in ["nvidia-cuda-crt", "nvidia-cuda-cccl", "nvidia-nccl-cu13"] {
-        assert!(runtime.contains_key(header), "runtime.lock lacks {header}, whose headers build.rs compiles against");
-    }
+    assert_eq!(torch.sha256.len(), 4, "torch {}: one cp310, cp311, cp312 and cp313 wheel each", torch.version);
 }
