@@ -2,16 +2,25 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
 SETUP_STAMP := $(VENV)/.setup-done
+TEST_STAMP := $(VENV)/.test-setup-done
 BIN := $(CURDIR)/target/release/nanochat
 PRESET ?= d20
 SMOKE_DIR ?= $(CURDIR)/target/smoke
 IMAGE ?= nanochat:latest
 # Pin of the image's base: leave empty to debootstrap Debian 12 locally (no registry needed) and pin its id.
 BASE_IMAGE ?=
-SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
+
+# The Python that makes .venv: any CPython 3.10-3.13 (manifests/python/*.lock hold wheels for each). PYTHON=...
+# picks one; otherwise the venv `make setup` made is kept, and a new one takes python3 when it is in range,
+# else the newest of python3.13 ... python3.10 that runs. The stamp holds the venv's version: a PYTHON of
+# another version makes `make setup` run again and recreate the venv.
+python_version = $(shell $(1) -c 'import sys; v = sys.version_info[:2]; (3, 10) <= v <= (3, 13) and print("%d.%d" % v)' 2>/dev/null)
+ifeq ($(origin PYTHON),undefined)
+  PYTHON := $(if $(wildcard $(SETUP_STAMP)),$(VENV)/bin/python,$(firstword $(foreach p,python3 python3.13 python3.12 python3.11 python3.10,$(if $(call python_version,$(p)),$(p)))))
+endif
+PYTHON_VERSION := $(if $(PYTHON),$(call python_version,$(PYTHON)))
 
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH, DESIGN.md "libtorch and the build").
 export VIRTUAL_ENV := $(VENV)
@@ -19,43 +28,73 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export NANOCHAT_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup build test smoke speedrun chat serve image image-test clean
+.PHONY: help setup test-setup build test smoke speedrun chat serve image image-test clean FORCE
 
 help:
-	@echo "make setup     install the pinned torch wheel + CUDA headers into .venv and libgloo-dev (idempotent)"
+	@echo "make setup     .venv with the pinned torch wheel and CUDA headers (manifests/python/runtime.lock), no apt;"
+	@echo "               needs CPython 3.10-3.13 (PYTHON=... to pick one), a C++ compiler and a Rust toolchain"
+	@echo "make test-setup  what tests and benchmarks add: the test lock (oracles, openai, selenium) and Debian's"
+	@echo "               chromium, chromium-driver, nix-bin, python3.11 and debootstrap (apt-get as root or with sudo)"
 	@echo "make build     build the release binary target/release/nanochat"
-	@echo "make test      fmt + clippy + the whole test suite (what CI runs)"
+	@echo "make test      fmt + clippy + the whole test suite (what CI runs; runs make test-setup)"
 	@echo "make smoke     the whole pipeline at tiny depth on CPU, offline -> report.md (DEVICE=cuda: on one GPU, bf16)"
 	@echo "make speedrun  the real run on this machine's GPUs (PRESET=d20 by default)"
 	@echo "make chat      talk to the model of the last smoke run (or of CHAT_BASE_DIR=...) in the terminal"
 	@echo "make serve     the same model behind the web UI and the OpenAI-compatible API on port 8000"
-	@echo "make image     the container image $(IMAGE) (docker run --gpus all nanochat speedrun)"
+	@echo "make image     the container image $(IMAGE) (docker run --gpus all --shm-size 16g nanochat speedrun; needs debootstrap)"
 	@echo "make bench     speed and memory tables (tokenizer vs rustbpe/tiktoken, training vs the reference)"
 	@echo "make gpu-check every CUDA/NCCL check and the GPU benchmarks in one script (needs an NVIDIA GPU)"
 	@echo "make gpu-bundle stage the binaries gpu-check runs into target/gpu-bundle (for a GPU machine without cargo)"
 
-DEBIAN_TOOLS := /usr/include/gloo/config.h /usr/sbin/debootstrap /usr/bin/nix-instantiate /usr/bin/chromium /usr/bin/chromedriver
+# $(call need_debs,PACKAGE:COMMAND ...): installs (apt-get, as root or through password-less sudo) the Debian
+# packages whose COMMAND (a name on PATH or a path) is missing; without root or such sudo, one line says what
+# to install and make stops.
+define need_debs
+@missing=; for pair in $(1); do command -v "$${pair#*:}" >/dev/null || missing="$$missing $${pair%%:*}"; done; \
+  if [ -z "$$missing" ]; then exit 0; fi; \
+  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo=sudo; else \
+    echo "error: missing Debian packages:$$missing. Install them (sudo apt-get install$$missing) and run make again"; exit 1; fi; \
+  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq$$missing
+endef
 
-setup: $(SETUP_STAMP) $(DEBIAN_TOOLS)
+# What `make build` and `make speedrun` need: the runtime lock in .venv (no apt: the gloo headers are vendored
+# under src/dist/vendor/gloo). The host brings a C++ compiler, a Rust toolchain and CPython 3.10-3.13.
+setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): manifests/python.lock
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
-	  { echo "error: manifests/python.lock pins CPython 3.11 wheels; install python3.11 (or set PYTHON=...)"; exit 1; }
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r manifests/python.lock
+$(SETUP_STAMP): manifests/python/runtime.lock $(if $(filter-out $(PYTHON_VERSION),$(file <$(SETUP_STAMP))),FORCE)
+	@missing=; \
+	  command -v "$${CXX:-c++}" >/dev/null || missing="$$missing; a C++ compiler ($${CXX:-c++}: sudo apt-get install g++)"; \
+	  command -v cargo >/dev/null || missing="$$missing; a Rust toolchain, 1.88 or newer (https://rustup.rs)"; \
+	  [ -n "$(PYTHON_VERSION)" ] || missing="$$missing; CPython 3.10-3.13 ($(if $(PYTHON),PYTHON=$(PYTHON) is not one,none of python3 python3.13 ... python3.10 runs); or set PYTHON=...)"; \
+	  [ -z "$$missing" ] || { echo "error: make setup needs$${missing#;}"; exit 1; }
+	@if [ -e $(VENV) ] && [ "$(call python_version,$(VENV)/bin/python)" != "$(PYTHON_VERSION)" ]; then \
+	  echo "recreating .venv for CPython $(PYTHON_VERSION)"; rm -rf $(VENV); fi
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: $(PYTHON) -m venv failed; on Debian/Ubuntu: sudo apt-get install python$(PYTHON_VERSION)-venv"; exit 1; }
+	$(VENV)/bin/pip install --quiet --require-hashes --only-binary :all: -r manifests/python/runtime.lock
+	echo $(PYTHON_VERSION) > $@
+
+# What `make test` and `make bench` add: the test lock (the Python oracles, the openai client, selenium) and the
+# Debian packages chromium + chromium-driver (the chat page's browser test), nix-bin (the flake checks),
+# python3.11 (tests/calculator_python.rs: the calculator follows CPython 3.11 whichever Python made the venv)
+# and debootstrap (the image's local base, also for `make image`).
+TEST_DEBS := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nix-bin:nix-instantiate \
+  python3.11:python3.11
+DEBOOTSTRAP := debootstrap:/usr/sbin/debootstrap
+test-setup: $(TEST_STAMP)
+	$(call need_debs,$(TEST_DEBS) $(DEBOOTSTRAP))
+
+$(TEST_STAMP): $(SETUP_STAMP) manifests/python/test.lock
+	$(VENV)/bin/pip install --quiet --require-hashes --only-binary :all: \
+	  -r manifests/python/runtime.lock -r manifests/python/test.lock
 	touch $@
 
-# Debian packages: gloo headers (the c10d shim), debootstrap (the image's local base), nix-bin (flake checks),
-# chromium + chromium-driver (the chat page's browser test). One recipe for the group: any one missing installs
-# them all (apt-get skips what is there).
-$(DEBIAN_TOOLS) &:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgloo-dev debootstrap nix-bin chromium chromium-driver
+FORCE:
 
 build: setup
 	cargo build --release --locked
 
-test: build gpu-bundle
+test: test-setup build gpu-bundle
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo test --release --locked
@@ -74,8 +113,10 @@ image-test:
 	fi
 
 image: build
+	$(if $(BASE_IMAGE),,$(call need_debs,$(DEBOOTSTRAP)))
 	@command -v docker >/dev/null || { echo "error: docker is not installed"; exit 1; }
-	docker/stage-context.sh $(CURDIR)/target/image-context $(BIN) $(SITE_PACKAGES)
+	docker/stage-context.sh $(CURDIR)/target/image-context $(BIN) \
+	  $$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	base="$(BASE_IMAGE)"; [ -n "$$base" ] || base=$$(docker/build-base-image.sh nanochat-base:bookworm); \
 	  docker build --build-arg BASE_IMAGE="$$base" \
 	    --build-arg VERSION=$$($(BIN) --version | awk '{print $$2}') \
@@ -110,7 +151,7 @@ clean:
 
 .PHONY: bench gpu-bundle gpu-check
 # Benchmarks print tables; nothing here asserts a speed. Compare against the reference on the same machine.
-bench: build
+bench: test-setup build
 	@echo "== tokenizer: training vs rustbpe, encoding vs tiktoken (same corpus, same run) =="
 	$(VENV)/bin/python tests/bench/bench_compare.py --corpus-mb 40 --vocab 4096 65536 --encode-mb 20
 	@echo "== base training: step time and peak RSS on CPU, ours (chunked and full-logits loss) vs the reference's step =="

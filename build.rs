@@ -24,18 +24,21 @@ fn main() -> anyhow::Result<()> {
 
 /// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp),
 /// the model's fused pointwise autograd functions (src/model/fused_ops.cpp) and the CUDA device probe
-/// (src/hw/cuda_device.cpp), all with one error convention
-/// (src/shim_guard.h). Gloo headers come from Debian's libgloo-dev,
-/// CUDA and NCCL headers from the pip wheels next to torch (DESIGN.md lists the flags).
+/// (src/hw/cuda_device.cpp), all with one error convention (src/shim_guard.h). Gloo headers come from
+/// src/dist/vendor/gloo (Debian's libgloo-dev, see its README; NANOCHAT_GLOO_INCLUDE overrides), CUDA and NCCL
+/// headers from the pip wheels next to torch (DESIGN.md lists the flags).
 fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     let torch = torch_lib.parent().ok_or_else(|| anyhow::anyhow!("torch lib dir has no parent"))?;
     let site = torch.parent().ok_or_else(|| anyhow::anyhow!("torch dir has no parent"))?;
-    // Debian's libgloo-dev by default; the Nix flake points this at its own copy of the headers.
-    let gloo_include = PathBuf::from(std::env::var("NANOCHAT_GLOO_INCLUDE").unwrap_or_else(|_| "/usr/include".into()));
+    let gloo_include = match std::env::var_os("NANOCHAT_GLOO_INCLUDE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("src/dist/vendor/gloo/include"),
+    };
     println!("cargo:rerun-if-env-changed=NANOCHAT_GLOO_INCLUDE");
-    if !gloo_include.join("gloo/config.h").exists() {
+    if !gloo_include.join("gloo/context.h").exists() {
         anyhow::bail!(
-            "gloo headers are missing under {}: run `make setup` (installs Debian's libgloo-dev)",
+            "gloo headers are missing under {} (no gloo/context.h): a checkout has them in \
+             src/dist/vendor/gloo/include, which NANOCHAT_GLOO_INCLUDE (when set) replaces",
             gloo_include.display()
         );
     }
@@ -66,6 +69,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=src/model/fused_ops.cpp");
     println!("cargo:rerun-if-changed=src/hw/cuda_device.cpp");
     println!("cargo:rerun-if-changed=src/shim_guard.h");
+    println!("cargo:rerun-if-changed={}", gloo_include.join("gloo").display());
     // The shim's own dependencies, after it on the link line.
     for lib in ["torch_cuda", "torch_cpu", "c10_cuda", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
@@ -105,13 +109,16 @@ fn emit_build_facts(torch_lib: &Path) {
 
 /// The report's "Bloat" figures (as the reference's report): characters, lines and files of this
 /// build's sources (src/, build.rs, Cargo.toml) and its dependencies (packages in Cargo.lock other than
-/// itself), as `NANOCHAT_BLOAT=chars,lines,files,dependencies`. Counted when build.rs runs, which is
+/// itself), as `NANOCHAT_BLOAT=chars,lines,files,dependencies`. src/dist/vendor/ is left out: those are
+/// other projects' files (the gloo headers), not lines of ours. Counted when build.rs runs, which is
 /// on every new commit (the rerun triggers of `emit_build_facts`) and in every clean build.
 fn emit_bloat() -> anyhow::Result<()> {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
-            if path.is_dir() {
+            if path.ends_with("src/dist/vendor") {
+                continue;
+            } else if path.is_dir() {
                 walk(&path, files)?;
             } else {
                 files.push(path);

@@ -14,7 +14,7 @@ if id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null); then
   echo "$id"
   exit 0
 fi
-command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: run make setup" >&2; exit 1; }
+command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: run make test-setup (or apt-get install debootstrap)" >&2; exit 1; }
 
 # debootstrap needs root (it chroots and creates device nodes).
 if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi

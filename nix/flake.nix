@@ -9,7 +9,8 @@
 # it (../.), which Nix only sees through git, so new files must be `git add`ed first.
 #
 # Everything is pinned: nixpkgs by flake.lock, the crates by Cargo.lock, libtorch by the wheels of
-# manifests/python.lock (nix/wheels.nix, same sha256), the gloo headers by a Debian .deb (nix/debs.nix).
+# manifests/python/runtime.lock (nix/wheels.nix, same sha256); the gloo headers are the vendored ones of the
+# source tree (src/dist/vendor/gloo), as in `make build`.
 # tests/nix_flake.rs checks those pins against each other offline; it cannot build anything.
 {
   description = "nanochat: bit-reproducible builds of the binary and its container image";
@@ -35,14 +36,12 @@
       rev = self.rev or self.dirtyRev or "dirty";
 
       libtorch = pkgs.callPackage ./libtorch.nix { };
-      glooHeaders = pkgs.callPackage ./gloo-headers.nix { };
 
       # What torch-sys and build.rs read. LIBTORCH: torch-sys takes include/ and lib/ from it (no Python);
       # its parent is the site-packages dir where build.rs finds nvidia/cu13/include and
-      # nvidia/nccl/include. NANOCHAT_GLOO_INCLUDE: the directory holding gloo/config.h.
+      # nvidia/nccl/include.
       buildEnv = {
         LIBTORCH = "${libtorch}/${libtorch.sitePackages}/torch";
-        NANOCHAT_GLOO_INCLUDE = "${glooHeaders}/include";
       };
 
       # The repository without build outputs, the Python venv, device results and this directory (so
@@ -71,7 +70,7 @@
           nativeBuildInputs = [ pkgs.addDriverRunpath ];
           env = buildEnv // { NANOCHAT_GIT_COMMIT = rev; };
 
-          # The test suite needs the Python oracles of `make setup` (.venv: rustbpe, tiktoken, tokenizers,
+          # The test suite needs the Python oracles of `make test-setup` (.venv: rustbpe, tiktoken, tokenizers,
           # pyarrow, torch) and runs multi-process Gloo jobs; CI runs it with `make test`, not here.
           doCheck = false;
 
@@ -85,7 +84,7 @@
             addDriverRunpath "$out/bin/nanochat"
           '';
 
-          passthru = { inherit libtorch glooHeaders; };
+          passthru = { inherit libtorch; };
 
           meta = {
             description = cargoToml.package.description;
@@ -103,7 +102,6 @@
     {
       packages.${system} = {
         inherit nanochat image libtorch;
-        gloo-headers = glooHeaders;
         default = nanochat;
       };
 

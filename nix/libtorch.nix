@@ -1,5 +1,6 @@
-# libtorch 2.11.0 (the +cu130 build) from the PyPI wheels of nix/wheels.nix, the same files
-# `make setup` installs from manifests/python.lock. Laid out like a site-packages directory,
+# libtorch 2.11.0 (the +cu130 build) from the PyPI wheels of nix/wheels.nix, the same files `make setup`
+# installs from manifests/python/runtime.lock on CPython 3.11 (the torch wheel here is the cp311 one). Laid out
+# like that Python's site-packages directory,
 #   $out/lib/python3.11/site-packages/{torch,nvidia}
 # because build.rs derives the CUDA and NCCL include dirs from the parent of the torch dir
 # (<site>/nvidia/cu13/include, <site>/nvidia/nccl/include), and torch's own libraries find the nvidia ones

@@ -1,9 +1,10 @@
 # The wheels the libtorch derivation unpacks: torch==2.11.0 (the +cu130 build tch 0.24.0 is written against)
-# and every nvidia-* wheel of manifests/python.lock (the CUDA 13 libraries torch loads at run time, and
-# the header wheels the c10d shim compiles against). Versions and sha256 are python.lock's, byte for byte:
-# `pip install --require-hashes` and these fetchurl calls accept the very same files. URLs are PyPI's
-# (https://pypi.org/simple/<name>/ JSON, the file whose sha256 equals the lock's; CPython 3.11,
-# manylinux x86_64). tests/nix_flake.rs checks this file against python.lock.
+# and every nvidia-* wheel of manifests/python/runtime.lock (the CUDA 13 libraries torch loads at run time,
+# and the header wheels the c10d shim compiles against). Versions are the lock's and each sha256 is one of the
+# lock's hashes for that pin, byte for byte: `pip install --require-hashes` on CPython 3.11 and these fetchurl
+# calls accept the very same files (torch is the cp311 wheel, the others are py3-none). URLs are PyPI's
+# (https://pypi.org/simple/<name>/ JSON, the file whose sha256 that is; manylinux x86_64).
+# tests/nix_flake.rs checks this file against runtime.lock.
 #
 # Plain data on purpose (no function, no import): `nix-instantiate --eval --strict --json nix/wheels.nix`
 # reads it offline.

@@ -7,7 +7,9 @@
 //! applies the reference's `use_calculator` rules, and compared one by one: the value's `str()`, or `None`,
 //! or the filters' rejection, or the exception's class.
 //!
-//! The interpreter is `$NANOCHAT_PYTHON`, else `.venv/bin/python` (from `make setup`).
+//! The calculator follows CPython 3.11 whichever Python made the venv (any of 3.10-3.13; 3.12 gives ints an
+//! `is_integer` method, for one), so the interpreter is `$NANOCHAT_CALC_PYTHON`, else `python3.11` on PATH
+//! (Debian 12's python3); the script refuses another version.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +22,9 @@ use nanochat::engine::calculator::{calculate, use_calculator, CalcError};
 /// (`str()` itself raises `ValueError` past 4300 digits, which the engine would not survive).
 const REFERENCE: &str = r#"
 import json, sys, warnings
+
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f"the calculator follows CPython 3.11, and this is {sys.version}")
 
 def eval_with_timeout(formula):
     try:
@@ -64,9 +69,7 @@ json.dump(out, sys.stdout)
 "#;
 
 fn python() -> PathBuf {
-    std::env::var_os("NANOCHAT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+    std::env::var_os("NANOCHAT_CALC_PYTHON").map_or_else(|| PathBuf::from("python3.11"), PathBuf::from)
 }
 
 /// Python's outcome for every expression, in order.
@@ -78,19 +81,23 @@ fn python_outcomes(exprs: &[String]) -> Vec<Vec<String>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup` or set NANOCHAT_PYTHON", py.display()));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {} ({e}): install CPython 3.11 or set NANOCHAT_CALC_PYTHON", py.display())
+        });
     let input = serde_json::to_vec(exprs).expect("JSON of strings");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().expect("wait for python");
-    writer.join().expect("writer thread").expect("write to python");
+    // A Python that exits early (the wrong version) breaks the pipe: its own message comes first.
+    let written = writer.join().expect("writer thread");
     assert!(
         output.status.success(),
-        "{} failed ({}): run `make setup`\n{}",
+        "{} failed ({}): it must be a CPython 3.11 (python3.11 on PATH, or NANOCHAT_CALC_PYTHON)\n{}",
         py.display(),
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    written.expect("write to python");
     serde_json::from_slice(&output.stdout).expect("python prints a JSON list")
 }
 

@@ -121,7 +121,7 @@ fn row_group_iteration_strides_like_ranks() {
     assert_eq!(rank1, [(0, 1), (1, 1)]);
 }
 
-/// The project venv's Python (make setup installs pyarrow from manifests/python.lock).
+/// The project venv's Python (make test-setup installs pyarrow from manifests/python/test.lock).
 fn python_with_pyarrow() -> PathBuf {
     std::env::var_os("NANOCHAT_PYTHON")
         .map(PathBuf::from)

@@ -1,14 +1,14 @@
 //! The Nix flake (nix/) against the pins it has to agree with, offline. Nothing here builds or even
 //! evaluates the flake: that needs nixpkgs and ~2.5 GB of wheels from the network. What is checked:
-//! - every `.nix` file under nix/ parses (`nix-instantiate --parse`; Debian's nix-bin, which `make setup`
+//! - every `.nix` file under nix/ parses (`nix-instantiate --parse`; Debian's nix-bin, which `make test-setup`
 //!   installs);
 //! - nix/flake.lock is a version-7 lock whose root inputs resolve, each node locked to a full commit and a
 //!   narHash, and it pins the nixpkgs branch flake.nix asks for (and nothing else);
-//! - the wheels the flake fetches (nix/wheels.nix, plain data read with `nix-instantiate --eval`) are the
-//!   files of manifests/python.lock: same versions, same sha256, PyPI file names of those versions; all
-//!   nvidia-* wheels of the lock, and torch at the libtorch version tch expects;
-//! - the libgloo-dev .deb (nix/debs.nix) is pinned by sha256 to a deb.debian.org URL;
-//! - no other file under nix/ fetches anything, so these checks cover every download of the flake.
+//! - the wheels the flake fetches (nix/wheels.nix, plain data read with `nix-instantiate --eval`) are files
+//!   of manifests/python/runtime.lock: same versions, each sha256 one of the pin's hashes, PyPI file names of
+//!   those versions; all nvidia-* wheels of the lock, and torch at the libtorch version tch expects;
+//! - no other file under nix/ fetches anything, so these checks cover every download of the flake, and the
+//!   flake builds with the vendored gloo headers (src/dist/vendor/gloo), as `make build` does.
 //!
 //! Not checked: that the flake evaluates against nixpkgs (attribute names, hooks), that the hashes are those
 //! of the bytes behind the URLs, or that the build succeeds.
@@ -18,6 +18,10 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use serde_json::Value;
+
+#[path = "support/python_lock.rs"]
+mod python_lock;
+use python_lock::{normalize, read_lock, Pin};
 
 /// The libtorch release each tch release is generated against (tch's README, torch-sys's TORCH_VERSION).
 /// Bumping tch without adding its row here fails `torch_wheel_is_the_libtorch_tch_expects`.
@@ -43,7 +47,7 @@ fn nix_instantiate(args: &[&str], file: &Path) -> Output {
     match Command::new("nix-instantiate").args(["--store", "dummy://"]).args(args).arg(file).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "nix-instantiate is not installed, so the Nix files cannot be checked: `make setup` installs \
+            "nix-instantiate is not installed, so the Nix files cannot be checked: `make test-setup` installs \
              Debian's nix-bin (or `apt-get install nix-bin`)"
         ),
         Err(e) => panic!("cannot run nix-instantiate: {e}"),
@@ -68,38 +72,8 @@ fn nix_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// PEP 503 name normalisation: lower case, runs of `-`, `_`, `.` become one `-`.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.to_ascii_lowercase().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-struct Pin {
-    version: String,
-    sha256: String,
-}
-
-/// manifests/python.lock: `name==version --hash=sha256:HEX` lines, by normalised name.
-fn python_lock() -> BTreeMap<String, Pin> {
-    let text = read(&repo().join("manifests/python.lock"));
-    let mut pins = BTreeMap::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (spec, hash) = line.split_once(" --hash=sha256:").unwrap_or_else(|| panic!("python.lock line {line:?}"));
-        let (name, version) = spec.split_once("==").unwrap_or_else(|| panic!("python.lock line {line:?}"));
-        let pin = Pin { version: version.trim().to_string(), sha256: hash.trim().to_string() };
-        assert!(pins.insert(normalize(name), pin).is_none(), "{name} twice in python.lock");
-    }
-    assert!(pins.len() > 10, "python.lock parsed to only {} pins", pins.len());
-    pins
+fn runtime_lock() -> BTreeMap<String, Pin> {
+    read_lock("runtime.lock")
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -128,7 +102,7 @@ fn every_nix_file_parses() {
     nix_files(&nix_dir(), &mut files);
     files.sort();
     let names: BTreeSet<_> = files.iter().filter_map(|f| f.file_name()?.to_str().map(str::to_string)).collect();
-    for required in ["flake.nix", "wheels.nix", "debs.nix"] {
+    for required in ["flake.nix", "wheels.nix"] {
         assert!(names.contains(required), "nix/{required} is missing (found {names:?})");
     }
     for file in &files {
@@ -202,16 +176,15 @@ fn flake_lock_pins_the_nixpkgs_branch_flake_nix_declares_and_nothing_else() {
 }
 
 #[test]
-fn every_fetched_wheel_is_the_python_lock_file() {
-    let lock = python_lock();
+fn every_fetched_wheel_is_a_runtime_lock_file() {
+    let lock = runtime_lock();
     for (name, wheel) in wheels() {
         let what = format!("nix/wheels.nix {name}");
-        let pin = lock.get(&normalize(&name)).unwrap_or_else(|| panic!("{what}: not in manifests/python.lock"));
+        let pin = lock.get(&normalize(&name)).unwrap_or_else(|| panic!("{what}: not in manifests/python/runtime.lock"));
         let version = str_field(&wheel, "version", &what);
-        assert_eq!(version, pin.version, "{what}: version differs from python.lock");
+        assert_eq!(version, pin.version, "{what}: version differs from runtime.lock");
         let sha256 = str_field(&wheel, "sha256", &what);
-        assert!(is_hex(&pin.sha256, 64), "python.lock {name}: hash {:?} is not 64 hex", pin.sha256);
-        assert_eq!(sha256, pin.sha256, "{what}: sha256 differs from python.lock");
+        assert!(pin.sha256.iter().any(|h| h == sha256), "{what}: sha256 {sha256} is none of runtime.lock's");
         let url = str_field(&wheel, "url", &what);
         assert!(url.starts_with("https://files.pythonhosted.org/packages/"), "{what}: {url} is not a PyPI file URL");
         let file = url.rsplit('/').next().unwrap_or_default();
@@ -220,7 +193,8 @@ fn every_fetched_wheel_is_the_python_lock_file() {
         assert!(file.ends_with(".whl") && file.contains("x86_64"), "{what}: {file} is not a Linux x86_64 wheel");
         assert!(
             file.contains("-cp311-") || file.contains("-py3-none-"),
-            "{what}: {file} is neither a CPython 3.11 nor a pure-Python-tag wheel (python.lock is for cp311)"
+            "{what}: {file} is neither a CPython 3.11 nor a pure-Python-tag wheel (nix/libtorch.nix lays the \
+             wheels out as CPython 3.11's site-packages)"
         );
     }
 }
@@ -229,12 +203,12 @@ fn every_fetched_wheel_is_the_python_lock_file() {
 fn flake_fetches_torch_and_every_nvidia_wheel_of_the_lock_and_nothing_else() {
     let fetched: BTreeSet<String> = wheels().keys().map(|n| normalize(n)).collect();
     let wanted: BTreeSet<String> =
-        python_lock().into_keys().filter(|n| n == "torch" || n.starts_with("nvidia-")).collect();
-    assert!(wanted.contains("torch"), "python.lock pins no torch");
+        runtime_lock().into_keys().filter(|n| n == "torch" || n.starts_with("nvidia-")).collect();
+    assert!(wanted.contains("torch"), "runtime.lock pins no torch");
     for header in HEADER_WHEELS {
-        assert!(wanted.contains(*header), "python.lock lacks the header wheel {header}");
+        assert!(wanted.contains(*header), "runtime.lock lacks the header wheel {header}");
     }
-    assert_eq!(fetched, wanted, "nix/wheels.nix must hold exactly torch and python.lock's nvidia-* wheels");
+    assert_eq!(fetched, wanted, "nix/wheels.nix must hold exactly torch and runtime.lock's nvidia-* wheels");
 }
 
 fn cargo_lock_version(lock: &toml::Value, package: &str) -> String {
@@ -257,25 +231,7 @@ fn torch_wheel_is_the_libtorch_tch_expects() {
     let wheels = wheels();
     let torch = wheels.get("torch").expect("nix/wheels.nix fetches no torch wheel");
     assert_eq!(str_field(torch, "version", "torch"), libtorch, "torch wheel vs tch {tch}");
-    assert_eq!(python_lock()["torch"].version, libtorch, "python.lock's torch vs tch {tch}");
-}
-
-#[test]
-fn libgloo_deb_is_pinned_to_debian() {
-    let debs = eval_json(&nix_dir().join("debs.nix"));
-    let gloo = debs.get("libgloo-dev").expect("nix/debs.nix has a libgloo-dev entry");
-    let sha256 = str_field(gloo, "sha256", "libgloo-dev");
-    assert!(is_hex(sha256, 64), "libgloo-dev sha256 {sha256:?} is not 64 lower-case hex");
-    let url = str_field(gloo, "url", "libgloo-dev");
-    assert!(url.starts_with("https://deb.debian.org/debian/pool/main/"), "libgloo-dev URL {url} is not Debian's");
-    let version = str_field(gloo, "version", "libgloo-dev").replace('~', "%7e");
-    assert!(url.ends_with(&format!("/libgloo-dev_{version}_amd64.deb")), "{url} is not libgloo-dev {version} (amd64)");
-    // fetchurl names the store path after `name`; '%' and '~' are not allowed there.
-    let name = str_field(gloo, "name", "libgloo-dev");
-    assert!(
-        name.ends_with(".deb") && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b)),
-        "libgloo-dev name {name:?} is not a valid store path name"
-    );
+    assert_eq!(runtime_lock()["torch"].version, libtorch, "runtime.lock's torch vs tch {tch}");
 }
 
 #[test]
@@ -284,22 +240,28 @@ fn nothing_else_under_nix_fetches_and_the_build_reads_the_checked_pins() {
     nix_files(&nix_dir(), &mut files);
     let mut sources = String::new();
     for file in &files {
-        if matches!(file.file_name().and_then(|n| n.to_str()), Some("wheels.nix" | "debs.nix")) {
+        if file.file_name().is_some_and(|n| n == "wheels.nix") {
             continue;
         }
         let text = read(file);
         // The flake's inputs are flake.lock's business (checked above), not fetches.
         for line in text.lines().map(code).filter(|l| !l.trim_start().starts_with("inputs.")) {
             for pinned in ["url =", "urls =", "sha256 =", "hash =", "builtins.fetch", "fetchFromGitHub", "fetchzip"] {
-                assert!(!line.contains(pinned), "{} fetches outside wheels.nix/debs.nix: {line:?}", file.display());
+                assert!(!line.contains(pinned), "{} fetches outside wheels.nix: {line:?}", file.display());
             }
             sources.push_str(line);
             sources.push('\n');
         }
     }
-    for needed in ["import ./wheels.nix", "import ./debs.nix", "LIBTORCH =", "NANOCHAT_GLOO_INCLUDE =", "fetchurl {"] {
+    for needed in ["import ./wheels.nix", "LIBTORCH =", "fetchurl {"] {
         assert!(sources.contains(needed), "no `{needed}` in the flake's code");
     }
+    // build.rs's default, the headers in the source tree the flake builds.
+    assert!(
+        !sources.contains("NANOCHAT_GLOO_INCLUDE"),
+        "the flake must build with the vendored gloo headers (src/dist/vendor/gloo), as `make build` does"
+    );
+    assert!(repo().join("src/dist/vendor/gloo/include/gloo/context.h").is_file(), "no vendored gloo headers");
     // The libtorch derivation writes torch/build-version so torch-sys's version check runs; nothing bypasses it.
     assert!(!sources.contains("LIBTORCH_BYPASS_VERSION_CHECK"), "the flake bypasses torch-sys's version check");
     assert!(!sources.contains("LIBTORCH_USE_PYTORCH"), "the flake must take libtorch from LIBTORCH, not Python");

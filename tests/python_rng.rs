@@ -13,7 +13,7 @@ use nanochat::data::python_random::{
 };
 use serde_json::{json, Value};
 
-/// The project venv's Python (make setup installs numpy from manifests/python.lock).
+/// The project venv's Python (make test-setup installs numpy from manifests/python/test.lock).
 fn python() -> PathBuf {
     std::env::var_os("NANOCHAT_PYTHON")
         .map(PathBuf::from)
@@ -31,7 +31,7 @@ fn run_python(script: &str, input: &Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot run the Python oracle {}: {e}; run `make setup` to create the venv", python.display())
+            panic!("cannot run the Python oracle {}: {e}; run `make test-setup` to create the venv", python.display())
         });
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let payload = serde_json::to_vec(input).unwrap();
@@ -40,7 +40,7 @@ fn run_python(script: &str, input: &Value) -> Value {
     writer.join().unwrap().unwrap();
     assert!(
         output.status.success(),
-        "the Python oracle {} failed (run `make setup` to install numpy from manifests/python.lock):\n{}",
+        "the Python oracle {} failed (run `make test-setup` to install numpy from manifests/python/test.lock):\n{}",
         python.display(),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -420,7 +420,7 @@ fn the_official_openai_client_works() {
         .arg(root().join("tests/serve/openai_client.py"))
         .args(["--url", &server.url(""), "--api-key", "sk-nanochat-test"])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make test-setup`", python().display()));
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}\nserver log:\n{}", server.log());
     assert!(!report.contains("FAIL"), "{report}");
@@ -439,7 +439,7 @@ fn the_chat_page_works_in_headless_chromium() {
         .args(["--url", &server.url(""), "--api-key", "sk-nanochat-test", "--max-tokens", "24", "--screenshot"])
         .arg(&screenshot)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup`", python().display()));
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make test-setup`", python().display()));
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}\nserver log:\n{}", server.log());
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000, "no screenshot at {}", screenshot.display());

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`nanochat serve` through OpenAI's own Python client (the `openai` package pinned in manifests/python.lock).
+"""`nanochat serve` through OpenAI's own Python client (the `openai` package pinned in manifests/python/test.lock).
 
 Checks that what the server answers at /v1 is what the official client parses and expects: the model list,
 a non-streaming completion and its usage, the same request streamed (greedy, so the deltas must concatenate

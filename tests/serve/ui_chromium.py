@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Browser test of the chat page that `nanochat serve` serves at GET /.
 
-Drives Debian's headless chromium through chromium-driver (selenium, pinned in manifests/python.lock)
+Drives Debian's headless chromium through chromium-driver (selenium, pinned in manifests/python/test.lock)
 against an already running server, and checks what a person would see: the page and its logo load, a reply
 streams into the transcript, clicking a reply regenerates it, a request the server rejects (a message over
 8,000 characters) shows the server's own error message and leaves the conversation usable, the slash commands
@@ -464,7 +464,7 @@ def main():
     args = ap.parse_args()
     for path in (args.chromium, args.chromedriver):
         if not os.access(path, os.X_OK):
-            print(f"FAIL - {path} not found: install Debian's chromium and chromium-driver (make setup)")
+            print(f"FAIL - {path} not found: install Debian's chromium and chromium-driver (make test-setup)")
             return 1
 
     def watchdog(signum, frame):

@@ -15,7 +15,15 @@ fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The first `n` torch sources longer than 200 bytes (nn, _refs, distributed), sorted by path.
 pub fn torch_sources(n: usize) -> Vec<String> {
-    let torch = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch");
+    // .venv/lib/python3.X/site-packages/torch, X the minor version of the Python that made the venv.
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let torch = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("site-packages/torch"))
+        .find(|torch| torch.is_dir())
+        .unwrap_or_else(|| panic!("no torch under {}/python3.*/site-packages: run `make setup`", lib.display()));
     let mut files = Vec::new();
     for sub in ["nn", "_refs", "distributed"] {
         python_files(&torch.join(sub), &mut files);
