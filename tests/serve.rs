@@ -125,11 +125,12 @@ impl Drop for Server {
 }
 
 fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(120))
+}
+
+fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build(),
+        ureq::config::Config::builder().http_status_as_error(false).timeout_global(Some(timeout)).build(),
     )
 }
 
@@ -530,12 +531,7 @@ fn idle_sockets_past_the_open_file_limit_do_not_block_health() {
     let server = Server::start_with_open_files(&["--idle-timeout", "2"], Some(256));
     let mut idle: Vec<TcpStream> = (0..400).map(|_| raw_connection(&server)).collect();
     std::thread::sleep(Duration::from_millis(2500));
-    let quick = ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(1)))
-            .build(),
-    );
+    let quick = agent_with_timeout(Duration::from_secs(1));
     let asked = Instant::now();
     let response = quick.get(server.url("/health")).call();
     let status =

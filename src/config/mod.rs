@@ -56,10 +56,6 @@ impl RunConfig {
             .map_err(|source| ConfigError::Write { path: path.clone(), source })?;
         Ok(path)
     }
-
-    pub fn runs_on_cpu(&self) -> bool {
-        self.hardware.device == "cpu"
-    }
 }
 
 #[cfg(test)]

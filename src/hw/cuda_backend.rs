@@ -254,25 +254,9 @@ pub fn require_devices() -> Result<usize, CudaUnavailable> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hw::gpu::GpuInfo;
 
     fn nvml(driver: &str, gpus: usize) -> GpuInventory {
-        GpuInventory {
-            driver_version: Some(driver.into()),
-            cuda_driver_version: Some("13.0".into()),
-            gpus: (0..gpus)
-                .map(|i| GpuInfo {
-                    index: i as u32,
-                    name: "NVIDIA H100 80GB HBM3".into(),
-                    memory_total_gib: 79.6,
-                    memory_used_gib: 0.5,
-                    compute_capability: (9, 0),
-                    utilization_percent: Some(0),
-                    processes: vec![],
-                })
-                .collect(),
-            unavailable_reason: None,
-        }
+        GpuInventory::uniform(gpus, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), driver)
     }
 
     fn no_nvml() -> GpuInventory {

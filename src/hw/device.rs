@@ -51,7 +51,8 @@ pub fn select(choice: DeviceChoice, local_rank: usize) -> Result<Device, CudaUna
         DeviceChoice::Auto => {
             let inventory = super::GpuInventory::probe();
             if !inventory.gpus.is_empty() {
-                if let Err(cause) = cuda_backend::require_devices() {
+                // libtorch counted none: the probe says why.
+                if let Err(cause) = cuda_backend::require_device(0) {
                     log::warn!(
                         "{} GPU(s) present but CUDA does not start: {cause}; running on the CPU",
                         inventory.gpus.len()

@@ -104,3 +104,26 @@ fn probe_nvml() -> Result<GpuInventory, nvml_wrapper::error::NvmlError> {
 }
 
 pub const GIB: f64 = (1u64 << 30) as f64;
+
+#[cfg(test)]
+impl GpuInventory {
+    /// A test machine: `n` idle GPUs of one kind under `driver` (CUDA 13.0).
+    pub(crate) fn uniform(n: usize, name: &str, memory_gib: f64, cc: (i32, i32), driver: &str) -> Self {
+        GpuInventory {
+            driver_version: Some(driver.into()),
+            cuda_driver_version: Some("13.0".into()),
+            gpus: (0..n)
+                .map(|i| GpuInfo {
+                    index: i as u32,
+                    name: name.into(),
+                    memory_total_gib: memory_gib,
+                    memory_used_gib: 0.5,
+                    compute_capability: cc,
+                    utilization_percent: Some(0),
+                    processes: vec![],
+                })
+                .collect(),
+            unavailable_reason: None,
+        }
+    }
+}

@@ -17,6 +17,13 @@ pub enum Verdict {
     Blocked,
 }
 
+impl Verdict {
+    /// Fail or Blocked: the finding keeps the preflight from passing.
+    pub fn fails(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Blocked)
+    }
+}
+
 /// What the doctor concludes from its findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,7 +80,7 @@ pub fn check(expect: &HardwareExpectation, inventory: &GpuInventory, disk: Optio
 }
 
 pub fn passed(findings: &[Finding]) -> bool {
-    findings.iter().all(|f| !matches!(f.verdict, Verdict::Fail | Verdict::Blocked))
+    findings.iter().all(|f| !f.verdict.fails())
 }
 
 /// Whether CUDA starts, for a preset that wants it: `usable` is [`super::cuda_backend::diagnose`]'s answer.
@@ -227,36 +234,20 @@ pub fn fitting_presets(inventory: &GpuInventory, disk: Option<DiskState>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hw::gpu::GpuInfo;
 
     fn expectation(preset: &str) -> HardwareExpectation {
         crate::config::resolve(preset, &[], None).unwrap().hardware
-    }
-
-    fn machine(n: usize, name: &str, mem: f64, cc: (i32, i32), driver: &str) -> GpuInventory {
-        GpuInventory {
-            driver_version: Some(driver.into()),
-            cuda_driver_version: Some("13.0".into()),
-            gpus: (0..n)
-                .map(|i| GpuInfo {
-                    index: i as u32,
-                    name: name.into(),
-                    memory_total_gib: mem,
-                    memory_used_gib: 0.5,
-                    compute_capability: cc,
-                    utilization_percent: Some(0),
-                    processes: vec![],
-                })
-                .collect(),
-            unavailable_reason: None,
-        }
     }
 
     const ROOMY: Option<DiskState> = Some(DiskState { free_gib: 500.0, used_by_base_dir_gib: 0.0 });
 
     #[test]
     fn eight_h100_fit_d20() {
-        let f = check(&expectation("d20"), &machine(8, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06"), ROOMY);
+        let f = check(
+            &expectation("d20"),
+            &GpuInventory::uniform(8, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06"),
+            ROOMY,
+        );
         assert!(passed(&f), "{f:#?}");
     }
 
@@ -272,7 +263,7 @@ mod tests {
 
     #[test]
     fn each_shortfall_names_what_was_found_needed_and_a_way_out() {
-        let m = machine(4, "NVIDIA A100-SXM4-40GB", 39.4, (8, 0), "575.1");
+        let m = GpuInventory::uniform(4, "NVIDIA A100-SXM4-40GB", 39.4, (8, 0), "575.1");
         let f = check(&expectation("d20"), &m, Some(DiskState { free_gib: 10.0, used_by_base_dir_gib: 5.0 }));
         let failed: Vec<&str> = f.iter().filter(|x| x.verdict == Verdict::Fail).map(|x| x.check.as_str()).collect();
         assert_eq!(failed, ["NVIDIA driver", "GPU count", "memory per GPU", "disk"]);
@@ -290,7 +281,7 @@ mod tests {
     fn the_doctor_refuses_a_cuda_preset_whatever_the_probe_says_unless_cuda_starts() {
         use crate::hw::cuda_backend::{diagnose, CudaBackend, CudaHost};
         let (d20, smoke) = (expectation("d20"), expectation("smoke"));
-        let h100s = machine(8, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
+        let h100s = GpuInventory::uniform(8, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
         let host = CudaHost::default();
         let verdict = |expect: &HardwareExpectation, m: &GpuInventory, probe: &CudaBackend, allow: bool| {
             let mut f = check(expect, m, ROOMY);
@@ -322,7 +313,7 @@ mod tests {
         let ok = CudaBackend::Available { devices: 8, name: "NVIDIA H100 80GB HBM3".into() };
         assert_eq!(verdict(&d20, &h100s, &ok, false).0, Outcome::Pass);
         // Four GPUs where eight are expected: a mismatch that --allow-mismatch may override.
-        let four = machine(4, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
+        let four = GpuInventory::uniform(4, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "580.65.06");
         let four_ok = CudaBackend::Available { devices: 4, name: "NVIDIA H100 80GB HBM3".into() };
         assert_eq!(verdict(&d20, &four, &four_ok, false).0, Outcome::Refused);
         assert_eq!(verdict(&d20, &four, &four_ok, true).0, Outcome::MismatchAllowed);
@@ -342,7 +333,7 @@ mod tests {
 
     #[test]
     fn old_gpus_and_busy_gpus() {
-        let mut m = machine(8, "Tesla V100-SXM2-32GB", 80.0, (7, 0), "580.1");
+        let mut m = GpuInventory::uniform(8, "Tesla V100-SXM2-32GB", 80.0, (7, 0), "580.1");
         m.gpus[3].processes.push(crate::hw::gpu::GpuProcess { pid: 7, used_memory_mib: Some(1000) });
         let f = check(&expectation("d20"), &m, ROOMY);
         assert_eq!(f.iter().find(|x| x.check == "compute capability").unwrap().verdict, Verdict::Fail);

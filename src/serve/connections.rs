@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use axum::Router;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -235,12 +236,7 @@ async fn serve_connection(
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = app.oneshot(request.map(Body::new)).await.unwrap_or_else(|never| match never {});
             // The request stays in flight until its response body (a stream included) is done or dropped.
-            let (parts, body) = response.into_parts();
-            let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
-                let _ = &in_flight;
-                chunk
-            }));
-            Ok::<_, Infallible>(hyper::Response::from_parts(parts, body))
+            Ok::<_, Infallible>(hold_until_body_ends(response, in_flight))
         }
     });
     // The header and idle limits are this module's (hyper's own header timer also runs while idle).
@@ -279,6 +275,16 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// `response` with `guard` dropped when its body (a stream included) ends or is dropped.
+pub(super) fn hold_until_body_ends(response: Response, guard: impl Send + 'static) -> Response {
+    let (parts, body) = response.into_parts();
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let _ = &guard;
+        chunk
+    }));
+    Response::from_parts(parts, body)
 }
 
 /// Held by a response body: its request is in flight until the body is done or dropped.

@@ -440,12 +440,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     line.status = Some(response.status().as_u16());
     line.generation = response.extensions().get::<GenerationLog>().cloned();
-    let (parts, body) = response.into_parts();
-    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
-        let _ = &line;
-        chunk
-    }));
-    Response::from_parts(parts, body)
+    connections::hold_until_body_ends(response, line)
 }
 
 /// Written when dropped: with the response's body, or with the request's future if the client

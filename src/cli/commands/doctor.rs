@@ -94,12 +94,7 @@ pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     bail!(
         "hardware does not match preset `{}`: {}.\n{advice}; or pass --allow-mismatch to go on anyway",
         config.run.name,
-        findings
-            .iter()
-            .filter(|f| !preflight::passed(std::slice::from_ref(f)))
-            .map(|f| f.check.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        findings.iter().filter(|f| f.verdict.fails()).map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ")
     )
 }
 
