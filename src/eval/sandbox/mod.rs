@@ -167,7 +167,9 @@ pub enum Status {
     TimedOut,
     /// Killed for writing more than the output cap.
     OutputLimit,
-    /// Did not pass, and the run's memory cgroup killed a process of it at the memory limit.
+    /// The run's memory cgroup killed a process of it at the memory limit. This wins over what the
+    /// runner reported: with cgroup v1 the OOM killer ends one process at a time (the largest), so a
+    /// program whose forked children were killed for it can still return and report a pass.
     MemoryLimit,
     /// The sandbox could not run it (the message says which step failed).
     SandboxError(String),
@@ -513,7 +515,7 @@ impl Sandbox {
         };
         let out_of_memory = cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
         Ok(Outcome {
-            status: if out_of_memory && status != Status::Passed { Status::MemoryLimit } else { status },
+            status: if out_of_memory { Status::MemoryLimit } else { status },
             stdout: String::from_utf8_lossy(stdout.tail()).into_owned(),
             stderr: String::from_utf8_lossy(stderr.tail()).into_owned(),
             truncated: stdout.truncated() || stderr.truncated(),
