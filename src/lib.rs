@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod hw;
 pub mod logging;
 pub mod model;
+pub mod op_count;
 pub mod optim;
 pub mod paths;
 pub mod progress;

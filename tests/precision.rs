@@ -181,3 +181,37 @@ fn the_chunked_training_loss_is_the_full_logits_loss() {
         assert!(err <= 1e-4 * scale, "{name}: gradient differs by {err} (largest {scale})");
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU: `make gpu-check` runs it"]
+fn on_cuda_the_chunked_bf16_loss_and_its_gradients_match_fp32_full_logits() {
+    use nanochat::model::chunked_loss::softcapped_cross_entropy_in_chunks;
+    assert!(tch::Cuda::is_available(), "no CUDA device visible to libtorch");
+    let device = Device::Cuda(0);
+    tch::manual_seed(3);
+    let (n, d, vocab) = (96, 64, 300);
+    // bf16 hidden states and an fp32 head with 20 padding rows, as the bf16 policy has them.
+    let h = Tensor::randn([n, d], (Kind::Float, device)).to_kind(Kind::BFloat16).set_requires_grad(true);
+    let w = (Tensor::randn([vocab + 20, d], (Kind::Float, device)) * 0.2).set_requires_grad(true);
+    let targets = Tensor::randint(vocab, [n], (Kind::Int64, device));
+    let _ = targets.narrow(0, 10, 5).fill_(-1);
+    // The same values in fp32 with the full logits.
+    let (h32, w32) = (h.detach().to_kind(Kind::Float).set_requires_grad(true), w.detach().set_requires_grad(true));
+    let logits = h32.matmul(&w32.narrow(0, 0, vocab).tr());
+    let expected =
+        ((logits / 15.0).tanh() * 15.0).cross_entropy_loss(&targets, None::<Tensor>, Reduction::Mean, -1, 0.0);
+    expected.backward();
+    // 7 rows per chunk: 14 chunks, the last one short, each adding to the head's gradient.
+    let loss = softcapped_cross_entropy_in_chunks(&h, &w, vocab, &targets, 7);
+    loss.backward();
+    assert!((loss.double_value(&[]) - expected.double_value(&[])).abs() < 1e-3, "{loss:?} vs {expected:?}");
+    for (name, ours, exact) in [("h", h.grad(), h32.grad()), ("lm_head", w.grad(), w32.grad())] {
+        assert_eq!(ours.kind(), if name == "h" { Kind::BFloat16 } else { Kind::Float }, "{name}");
+        let err = (ours.to_kind(Kind::Float) - &exact).abs().max().double_value(&[]);
+        let scale = exact.abs().max().double_value(&[]);
+        // bf16 operands: within a few bf16 ulps (2^-8 relative) of the largest entry.
+        assert!(err <= 2e-2 * scale, "{name}: gradient differs by {err} (largest {scale})");
+    }
+    let padding = w.grad().narrow(0, vocab, 20).abs().max().double_value(&[]);
+    assert_eq!(padding, 0.0, "the head's padding rows get no gradient");
+}

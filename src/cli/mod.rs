@@ -435,6 +435,11 @@ pub struct BenchTrainArgs {
     /// Time evaluation instead: bits per byte of each batch (no gradients), as validation runs it.
     #[arg(long, conflicts_with = "full_logits_loss")]
     pub eval: bool,
+    /// After the timed steps, count one more step's ATen operators by phase (blocks forward and
+    /// backward, loss, optimizer): kernel launches and host syncs, printed as a table (stderr) and
+    /// under "profile" in the JSON line.
+    #[arg(long, conflicts_with_all = ["full_logits_loss", "eval"])]
+    pub profile: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,23 +8,33 @@
 //! dz/dl = 1 − tanh², then the two matmuls that give dL/dh and dL/dW. The returned loss carries those
 //! gradients through a zero-valued surrogate, `s − s.detach()` with s = Σ h·dL/dh + Σ W·dL/dW, so a
 //! plain `.backward()` (scaled or accumulated like any loss) delivers them to the rest of the graph.
-use tch::{Kind, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tch::{Device, Kind, Tensor};
 
 use super::gpt::SOFTCAP;
 
-/// Elements of one chunk's fp32 logits: 2^25 (128 MiB), so 512 positions at vocab 65,536.
+/// Elements of one chunk's fp32 logits on the CPU: 2^25 (128 MiB), so 512 positions at vocab
+/// 65,536: the chunk stays near the caches and the step's peak memory low.
 pub const CHUNK_ELEMENTS: i64 = 1 << 25;
 
-/// Positions per chunk at this vocabulary: [`CHUNK_ELEMENTS`] logits, at least one row.
-pub fn chunk_rows(vocab: i64) -> i64 {
-    (CHUNK_ELEMENTS / vocab).max(1)
+/// Elements of one chunk's fp32 logits on a GPU: 2^28 (1 GiB), so 4,096 positions at vocab 65,536
+/// (d20's 32×2048 batch in 16 chunks, about 5 GiB of temporaries at a time). Each chunk's work is
+/// a dozen kernels whatever its size, so fewer, larger chunks keep the GPU busy between launches.
+pub const CUDA_CHUNK_ELEMENTS: i64 = 1 << 28;
+
+/// Positions per chunk at this vocabulary on `device`: [`CHUNK_ELEMENTS`] or
+/// [`CUDA_CHUNK_ELEMENTS`] logits, at least one row.
+pub fn chunk_rows(vocab: i64, device: Device) -> i64 {
+    let elements = if device.is_cuda() { CUDA_CHUNK_ELEMENTS } else { CHUNK_ELEMENTS };
+    (elements / vocab).max(1)
 }
 
 /// Mean cross-entropy over the targets that are not −1 of `15·tanh((h·Wᵀ)[:, :vocab] / 15)`, for
 /// final-norm hidden states `h` (N, d) in the compute dtype, the head `w` (padded vocab, d) and
 /// targets (N). The matmuls run in `h`'s dtype (W cast to it), the soft-cap and the loss in fp32.
 pub fn softcapped_cross_entropy(h: &Tensor, w: &Tensor, vocab: i64, targets: &Tensor) -> Tensor {
-    softcapped_cross_entropy_in_chunks(h, w, vocab, targets, chunk_rows(vocab))
+    softcapped_cross_entropy_in_chunks(h, w, vocab, targets, chunk_rows(vocab, h.device()))
 }
 
 /// [`softcapped_cross_entropy`] with `chunk_rows` positions per chunk.
@@ -53,7 +63,7 @@ pub fn softcapped_cross_entropy_in_chunks(
             let _ = g.g_mul_(&(c.t.square().neg_() + 1.0));
             let g = g.to_kind(h.kind());
             grad_h.narrow(0, c.start, c.len).copy_(&g.matmul(&wc));
-            *grad_w += g.tr().matmul(&c.h).to_kind(Kind::Float);
+            accumulate_head_grad(grad_w, &g, &c.h);
         }
     });
     let loss = loss_sum / &count;
@@ -64,6 +74,26 @@ pub fn softcapped_cross_entropy_in_chunks(
         }
         _ => loss,
     }
+}
+
+/// `grad_w += gᵀ·h` for the chunk's logit gradient `g` and hidden states `h` (compute dtype) into
+/// the fp32 `grad_w`. On CUDA with bf16 operands the GEMM accumulates into `grad_w` itself (fp32
+/// output, β = 1: `addmm` with `out_dtype`), one pass over it per chunk; elsewhere (fp32, or the
+/// CPU, where the golden tests fix the rounding) the product is rounded to the compute dtype and
+/// added, as before. Should libtorch refuse the CUDA form, the other is used, with one warning.
+fn accumulate_head_grad(grad_w: &mut Tensor, g: &Tensor, h: &Tensor) {
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    if grad_w.device().is_cuda() && g.kind() != Kind::Float && !REFUSED.load(Ordering::Relaxed) {
+        let acc: &Tensor = grad_w;
+        match acc.f_addmm_dtype_out(acc, &g.tr(), h, Kind::Float) {
+            Ok(_) => return,
+            Err(e) => {
+                REFUSED.store(true, Ordering::Relaxed);
+                log::warn!("addmm with an fp32 output failed ({e}); the loss adds the head's gradient in two passes");
+            }
+        }
+    }
+    *grad_w += g.tr().matmul(h).to_kind(Kind::Float);
 }
 
 /// The cross-entropy of each position (N,) in fp32, 0 where the target is −1 (as `Reduction::None`

@@ -204,8 +204,13 @@ impl Gpt {
     /// ([`chunked_loss`]); when gradients are recorded, the head's gradient is computed in the same
     /// pass. Same value as [`Gpt::loss`] with `Reduction::Mean` within float rounding.
     pub fn train_loss(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
-        let d = self.config.n_embd;
-        let x = norm(&self.hidden_states(idx)).view([-1, d]);
+        self.train_loss_from_hidden(&self.hidden_states(idx), targets)
+    }
+
+    /// [`Gpt::train_loss`] from the blocks' output ([`Gpt::hidden_states`]): the final norm, the head
+    /// and the loss.
+    pub fn train_loss_from_hidden(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+        let x = norm(hidden).view([-1, self.config.n_embd]);
         chunked_loss::softcapped_cross_entropy(&x, &self.lm_head, self.config.vocab_size, &targets.view([-1]))
     }
 
@@ -216,7 +221,7 @@ impl Gpt {
         tch::no_grad(|| {
             let (d, vocab) = (self.config.n_embd, self.config.vocab_size);
             let x = norm(&self.hidden_states(idx)).view([-1, d]);
-            let rows = chunked_loss::chunk_rows(vocab);
+            let rows = chunked_loss::chunk_rows(vocab, self.device());
             chunked_loss::softcapped_token_losses(&x, &self.lm_head, vocab, &targets.view([-1]), rows)
         })
     }

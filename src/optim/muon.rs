@@ -1,6 +1,8 @@
 //! Muon for the transformer's matrices (NANOCHAT.md §4.2): momentum buffer lerp, Nesterov, then
 //! orthogonalisation by a 5-step Newton–Schulz iteration in bf16, and a step scaled by
 //! sqrt(max(1, rows/cols)). The per-parameter rule, [`MuonUpdate`], is shared with [`super::DistMuon`].
+use std::collections::BTreeMap;
+
 use tch::{Device, Kind, Tensor};
 
 /// Quintic Newton–Schulz coefficients (a, b, c) (§4.2).
@@ -19,10 +21,12 @@ fn bf16_matmul(a: &Tensor, b: &Tensor) -> Tensor {
     }
 }
 
-/// Approximately orthogonalises `g` (its "zeroth power") in bf16.
+/// Approximately orthogonalises `g` (its "zeroth power") in bf16: one matrix, or a stack of
+/// matrices of one shape (batch dimensions first), each orthogonalised on its own.
 pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
     let (a, b, c) = NS_COEFFICIENTS;
-    let tall = g.size()[0] > g.size()[1];
+    let size = g.size();
+    let tall = size[size.len() - 2] > size[size.len() - 1];
     let mut x = g.to_kind(Kind::BFloat16);
     if tall {
         x = x.transpose(-2, -1);
@@ -55,17 +59,33 @@ impl MuonUpdate {
     /// `buf` (zeros before the first step). With Nesterov, `g` is overwritten with the blended
     /// gradient (as the reference's `g.lerp_(buf, momentum)`).
     pub fn apply(&self, p: &Tensor, g: &mut Tensor, buf: &mut Tensor) {
+        self.apply_group(&[p], &mut [g], &mut [buf]);
+    }
+
+    /// [`MuonUpdate::apply`] to parameters of one shape at once: the momentum per parameter, then
+    /// one Newton–Schulz over their stack (one batched matmul per product instead of one per
+    /// parameter) and the scaled updates. Each parameter gets what `apply` would give it alone.
+    pub fn apply_group(&self, params: &[&Tensor], grads: &mut [&mut Tensor], bufs: &mut [&mut Tensor]) {
+        let Some(first) = params.first() else { return };
         tch::no_grad(|| {
-            let _ = buf.lerp_(g, 1.0 - self.momentum);
-            let update = if self.nesterov {
-                let _ = g.lerp_(buf, self.momentum);
-                newton_schulz(g, self.ns_steps)
-            } else {
-                newton_schulz(buf, self.ns_steps)
+            let mut blended = Vec::with_capacity(params.len());
+            for (g, buf) in grads.iter_mut().zip(bufs.iter_mut()) {
+                let _ = buf.lerp_(g, 1.0 - self.momentum);
+                blended.push(match self.nesterov {
+                    true => g.lerp_(buf, self.momentum),
+                    false => buf.shallow_clone(),
+                });
+            }
+            let update = match blended.len() {
+                1 => newton_schulz(&blended[0], self.ns_steps).unsqueeze(0),
+                _ => newton_schulz(&Tensor::stack(&blended, 0), self.ns_steps),
             };
-            let (rows, cols) = (p.size()[0] as f64, p.size()[1] as f64);
+            let (rows, cols) = (first.size()[0] as f64, first.size()[1] as f64);
             let scale = (rows / cols).max(1.0).sqrt();
-            let _ = p.shallow_clone().g_add_(&(update.to_kind(p.kind()) * (-self.lr * scale)));
+            let update = update.to_kind(first.kind()) * (-self.lr * scale);
+            for (i, p) in params.iter().enumerate() {
+                let _ = p.shallow_clone().g_add_(&update.get(i as i64));
+            }
         });
     }
 }
@@ -95,16 +115,29 @@ impl Muon {
         MuonUpdate { lr: self.lr, momentum: self.momentum, nesterov: self.nesterov, ns_steps: self.ns_steps }
     }
 
-    /// One update from the parameters' `.grad()`. Parameters without a gradient are left alone.
+    /// One update from the parameters' `.grad()`, the parameters of each shape and dtype together
+    /// ([`MuonUpdate::apply_group`]). Parameters without a gradient are left alone.
     pub fn step(&mut self) {
         let rule = self.rule();
-        for (p, buf) in self.params.iter().zip(self.buffers.iter_mut()) {
-            let mut g = p.grad();
-            if !g.defined() {
-                continue;
+        let mut groups: BTreeMap<(Vec<i64>, String), Vec<usize>> = BTreeMap::new();
+        for (i, p) in self.params.iter().enumerate() {
+            if p.grad().defined() {
+                groups.entry((p.size(), format!("{:?}", p.kind()))).or_default().push(i);
             }
-            let buf = buf.get_or_insert_with(|| g.zeros_like());
-            rule.apply(p, &mut g, buf);
+        }
+        for indices in groups.values() {
+            let params: Vec<&Tensor> = indices.iter().map(|&i| &self.params[i]).collect();
+            let mut grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+            let mut bufs: Vec<Tensor> = indices
+                .iter()
+                .zip(&grads)
+                .map(|(&i, g)| self.buffers[i].get_or_insert_with(|| g.zeros_like()).shallow_clone())
+                .collect();
+            rule.apply_group(
+                &params,
+                &mut grads.iter_mut().collect::<Vec<_>>(),
+                &mut bufs.iter_mut().collect::<Vec<_>>(),
+            );
         }
     }
 }
@@ -155,6 +188,42 @@ mod tests {
         // Where they differ, by one bf16 ulp at most (8 significant bits: 2^-7 relative, rounding either way).
         let rel = ((&ours - &native).abs() / native.abs().clamp_min(1e-3)).max().double_value(&[]);
         assert!(rel <= 2f64.powi(-7), "{rel}");
+    }
+
+    #[test]
+    fn a_group_update_gives_each_parameter_what_it_gets_alone() {
+        tch::manual_seed(2);
+        for (shape, nesterov) in [([24i64, 40], true), ([40, 24], false)] {
+            let rule = MuonUpdate { lr: 0.02, momentum: 0.9, nesterov, ns_steps: 5 };
+            let fresh = || -> Vec<(Tensor, Tensor, Tensor)> {
+                tch::manual_seed(3);
+                (0..3)
+                    .map(|_| {
+                        let f = || Tensor::randn(shape, (Kind::Float, Device::Cpu));
+                        (f(), f(), f())
+                    })
+                    .collect()
+            };
+            // Two steps each way, so the second starts from a non-zero momentum.
+            let (alone, together) = (fresh(), fresh());
+            for _ in 0..2 {
+                for (p, g, buf) in &alone {
+                    rule.apply(p, &mut g.copy(), &mut buf.shallow_clone());
+                }
+                let params: Vec<&Tensor> = together.iter().map(|(p, _, _)| p).collect();
+                let mut grads: Vec<Tensor> = together.iter().map(|(_, g, _)| g.copy()).collect();
+                let mut bufs: Vec<Tensor> = together.iter().map(|(_, _, b)| b.shallow_clone()).collect();
+                rule.apply_group(
+                    &params,
+                    &mut grads.iter_mut().collect::<Vec<_>>(),
+                    &mut bufs.iter_mut().collect::<Vec<_>>(),
+                );
+            }
+            for ((p, _, buf), (q, _, buf_q)) in alone.iter().zip(&together) {
+                assert!(p.equal(q) && buf.equal(buf_q), "{shape:?}: the batched update differs");
+                assert!(!p.equal(&fresh()[0].0), "the parameter moved");
+            }
+        }
     }
 
     #[test]

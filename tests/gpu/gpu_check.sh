@@ -21,7 +21,7 @@ bin=$bundle/nanochat
 export PYTHONDONTWRITEBYTECODE=1 # the reference is imported from the bundle: keep it as MANIFEST lists it
 
 # Every check runs under `timeout` (then 2 s to exit before SIGKILL). On one GPU (no collectives) the budgets add
-# up to 445 s, 469 s with every grace period, so the whole script ends inside 8 minutes on one H100.
+# up to 475 s, 501 s with every grace period, so the whole script ends inside 8.5 minutes on one H100.
 declare -A budget=(
     [integrity]=10           # sha256 of the bundle's ~45 MiB
     [torch-version]=15       # one python importing torch
@@ -29,16 +29,17 @@ declare -A budget=(
     [syntax]=10              # bash -n, python compile()
     [data]=20                # the smoke shards and chat stand-ins through the binary's local mirror, sha256-checked
     [doctor]=15              # the preflight against d20's needs; CUDA started once
-    [precision]=20           # one CUDA test: d2 in bf16, one optimizer step, the d20 attention kernel
+    [precision]=20           # two CUDA tests: d2 in bf16, one optimizer step, the d20 attention kernel; the chunked loss
     [smoke]=150              # the smoke speedrun, 15 stages at depth 2, on one GPU
     [collectives]=30         # NCCL all-reduce 1..256 MiB, one process per GPU (2+ GPUs only)
     [pointwise]=20           # relu² and rotary, fused vs op by op, bf16 at d20's shapes
     [train-d20]=50           # d20: 2 + 5 steps of ours, then of the reference eager
     [train-d20-compiled]=100 # d20: ours again, then the reference under torch.compile (compiling is most of it)
     [decode]=20              # d20, 256 tokens decoded with the KV cache, batch 8
+    [profile]=30             # d20: one step's CUDA kernels and host syncs by phase (bench train --profile)
 )
 checks=(integrity torch-version libtorch syntax data doctor precision smoke collectives pointwise train-d20
-    train-d20-compiled decode)
+    train-d20-compiled decode profile)
 declare -A result
 failures=0
 
@@ -148,7 +149,7 @@ on_gpu='device: cuda:[0-9]+ \('
 check doctor '"cuda_unavailable": null' 'device\(s\) usable' -- "$bin" --preset d20 doctor --allow-mismatch --json
 # bf16 policy on CUDA: dtypes of wte, activations, logits, gradients and optimizer state; fused SDPA kernel. The
 # test asserts it is on CUDA; its "ok" line is the evidence.
-check precision 'test on_cuda_[a-z_]+ \.\.\. ok' 'test result: ok\. 1 passed' -- "$bundle/precision" --ignored --test-threads=1
+check precision 'test on_cuda_[a-z_]+ \.\.\. ok' 'test result: ok\. 2 passed' -- "$bundle/precision" --ignored --test-threads=1
 # The smoke speedrun, every stage, on one GPU in bf16 (the preset's CPU default switched to cuda).
 check smoke "$on_gpu" 'compute dtype: bfloat16' 'attention kernel: ' '!device: cpu' -- \
     env CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}" NANOCHAT_ALLOW_UNSANDBOXED=1 \
@@ -175,4 +176,6 @@ else
     record train-d20-compiled "skipped (no reference in this bundle: stage it with NANOCHAT_REFERENCE=<karpathy/nanochat checkout at 10231df> make gpu-bundle)"
 fi
 check decode "$on_gpu" -- "$bin" bench engine --device cuda --depth 20 --prompt-len 256 --max-tokens 256 --batch 8
+check profile "$on_gpu" '\| total \|' -- "$bin" bench train --device cuda --depth 20 --seq-len 2048 --batch "$batch" \
+    --steps 1 --warmup 1 --profile
 finish "not run"
