@@ -117,15 +117,10 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let mut loop_state = LoopState::default();
     let mut val_bpb = None;
     let mut resume_positions: Option<serde_json::Value> = None;
-    let resumed = if options.resume {
-        checkpoint::restore_latest(&checkpoint_dir, &model, &mut optimizers, cluster.rank())?
-    } else {
-        None
-    };
+    let resumed = checkpoint::resume(options.resume, PHASE, &checkpoint_dir, &model, &mut optimizers, cluster.rank())?;
     if let Some(meta) = resumed {
         resume_positions = Some(meta.dataloader_state_dict.clone());
         (start_step, loop_state, val_bpb) = (meta.step as i64, meta.loop_state, meta.val_bpb);
-        log::info!("resuming from step {start_step} of {}", checkpoint_dir.display());
     } else if let Some(init) = &options.source_dir {
         checkpoint::load_weights(&model, &checkpoint::read_tensors(init)?, init)?;
         log::info!("initialised the weights from {}", init.display());
@@ -494,18 +489,19 @@ impl<'a> BaseLoop<'a> {
 
     fn save(&self, step: u64, val_bpb: Option<f64>, loop_state: &LoopState) -> Result<(), TrainError> {
         let s = &self.settings;
+        let positions = serde_json::Value::Array(self.train.iter().map(|t| t.state()).collect());
         let meta = CheckpointMeta {
-            step,
             val_bpb,
-            model_config: self.model.config,
-            user_config: s.user_config.clone(),
-            device_batch_size: s.device_batch_size,
-            max_seq_len: s.max_seq_len,
             fitted_device_batch_size: s.fitted_device_batch_size,
-            dataloader_state_dict: serde_json::Value::Array(self.train.iter().map(|t| t.state()).collect()),
-            loop_state: *loop_state,
-            val_loss: None,
-            metrics: None,
+            ..CheckpointMeta::at(
+                step as i64,
+                self.model,
+                &s.user_config,
+                s.device_batch_size,
+                s.max_seq_len,
+                positions,
+                *loop_state,
+            )
         };
         let state = self.optimizers.state_tensors();
         checkpoint::save(&s.checkpoint_dir, self.model, &state, &meta, self.cluster.rank())?;

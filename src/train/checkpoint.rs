@@ -78,6 +78,35 @@ pub struct CheckpointMeta {
     pub metrics: Option<serde_json::Value>,
 }
 
+impl CheckpointMeta {
+    /// The meta every stage writes at `step`: the model's configuration, the stage's settings, its
+    /// device batch and sequence length, where its data stopped and its loop state. The optional
+    /// figures (validation, fitted batch, metrics) start empty; a stage sets the ones it has.
+    pub fn at(
+        step: i64,
+        model: &Gpt,
+        user_config: &impl serde::Serialize,
+        device_batch_size: u32,
+        max_seq_len: u32,
+        dataloader_state_dict: serde_json::Value,
+        loop_state: LoopState,
+    ) -> Self {
+        CheckpointMeta {
+            step: step as u64,
+            val_bpb: None,
+            model_config: model.config,
+            user_config: serde_json::to_value(user_config).unwrap_or_default(),
+            device_batch_size,
+            max_seq_len,
+            fitted_device_batch_size: None,
+            dataloader_state_dict,
+            loop_state,
+            val_loss: None,
+            metrics: None,
+        }
+    }
+}
+
 pub fn model_path(dir: &Path, step: u64) -> PathBuf {
     dir.join(format!("model_{step:06}.safetensors"))
 }
@@ -294,6 +323,23 @@ pub fn restore_latest(
         .load_state_tensors(&read_tensors(&optim)?)
         .map_err(|e| CheckpointError::Mismatch { path: optim, message: e.to_string() })?;
     Ok(Some(meta))
+}
+
+/// A stage's `--resume` (when `resume` is set): [`restore_latest`], with a log line naming the
+/// stage and the step it continues from. `None` without `--resume` or without a checkpoint yet.
+pub fn resume(
+    resume: bool,
+    stage: &str,
+    dir: &Path,
+    model: &Gpt,
+    optimizers: &mut crate::optim::Optimizers,
+    rank: usize,
+) -> Result<Option<CheckpointMeta>, CheckpointError> {
+    let meta = if resume { restore_latest(dir, model, optimizers, rank)? } else { None };
+    if let Some(meta) = &meta {
+        log::info!("{stage}: resuming from step {} of {}", meta.step, dir.display());
+    }
+    Ok(meta)
 }
 
 #[cfg(test)]

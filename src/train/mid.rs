@@ -127,11 +127,7 @@ pub fn run(
     let mut loop_state = LoopState::default();
     let mut progress = 0.0;
     let mut val_bpb = None;
-    let resumed = if options.resume {
-        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
-    } else {
-        None
-    };
+    let resumed = checkpoint::resume(options.resume, "midtraining", &out_dir, &model, &mut optimizers, cluster.rank())?;
     if let Some(meta) = resumed {
         let data = &meta.dataloader_state_dict;
         let positions: Vec<StreamPosition> = stream_positions(&data["streams"], &out_dir, accum)?;
@@ -140,7 +136,6 @@ pub fn run(
         }
         progress = data["progress"].as_f64().unwrap_or(0.0);
         (start_step, loop_state, val_bpb) = (meta.step as i64, meta.loop_state, meta.val_bpb);
-        log::info!("resuming midtraining from step {start_step} of {}", out_dir.display());
     }
     if cluster.is_master() {
         log::info!(
@@ -168,18 +163,11 @@ pub fn run(
                 train: &[ConversationStream],
                 optimizers: &Optimizers| {
         let streams: Vec<StreamPosition> = train.iter().map(ConversationStream::position).collect();
+        let positions = serde_json::json!({"streams": streams, "progress": progress});
         let meta = CheckpointMeta {
-            step: step as u64,
             val_bpb,
-            model_config: model.config,
-            user_config: serde_json::to_value(c).unwrap_or_default(),
-            device_batch_size: batch.rows,
             fitted_device_batch_size: batch.fitted(),
-            max_seq_len: c.max_seq_len,
-            dataloader_state_dict: serde_json::json!({"streams": streams, "progress": progress}),
-            loop_state: *state,
-            val_loss: None,
-            metrics: None,
+            ..CheckpointMeta::at(step, &model, c, batch.rows, c.max_seq_len, positions, *state)
         };
         checkpoint::save(&out_dir, &model, &optimizers.state_tensors(), &meta, cluster.rank())
     };

@@ -272,11 +272,7 @@ pub fn run_on(
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut metrics = serde_json::json!({});
-    let resumed = if options.resume {
-        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
-    } else {
-        None
-    };
+    let resumed = checkpoint::resume(options.resume, "RL", &out_dir, &model, &mut optimizers, cluster.rank())?;
     if let Some(meta) = resumed {
         if meta.dataloader_state_dict != layout {
             return Err(TrainError::Resume(format!(
@@ -287,7 +283,6 @@ pub fn run_on(
         }
         (start_step, loop_state) = (meta.step as i64, meta.loop_state);
         metrics = meta.metrics.unwrap_or(metrics);
-        log::info!("resuming RL from step {start_step} of {}", out_dir.display());
     }
     if cluster.is_master() {
         log::info!(
@@ -315,18 +310,10 @@ pub fn run_on(
         pass_at_k: Vec::new(),
     };
     let save = |step: i64, state: &LoopState, metrics: &serde_json::Value, optimizers: &Optimizers| {
+        let max_seq_len = model.config.sequence_len as u32;
         let meta = CheckpointMeta {
-            step: step as u64,
-            val_bpb: None,
-            model_config: model.config,
-            user_config: serde_json::to_value(c).unwrap_or_default(),
-            device_batch_size: c.device_batch_size,
-            fitted_device_batch_size: None,
-            max_seq_len: model.config.sequence_len as u32,
-            dataloader_state_dict: layout.clone(),
-            loop_state: *state,
-            val_loss: None,
             metrics: Some(metrics.clone()),
+            ..CheckpointMeta::at(step, &model, c, c.device_batch_size, max_seq_len, layout.clone(), *state)
         };
         checkpoint::save(&out_dir, &model, &optimizers.state_tensors(), &meta, cluster.rank())
     };

@@ -204,18 +204,13 @@ pub fn run(
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
     let mut val_loss = None;
-    let resumed = if options.resume {
-        checkpoint::restore_latest(&out_dir, &model, &mut optimizers, cluster.rank())?
-    } else {
-        None
-    };
+    let resumed = checkpoint::resume(options.resume, "SFT", &out_dir, &model, &mut optimizers, cluster.rank())?;
     if let Some(meta) = resumed {
         let positions: Vec<usize> = stream_positions(&meta.dataloader_state_dict["streams"], &out_dir, accum)?;
         for (stream, &next) in train.iter_mut().zip(&positions) {
             stream.restore(next)?;
         }
         (start_step, loop_state, val_loss) = (meta.step as i64, meta.loop_state, meta.val_loss);
-        log::info!("resuming SFT from step {start_step} of {}", out_dir.display());
     }
     if cluster.is_master() {
         log::info!(
@@ -245,20 +240,13 @@ pub fn run(
                 metrics: &serde_json::Value,
                 train: &[ExampleBatches],
                 optimizers: &Optimizers| {
+        let positions = serde_json::json!({"streams": train.iter().map(ExampleBatches::position).collect::<Vec<_>>()});
+        let max_seq_len = model.config.sequence_len as u32;
         let meta = CheckpointMeta {
-            step: step as u64,
-            val_bpb: None,
-            model_config: model.config,
-            user_config: serde_json::to_value(c).unwrap_or_default(),
-            device_batch_size: batch.rows,
-            fitted_device_batch_size: batch.fitted(),
-            max_seq_len: model.config.sequence_len as u32,
-            dataloader_state_dict: serde_json::json!({
-                "streams": train.iter().map(ExampleBatches::position).collect::<Vec<_>>()
-            }),
-            loop_state: *state,
             val_loss,
+            fitted_device_batch_size: batch.fitted(),
             metrics: Some(metrics.clone()),
+            ..CheckpointMeta::at(step, &model, c, batch.rows, max_seq_len, positions, *state)
         };
         checkpoint::save(&out_dir, &model, &optimizers.state_tensors(), &meta, cluster.rank())
     };
