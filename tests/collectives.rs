@@ -77,6 +77,63 @@ fn every_collective_on_four_ranks() {
     }
 }
 
+/// The `_async` forms: two collectives in flight at once and waited for in reverse order (an average
+/// among them, which Gloo finishes at the wait), the trace of what was started, and a `Work` dropped
+/// without a wait, which must leave the next collectives working.
+fn async_body(rank: usize, world: usize, pg: &ProcessGroup) {
+    let (w, r) = (world as f64, rank as f64);
+    pg.start_trace();
+    let averaged = Tensor::from_slice(&[r + 1.0, 2.0 * r]);
+    let input = Tensor::arange((world * 2) as i64, (Kind::Double, Device::Cpu)) + 100.0 * r;
+    let scattered = Tensor::zeros([2], (Kind::Double, Device::Cpu));
+    let first = pg.all_reduce_async(&averaged, ReduceOp::Avg).unwrap();
+    let second = pg.reduce_scatter_async(&scattered, &input, ReduceOp::Sum).unwrap();
+    second.wait().unwrap();
+    first.wait().unwrap();
+    assert!(averaged.equal(&Tensor::from_slice(&[(w + 1.0) / 2.0, w - 1.0])), "avg {averaged:?}");
+    // Slice s of rank r's input is [2s, 2s+1] + 100 r; summed over the ranks.
+    let mine = Tensor::from_slice(&[2.0 * r, 2.0 * r + 1.0]) * w + 100.0 * w * (w - 1.0) / 2.0;
+    assert!(scattered.equal(&mine), "reduce_scatter {scattered:?}");
+
+    let sent = Tensor::from_slice(&[rank as i64 * 10]);
+    let gathered = Tensor::zeros([world as i64], (Kind::Int64, Device::Cpu));
+    let broadcast = Tensor::from_slice(&[rank as i64; 3]);
+    let works = [pg.all_gather_async(&gathered, &sent).unwrap(), pg.broadcast_async(&broadcast, 0).unwrap()];
+    for work in works.into_iter().rev() {
+        work.wait().unwrap();
+    }
+    let tens: Vec<i64> = (0..world as i64).map(|r| r * 10).collect();
+    assert!(gathered.equal(&Tensor::from_slice(&tens)), "all_gather {gathered:?}");
+    assert!(broadcast.equal(&Tensor::from_slice(&[0i64; 3])), "broadcast {broadcast:?}");
+    assert_eq!(pg.take_trace(), ["all_reduce", "reduce_scatter", "all_gather", "broadcast"]);
+    assert!(pg.take_trace().is_empty(), "tracing stops at take_trace");
+
+    // Dropped without a wait, with its tensor: c10d still completes it, and what follows is unaffected.
+    let dropped = Tensor::ones([1 << 16], (Kind::Float, Device::Cpu));
+    drop(pg.all_reduce_async(&dropped, ReduceOp::Avg).unwrap());
+    drop(dropped);
+    let mut next = Tensor::from_slice(&[rank as i64]);
+    pg.all_reduce(&mut next, ReduceOp::Sum).unwrap();
+    assert_eq!(next.int64_value(&[0]), (world * (world - 1) / 2) as i64);
+    pg.barrier().unwrap();
+}
+
+#[test]
+fn async_collectives_on_two_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => async_body(rank, world, &pg),
+        None => spawn_workers("async_collectives_on_two_ranks", 2),
+    }
+}
+
+#[test]
+fn async_collectives_on_three_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => async_body(rank, world, &pg),
+        None => spawn_workers("async_collectives_on_three_ranks", 3),
+    }
+}
+
 #[test]
 fn unreachable_master_is_a_clear_error() {
     if std::env::var(ROLE).is_ok() {

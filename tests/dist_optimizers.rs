@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use nanochat::dist::{ProcessGroup, ReduceOp};
-use nanochat::optim::{AdamEps, AdamGroup, AdamW, DistAdamW, DistMuon, DistOptimError, Muon};
+use nanochat::optim::{AdamEps, AdamGroup, AdamHyper, AdamW, DistAdamW, DistMuon, DistOptimError, Muon, MuonUpdate};
 use tch::{Device, Kind, Tensor};
 
 const ROLE: &str = "NANOCHAT_TEST_DIST_OPTIM_RANK";
@@ -410,5 +410,173 @@ fn dist_muon_state_round_trip_continues_identically() {
     match worker() {
         Some((rank, world, pg)) => muon_resume_body(rank, world, &pg),
         None => spawn_workers("dist_muon_state_round_trip_continues_identically", 4),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collective schedule: every reduce-scatter of a step is started before the first all-gather,
+// and the results are bit-identical to the schedule the optimisers had before their collectives
+// went asynchronous (blocking collectives, one parameter or chunk at a time), re-implemented here.
+
+/// DistMuon's former step: per shape group and chunk of W matrices, a blocking reduce-scatter of the
+/// zero-padded gradients, the owner's [`MuonUpdate::apply`], a blocking all-gather.
+fn chunk_by_chunk_muon_step(
+    pg: &ProcessGroup,
+    params: &[Tensor],
+    groups: &[Vec<usize>],
+    buffers: &mut [Option<Tensor>],
+    rule: MuonUpdate,
+) {
+    let (rank, world) = (pg.rank, pg.world_size);
+    tch::no_grad(|| {
+        for group in groups {
+            let first = &params[group[0]];
+            let (shape, options, numel) = (first.size(), (first.kind(), first.device()), first.numel() as i64);
+            for chunk in group.chunks(world) {
+                let parts: Vec<Tensor> = (0..world)
+                    .map(|j| {
+                        chunk
+                            .get(j)
+                            .map_or_else(|| Tensor::zeros([numel], options), |&i| params[i].grad().reshape([-1]))
+                    })
+                    .collect();
+                let mut grad = Tensor::zeros(shape.as_slice(), options);
+                pg.reduce_scatter(&mut grad, &mut Tensor::cat(&parts, 0), ReduceOp::Avg).unwrap();
+                if let Some(&i) = chunk.get(rank) {
+                    let buf = buffers[i].get_or_insert_with(|| grad.zeros_like());
+                    rule.apply(&params[i], &mut grad, buf);
+                }
+                let mut send =
+                    chunk.get(rank).map_or_else(|| Tensor::zeros([numel], options), |&i| params[i].reshape([-1]));
+                let mut gathered = Tensor::empty([world as i64 * numel], options);
+                pg.all_gather(&mut gathered, &mut send).unwrap();
+                for (j, &i) in chunk.iter().enumerate().filter(|&(j, _)| j != rank) {
+                    params[i]
+                        .shallow_clone()
+                        .copy_(&gathered.narrow(0, j as i64 * numel, numel).view(shape.as_slice()));
+                }
+            }
+        }
+    })
+}
+
+fn muon_schedule_body(rank: usize, world: usize, pg: &ProcessGroup) {
+    let initial = muon_initial();
+    let (params, reference) = (leaves(&initial), leaves(&initial));
+    let shallow = |ps: &[Tensor]| ps.iter().map(|p| p.shallow_clone()).collect::<Vec<_>>();
+    let mut dist = DistMuon::new(shallow(&params), MUON_LR, 0.95, 5, rank, world).unwrap();
+    let groups = dist.shape_groups().to_vec();
+    let mut buffers: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
+    let chunks: usize = groups.iter().map(|g| g.len().div_ceil(world)).sum();
+    for step in 0..4 {
+        dist.momentum = muon_momentum(step);
+        for (i, (p, q)) in params.iter().zip(&reference).enumerate() {
+            let g = gradient(&MUON_SHAPES[i], Kind::Float, i, rank, step);
+            set_grad(p, &g);
+            set_grad(q, &g);
+        }
+        pg.start_trace();
+        dist.step(pg).unwrap();
+        let trace = pg.take_trace();
+        let expected = [vec!["reduce_scatter"; chunks], vec!["all_gather"; chunks]].concat();
+        assert_eq!(trace, expected, "DistMuon's collectives, W={world}");
+        chunk_by_chunk_muon_step(pg, &reference, &groups, &mut buffers, dist.rule());
+        for (i, (p, q)) in params.iter().zip(&reference).enumerate() {
+            assert!(p.equal(q), "W={world} step {step}: matrix {i} differs from the chunk-by-chunk schedule");
+        }
+    }
+}
+
+#[test]
+fn dist_muon_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit_two_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => muon_schedule_body(rank, world, &pg),
+        None => spawn_workers(
+            "dist_muon_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit_two_ranks",
+            2,
+        ),
+    }
+}
+
+#[test]
+fn dist_muon_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit_three_ranks() {
+    match worker() {
+        Some((rank, world, pg)) => muon_schedule_body(rank, world, &pg),
+        None => spawn_workers(
+            "dist_muon_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit_three_ranks",
+            3,
+        ),
+    }
+}
+
+/// DistAdamW's former step: per parameter, a blocking reduce-scatter, the update of this rank's rows,
+/// a blocking all-gather.
+fn parameter_by_parameter_adamw_step(
+    pg: &ProcessGroup,
+    groups: &[AdamGroup],
+    hyper: AdamHyper,
+    step: i64,
+    moments: &mut [(Tensor, Tensor)],
+) {
+    let (rank, world) = (pg.rank as i64, pg.world_size as i64);
+    let params = groups.iter().flat_map(|g| g.params.iter().map(move |p| (g.lr, p)));
+    tch::no_grad(|| {
+        for ((lr, p), (m, v)) in params.zip(moments.iter_mut()) {
+            let rows = p.size()[0] / world;
+            let mut grad_slice = m.zeros_like();
+            pg.reduce_scatter(&mut grad_slice, &mut p.grad().contiguous(), ReduceOp::Avg).unwrap();
+            let mut p_slice = p.narrow(0, rank * rows, rows).copy();
+            hyper.rule(lr, step).apply(&p_slice, &grad_slice, m, v);
+            pg.all_gather(&mut p.shallow_clone(), &mut p_slice).unwrap();
+        }
+    })
+}
+
+fn adamw_schedule_body(rank: usize, world: usize, pg: &ProcessGroup) {
+    for eps_mode in [AdamEps::BiasCorrected, AdamEps::Uncorrected] {
+        let initial = adam_initial();
+        let (params, reference) = (leaves(&initial), leaves(&initial));
+        let mut dist = DistAdamW::new(adam_groups(&params), ADAM_BETAS, ADAM_EPS, ADAM_WD, rank, world)
+            .unwrap()
+            .with_eps_mode(eps_mode);
+        let ref_groups = adam_groups(&reference);
+        let rows = |p: &Tensor| p.narrow(0, 0, p.size()[0] / world as i64).zeros_like();
+        let mut moments: Vec<(Tensor, Tensor)> =
+            ref_groups.iter().flat_map(|g| g.params.iter().map(|p| (rows(p), rows(p)))).collect();
+        for step in 0..4 {
+            let lrm = if step < 2 { 1.0 } else { 0.5 };
+            dist.set_lr_multiplier(lrm);
+            let mut ref_groups = adam_groups(&reference);
+            for g in &mut ref_groups {
+                g.lr = g.initial_lr * lrm;
+            }
+            for (i, ((p, q), (shape, kind, _))) in params.iter().zip(&reference).zip(ADAM_PARAMS).enumerate() {
+                let g = gradient(shape, kind, i, rank, step);
+                set_grad(p, &g);
+                set_grad(q, &g);
+            }
+            pg.start_trace();
+            dist.step(pg).unwrap();
+            let n = ADAM_PARAMS.len();
+            assert_eq!(pg.take_trace(), [vec!["reduce_scatter"; n], vec!["all_gather"; n]].concat());
+            parameter_by_parameter_adamw_step(pg, &ref_groups, dist.hyper, dist.step, &mut moments);
+            for (i, (p, q)) in params.iter().zip(&reference).enumerate() {
+                assert!(
+                    p.equal(q),
+                    "W={world} {eps_mode:?} step {step}: parameter {i} differs from the blocking schedule"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dist_adamw_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit() {
+    match worker() {
+        Some((rank, world, pg)) => adamw_schedule_body(rank, world, &pg),
+        None => spawn_workers(
+            "dist_adamw_starts_every_reduce_scatter_first_and_matches_the_blocking_schedule_bit_for_bit",
+            2,
+        ),
     }
 }

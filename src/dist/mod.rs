@@ -8,4 +8,4 @@ pub mod process_group;
 
 pub use cluster::Cluster;
 pub use env::DistContext;
-pub use process_group::{Backend, DistError, ProcessGroup, ReduceOp};
+pub use process_group::{Backend, DistError, ProcessGroup, ReduceOp, Work};

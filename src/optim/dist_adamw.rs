@@ -3,8 +3,10 @@
 //! [r·n/W, (r+1)·n/W); rank r updates only those rows, with Adam moments kept for its slice alone,
 //! then the parameter is all-gathered. The update rule is [`AdamUpdate`], shared with [`AdamW`].
 //! Eps is bias-corrected by default; [`AdamEps::Uncorrected`] reproduces [A]/[A'] (§14 item 9).
-//! Collectives are issued synchronously, group by group and parameter by parameter, in the same
-//! order on every rank.
+//! A step first starts every reduce-scatter (group by group, parameter by parameter); then, in the
+//! same order, waits for each, updates the rank's rows and starts the parameter's all-gather, which
+//! runs while the next parameters are updated; last it waits for the all-gathers. Every rank issues
+//! the collectives in this order.
 use std::collections::HashMap;
 
 use tch::Tensor;
@@ -136,29 +138,41 @@ impl DistAdamW {
         }
         self.step += 1;
         let (rank, world_size) = (self.rank as i64, self.world_size as i64);
-        for (group, moments) in self.groups.iter().zip(self.moments.iter_mut()) {
-            let rule = self.hyper.rule(group.lr, self.step);
-            for (p, (m, v)) in group.params.iter().zip(moments.iter_mut()) {
-                tch::no_grad(|| -> Result<(), DistOptimError> {
-                    let rows = p.size()[0] / world_size;
-                    let mut grad = p.grad().contiguous();
-                    let mut grad_slice = m.zeros_like();
-                    pg.reduce_scatter(&mut grad_slice, &mut grad, ReduceOp::Avg)?;
-                    let mut p_slice = p.narrow(0, rank * rows, rows).copy();
-                    rule.apply(&p_slice, &grad_slice, m, v);
-                    let mut full = p.shallow_clone();
-                    if full.is_contiguous() {
-                        pg.all_gather(&mut full, &mut p_slice)?;
-                    } else {
-                        let mut gathered = p.empty_like().contiguous();
-                        pg.all_gather(&mut gathered, &mut p_slice)?;
-                        full.copy_(&gathered);
-                    }
-                    Ok(())
-                })?;
+        tch::no_grad(|| -> Result<(), DistOptimError> {
+            // (1) Every reduce-scatter: this rank's rows of each averaged gradient.
+            let mut scatters = Vec::new();
+            for (group, moments) in self.groups.iter().zip(&self.moments) {
+                for (p, (m, _)) in group.params.iter().zip(moments) {
+                    let grad_slice = m.zeros_like();
+                    let work = pg.reduce_scatter_async(&grad_slice, &p.grad().contiguous(), ReduceOp::Avg)?;
+                    scatters.push((work, grad_slice));
+                }
             }
-        }
-        Ok(())
+            // (2) In the same order: update this rank's rows, then start the all-gather of the parameter
+            // (into the parameter itself when it is contiguous).
+            let (hyper, step) = (self.hyper, self.step);
+            let updates = self.groups.iter().zip(self.moments.iter_mut()).flat_map(|(group, moments)| {
+                let rule = hyper.rule(group.lr, step);
+                group.params.iter().zip(moments.iter_mut()).map(move |(p, moment)| (rule, p, moment))
+            });
+            let mut gathers = Vec::new();
+            for ((rule, p, (m, v)), (work, grad_slice)) in updates.zip(scatters) {
+                work.wait()?;
+                let rows = p.size()[0] / world_size;
+                let p_slice = p.narrow(0, rank * rows, rows).copy();
+                rule.apply(&p_slice, &grad_slice, m, v);
+                let target = if p.is_contiguous() { p.shallow_clone() } else { p.empty_like().contiguous() };
+                gathers.push((pg.all_gather_async(&target, &p_slice)?, target, p));
+            }
+            // (3) Wait for the all-gathers; copy into the parameters that are not contiguous.
+            for (work, gathered, p) in gathers {
+                work.wait()?;
+                if !p.is_contiguous() {
+                    p.shallow_clone().copy_(&gathered);
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The step count and this rank's moment slices as named tensors, for the per-rank optimizer

@@ -4,8 +4,13 @@
 //! chunk's W gradients, zero-padded when the chunk is short, hands each owner its averaged
 //! gradient; the owner applies [`MuonUpdate`] (the rule shared with [`Muon`]; momentum buffers live
 //! only on the owner); an all-gather of the chunk's updated parameters (padded again) leaves every
-//! rank with the same parameters. Collectives are issued synchronously, chunk by chunk, in the same
-//! order on every rank, on flat concatenations of the chunk's tensors.
+//! rank with the same parameters. Collectives run on flat concatenations of the chunk's tensors.
+//!
+//! A step first starts every reduce-scatter (group by group, chunk by chunk); then, group by group,
+//! waits for the group's reduce-scatters, updates the rank's matrices of the group together
+//! ([`MuonUpdate::apply_group`]: one Newton–Schulz on their stack) and
+//! starts the group's all-gathers, which run while the next group is updated; last it waits for the
+//! all-gathers and copies the gathered matrices in. Every rank issues the collectives in this order.
 use std::collections::{BTreeMap, HashMap};
 
 use tch::Tensor;
@@ -129,44 +134,75 @@ impl DistMuon {
             return Err(DistOptimError::MissingGradient { optimizer: NAME, param: param_name(i, p) });
         }
         let rule = self.rule();
-        let world_size = self.world_size;
-        for group in &self.groups {
-            let first = &self.params[group[0]];
+        tch::no_grad(|| self.step_collectives(pg, rule))
+    }
+
+    fn step_collectives(&mut self, pg: &ProcessGroup, rule: MuonUpdate) -> Result<(), DistOptimError> {
+        let (rank, world_size) = (self.rank, self.world_size);
+        let DistMuon { params, groups, buffers, .. } = self;
+        // (1) Every reduce-scatter: the owner of slot j of a chunk receives the average of gradient j.
+        let mut scatters = Vec::with_capacity(groups.len());
+        for group in groups.iter() {
+            let first = &params[group[0]];
             let (shape, options) = (first.size(), (first.kind(), first.device()));
             let numel = first.numel() as i64;
+            let mut works = Vec::new();
             for chunk in group.chunks(world_size) {
-                tch::no_grad(|| -> Result<(), DistOptimError> {
-                    let mine = chunk.get(self.rank).copied();
-                    // (1) Reduce-scatter: the owner of slot j receives the average of gradient j.
-                    let parts: Vec<Tensor> = (0..world_size)
-                        .map(|j| match chunk.get(j) {
-                            Some(&i) => self.params[i].grad().reshape([-1]),
-                            None => Tensor::zeros([numel], options),
-                        })
-                        .collect();
-                    let mut grads = Tensor::cat(&parts, 0);
-                    let mut grad = Tensor::zeros(shape.as_slice(), options);
-                    pg.reduce_scatter(&mut grad, &mut grads, ReduceOp::Avg)?;
-                    // (2) The owner updates its parameter.
-                    if let Some(i) = mine {
-                        let buf = self.buffers[i].get_or_insert_with(|| grad.zeros_like());
-                        rule.apply(&self.params[i], &mut grad, buf);
-                    }
-                    // (3) All-gather the chunk's parameters.
-                    let mut send = match mine {
-                        Some(i) => self.params[i].reshape([-1]).contiguous(),
+                let parts: Vec<Tensor> = (0..world_size)
+                    .map(|j| match chunk.get(j) {
+                        Some(&i) => params[i].grad().reshape([-1]),
                         None => Tensor::zeros([numel], options),
-                    };
-                    let mut gathered = Tensor::empty([world_size as i64 * numel], options);
-                    pg.all_gather(&mut gathered, &mut send)?;
-                    for (j, &i) in chunk.iter().enumerate() {
-                        if Some(i) != mine {
-                            let slot = gathered.narrow(0, j as i64 * numel, numel).view(shape.as_slice());
-                            self.params[i].shallow_clone().copy_(&slot);
-                        }
-                    }
-                    Ok(())
-                })?;
+                    })
+                    .collect();
+                let grad = Tensor::zeros(shape.as_slice(), options);
+                let work = pg.reduce_scatter_async(&grad, &Tensor::cat(&parts, 0), ReduceOp::Avg)?;
+                works.push((work, grad, chunk.get(rank).copied()));
+            }
+            scatters.push(works);
+        }
+        // (2) Group by group: the owned matrices' update, then the group's all-gathers.
+        let mut gathers = Vec::new();
+        for (group, works) in groups.iter().zip(scatters) {
+            let mut mine = Vec::new(); // (index, averaged gradient) of this rank's matrices
+            for (work, grad, owner) in works {
+                work.wait()?;
+                mine.extend(owner.map(|i| (i, grad)));
+            }
+            if !mine.is_empty() {
+                let owned: Vec<&Tensor> = mine.iter().map(|&(i, _)| &params[i]).collect();
+                let mut bufs: Vec<Tensor> = mine
+                    .iter()
+                    .map(|(i, g)| buffers[*i].get_or_insert_with(|| g.zeros_like()).shallow_clone())
+                    .collect();
+                let mut grads: Vec<Tensor> = mine.into_iter().map(|(_, g)| g).collect();
+                rule.apply_group(
+                    &owned,
+                    &mut grads.iter_mut().collect::<Vec<_>>(),
+                    &mut bufs.iter_mut().collect::<Vec<_>>(),
+                );
+            }
+            let first = &params[group[0]];
+            let (numel, options) = (first.numel() as i64, (first.kind(), first.device()));
+            for chunk in group.chunks(world_size) {
+                let send = match chunk.get(rank) {
+                    Some(&i) => params[i].reshape([-1]).contiguous(),
+                    None => Tensor::zeros([numel], options),
+                };
+                let gathered = Tensor::empty([world_size as i64 * numel], options);
+                let work = pg.all_gather_async(&gathered, &send)?;
+                gathers.push((work, gathered, chunk));
+            }
+        }
+        // (3) Every rank copies in the matrices it does not own.
+        for (work, gathered, chunk) in gathers {
+            work.wait()?;
+            let shape = params[chunk[0]].size();
+            let numel = params[chunk[0]].numel() as i64;
+            for (j, &i) in chunk.iter().enumerate() {
+                if j != rank {
+                    let slot = gathered.narrow(0, j as i64 * numel, numel).view(shape.as_slice());
+                    params[i].shallow_clone().copy_(&slot);
+                }
             }
         }
         Ok(())
