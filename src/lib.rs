@@ -2,6 +2,7 @@
 //! shared/reference/NANOCHAT.md). Each module is one concern; `cli` is the edge.
 pub mod build_info;
 pub mod chat;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -17,6 +18,7 @@ pub mod op_count;
 pub mod optim;
 pub mod paths;
 pub mod progress;
+pub mod pyrandom;
 pub mod report;
 pub mod serve;
 mod shim;

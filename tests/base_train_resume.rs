@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use nanochat::checkpoint::{self, LoopState};
 use nanochat::data::batch_source::{BatchError, BatchSource};
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::model::{Gpt, GptConfig};
 use nanochat::optim::{OptimizerSettings, Optimizers};
 use nanochat::train::base::{BaseLoop, LoopOutcome, LoopSettings};
-use nanochat::train::checkpoint::{self, LoopState};
 use nanochat::train::TrainError;
 use tch::{Device, Kind, Tensor};
 

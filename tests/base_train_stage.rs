@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nanochat::checkpoint;
 use nanochat::data::shard_writer::{write_shard, ShardWriterOptions};
 use nanochat::train::batch_fit::SIMULATED_MAX_DEVICE_BATCH;
-use nanochat::train::checkpoint;
 
 const TINY: &[&str] = &[
     "--preset",

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chat_fixtures::{chat_base, golden, golden_dir, golden_encoder};
 use nanochat::chat::tasks::{EvalType, SharedTask, Task, TaskError};
 use nanochat::chat::{ChatRenderer, ChatTokens, Conversation};
+use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::model::Gpt;
 use nanochat::optim::{OptimizerSettings, Optimizers};
 use nanochat::train::rl::{self, sampling_seed, RlTasks};
 use nanochat::train::rl_loss::{backward_passes, Rollouts};
-use nanochat::train::source::SourceCheckpoint;
 use nanochat::train::StageOptions;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -309,8 +309,8 @@ fn three_steps_follow_the_reference() {
     assert!(log.iter().any(|l| l["metrics"]["pass@2"].is_number() && l["step"] == 2));
     // Checkpoints are labelled with the updates done: 2 (periodic) and 3 (final).
     for (label, tolerance) in [(2usize, 1e-4), (3, 1e-4)] {
-        let path = nanochat::train::checkpoint::model_path(&dir, label as u64);
-        let weights = nanochat::train::checkpoint::read_tensors(&path).unwrap();
+        let path = nanochat::checkpoint::model_path(&dir, label as u64);
+        let weights = nanochat::checkpoint::read_tensors(&path).unwrap();
         for (name, norm) in steps[label - 1]["param_norms"].as_object().unwrap() {
             let ours = weights[name].to_kind(Kind::Double).norm().double_value(&[]);
             close(ours, norm.as_f64().unwrap(), tolerance, &format!("norm of {name} after {label} updates"));
@@ -357,7 +357,7 @@ fn a_stopped_run_resumes_exactly() {
     let err = run(&stopped, ParityReward::gsm8k(&stopped.paths, Some(3 * 4)), false).unwrap_err();
     assert!(err.to_string().contains("stopped"), "{err}");
     let dir = stopped.paths.checkpoints("rl", 2);
-    assert_eq!(nanochat::train::checkpoint::latest_step(&dir), Some(2));
+    assert_eq!(nanochat::checkpoint::latest_step(&dir), Some(2));
     let resumed = run(&stopped, ParityReward::gsm8k(&stopped.paths, None), true).unwrap();
     assert_eq!(resumed.steps, 5);
     assert_eq!(resumed.rewards, outcome.rewards[2..], "the resumed steps sample as the uninterrupted run");

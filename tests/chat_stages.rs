@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_fixtures::chat_base;
+use nanochat::checkpoint;
 use nanochat::train::batch_fit::SIMULATED_MAX_DEVICE_BATCH;
-use nanochat::train::checkpoint;
 
 const MID: &[&str] = &[
     "--preset",

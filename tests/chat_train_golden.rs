@@ -91,7 +91,7 @@ fn midtraining_follows_the_reference() {
         assert_eq!(ours["muon_momentum"].as_f64(), m.as_f64(), "momentum warm-up restarts (step {s})");
     }
     assert!(log.iter().any(|l| l["smoothed_loss"].is_number() && l["loss"].is_number()));
-    let meta = nanochat::train::checkpoint::load_meta(&dir.path().join("mid_d2"), 5).unwrap();
+    let meta = nanochat::checkpoint::load_meta(&dir.path().join("mid_d2"), 5).unwrap();
     assert_eq!(meta.model_config.n_layer, 2);
 }
 
@@ -134,8 +134,7 @@ fn sft_follows_the_reference() {
     close(val[1], reference_val[1]["loss"].as_f64().unwrap(), 1e-4, "sft val loss at the end");
     assert_eq!(outcome.metrics, reference["evals"]["metrics"]);
     let sft_dir = dir.path().join("sft_d2");
-    let weights =
-        nanochat::train::checkpoint::read_tensors(&nanochat::train::checkpoint::model_path(&sft_dir, 4)).unwrap();
+    let weights = nanochat::checkpoint::read_tensors(&nanochat::checkpoint::model_path(&sft_dir, 4)).unwrap();
     for (name, norm) in reference["final_param_norms"].as_object().unwrap() {
         let ours = weights[name].to_kind(tch::Kind::Double).norm().double_value(&[]);
         close(ours, norm.as_f64().unwrap(), 1e-5, &format!("final norm of {name}"));

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use nanochat::checkpoint;
 use nanochat::model::{Gpt, GptConfig};
-use nanochat::train::checkpoint;
 use tch::{Device, Kind, Tensor};
 
 fn python(script: &str, args: &[&Path]) -> String {

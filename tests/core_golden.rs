@@ -9,12 +9,12 @@ mod chat_fixtures;
 use std::path::PathBuf;
 
 use chat_fixtures::{golden_encoder, root};
+use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::eval::core::bundle::CoreExample;
 use nanochat::eval::core::prompts::{fewshot_indices, render_prompts};
 use nanochat::eval::core::scoring::tokenize;
 use nanochat::eval::core::{evaluate_task, CoreBundle, CoreResults};
-use nanochat::train::source::SourceCheckpoint;
 use serde_json::Value;
 
 fn core_dir() -> PathBuf {

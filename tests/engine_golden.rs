@@ -5,8 +5,8 @@
 mod chat_fixtures;
 
 use chat_fixtures::{golden, golden_dir, golden_encoder};
+use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
-use nanochat::train::source::SourceCheckpoint;
 
 #[test]
 fn generations_match_the_reference_engine() {

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nanochat::data::numpy_random::{numpy_permutation, Pcg64, SeedSequence};
-use nanochat::data::python_random::{
+use nanochat::pyrandom::numpy::{numpy_permutation, Pcg64, SeedSequence};
+use nanochat::pyrandom::python::{
     cpython_int_hash, cpython_tuple_hash_small_ints, sample_setsize, PyRandom, PyRandomError,
 };
 use serde_json::{json, Value};

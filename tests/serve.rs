@@ -13,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_fixtures::{golden_dir, golden_encoder, root};
+use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::engine::chat_engine::Engine;
 use nanochat::serve::request::{Role, Turn};
 use nanochat::serve::workers::{prompt_tokens, settings};
-use nanochat::train::source::SourceCheckpoint;
 use serde_json::{json, Value};
 
 /// A running server; killed on drop. Its log (stderr) goes to a file.

@@ -15,8 +15,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::calculator::use_calculator;
 use crate::chat::ChatTokens;
-use crate::data::python_random::PyRandom;
 use crate::model::{Gpt, KvCache};
+use crate::pyrandom::python::PyRandom;
 use crate::tokenizer::{BpeEncoder, TokenizerError};
 
 /// What the engine needs of a model: the next-token logits (B, V) after ids (B, T), continuing a

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use tch::Device;
 
+use crate::checkpoint::source::{SourceCheckpoint, SourceError};
 use crate::model::Gpt;
 use crate::paths::Paths;
 use crate::tokenizer::{artifacts, BpeEncoder};
-use crate::train::source::{SourceCheckpoint, SourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -15,13 +15,13 @@ use tch::{Device, Tensor};
 
 use super::base_eval::{bundle_source, examples_per_task};
 use super::batch_fit;
-use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::{
     due, grad_accum_steps, prepare_output_dir, stage_precision, stream_positions, token_bytes_tensor, StageOptions,
     TrainError, UNTIMED_STEPS,
 };
+use crate::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::config::{BaseTrainConfig, RunConfig};
 use crate::data::batch_source::{BatchError, BatchSource};
 use crate::data::dataloader::{DistributedLoader, LoaderConfig, LoaderPosition};

@@ -67,7 +67,7 @@ pub fn record_bpb_evaluation(
     metrics: &mut MetricsLog,
     step: i64,
     totals: &crate::eval::bpb::BpbTotals,
-    state: &mut super::checkpoint::LoopState,
+    state: &mut crate::checkpoint::LoopState,
 ) -> Result<f64, MetricsError> {
     let bpb = totals.bpb();
     crate::progress::suspend_bars(|| log::info!("Step {step:05} | Validation bpb: {bpb:.4}"));

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::batch_fit::{fit_stage_batch, BatchSettings};
-use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::{
@@ -21,6 +20,7 @@ use super::{
 };
 use crate::chat::batches::{ConversationStream, StreamBatch, StreamPosition, StreamSlot};
 use crate::chat::tasks::catalog::{mid_train_mixture, mid_val_mixture};
+use crate::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::config::{MidTrainConfig, RunConfig};
 use crate::dist::{Cluster, ReduceOp};
 use crate::eval::bpb::{batch_totals, BpbTotals};

@@ -1,18 +1,16 @@
 //! Training: the stages, one file each that reads top to bottom like the reference's script
 //! (settings, data, model and optimizers, the loop, the checkpoint, the report section), and the
-//! pieces they share: the source checkpoint, the optimizer step, checkpoints, the metrics log
-//! (NANOCHAT.md §4, §5).
+//! pieces they share: the optimizer step, the device batch fit, the metrics log (NANOCHAT.md §4,
+//! §5). Checkpoints and the source checkpoint a stage starts from are [`crate::checkpoint`].
 pub mod base;
 pub mod base_eval;
 pub mod batch_fit;
-pub mod checkpoint;
 pub mod metrics;
 pub mod mid;
 pub mod optimizer_step;
 pub mod rl;
 pub mod rl_loss;
 pub mod sft;
-pub mod source;
 
 use std::path::PathBuf;
 
@@ -20,6 +18,7 @@ use tch::Tensor;
 
 use crate::chat::batches::ChatBatchError;
 use crate::chat::tasks::TaskError;
+use crate::checkpoint::{self, source};
 use crate::dist::DistError;
 use crate::optim::DistOptimError;
 use crate::tokenizer::{artifacts, TokenizerError};

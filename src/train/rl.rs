@@ -21,7 +21,6 @@
 //! max_new_tokens); the reference fixes 1.0, 50 and 256 there, its defaults.
 use std::time::Instant;
 
-use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, StepRecord};
 use super::optimizer_step::{apply_update, StepSchedule};
 use super::rl_loss::{backward_passes, Rollouts};
@@ -31,14 +30,15 @@ use crate::chat::conversation::Conversation;
 use crate::chat::tasks::gsm8k::Gsm8k;
 use crate::chat::tasks::{SharedTask, Slice, Sliced};
 use crate::chat::ChatRenderer;
+use crate::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::config::{ChatRlConfig, RunConfig};
-use crate::data::python_random::cpython_tuple_hash_small_ints;
 use crate::dist::{Cluster, ReduceOp};
 use crate::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use crate::model::Gpt;
 use crate::optim::{OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
+use crate::pyrandom::python::cpython_tuple_hash_small_ints;
 use crate::report::ReportSection;
 use crate::tokenizer::artifacts;
 

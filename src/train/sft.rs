@@ -16,7 +16,6 @@ use std::time::Instant;
 use tch::Kind;
 
 use super::batch_fit::{fit_stage_batch, BatchSettings};
-use super::checkpoint::{self, CheckpointMeta, LoopState};
 use super::metrics::{MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
 use super::{due, prepare_output_dir, stream_positions, StageOptions, TrainError, UNTIMED_STEPS};
@@ -26,6 +25,7 @@ use crate::chat::tasks::catalog::{sft_train_mixture, sft_val_task};
 use crate::chat::tasks::mmlu::Mmlu;
 use crate::chat::tasks::{SharedTask, Slice, Sliced};
 use crate::chat::{ChatRenderer, MAX_CONVERSATION_TOKENS};
+use crate::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::config::{ChatSftConfig, RunConfig};
 use crate::dist::{Cluster, ReduceOp};
 use crate::eval::categorical::categorical_accuracy;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::TaskError;
-use crate::data::numpy_random::numpy_permutation;
 use crate::data::parquet_rows::{read_rows, split_files};
 use crate::paths::Paths;
+use crate::pyrandom::numpy::numpy_permutation;
 
 /// The seed of every task dataset's shuffle (§5.2).
 pub const DATASET_SHUFFLE_SEED: u64 = 42;

@@ -2,7 +2,7 @@
 //! shuffled once with `random.Random(42)`; passing a task twice oversamples it.
 use super::{Examples, SharedTask, TaskError};
 use crate::chat::conversation::Conversation;
-use crate::data::python_random::PyRandom;
+use crate::pyrandom::python::PyRandom;
 
 /// The mixture shuffle's seed (§5.2).
 pub const MIXTURE_SEED: i64 = 42;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::{answers_match, EvalType, Examples, TaskError};
 use crate::chat::conversation::{Conversation, Message, Part, PartKind, Role};
-use crate::data::python_random::PyRandom;
 use crate::paths::Paths;
+use crate::pyrandom::python::PyRandom;
 
 /// The word list file in the chat extras directory (manifests/data/chat_data.toml).
 pub const WORD_LIST_FILE: &str = "words_alpha.txt";

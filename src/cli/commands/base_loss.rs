@@ -7,6 +7,7 @@ use anyhow::Context;
 use tch::Tensor;
 
 use super::launch::{launch_or_join, Role};
+use crate::checkpoint;
 use crate::cli::{GlobalOptions, LaunchArgs};
 use crate::data::batch_source::BatchSource;
 use crate::data::dataloader::{DistributedLoader, LoaderConfig};
@@ -20,7 +21,6 @@ use crate::model::Gpt;
 use crate::report::ReportSection;
 use crate::tokenizer::artifacts;
 use crate::train::base::SAMPLE_PROMPTS;
-use crate::train::checkpoint;
 
 pub fn run(global: &GlobalOptions, launch: &LaunchArgs) -> anyhow::Result<()> {
     let Role::Worker { ctx, group, device } = launch_or_join(global, launch, "base-loss")? else { return Ok(()) };

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::checkpoint;
 use crate::cli::{CheckpointCommand, GlobalOptions};
-use crate::train::checkpoint;
 
 pub fn run(global: &GlobalOptions, command: &CheckpointCommand) -> anyhow::Result<()> {
     match command {

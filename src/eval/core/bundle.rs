@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::CoreError;
-use crate::data::python_random::PyRandom;
+use crate::pyrandom::python::PyRandom;
 
 /// The task list inside a bundle directory.
 pub const CORE_YAML: &str = "core.yaml";

@@ -12,7 +12,7 @@
 //!
 //! `trim` and the strip are Python's `str.strip()`.
 use super::bundle::CoreExample;
-use crate::data::python_random::{PyRandom, PyRandomError};
+use crate::pyrandom::python::{PyRandom, PyRandomError};
 
 /// Base of the few-shot seed: example `idx` draws with Random(FEWSHOT_SEED + idx) (§6.1).
 pub const FEWSHOT_SEED: i64 = 1234;

@@ -3,6 +3,8 @@
 //! temporary name and renamed; the meta file goes last, so a checkpoint exists only once complete.
 //! A write that runs out of space says how much it needed ([`crate::fsutil::NoSpace`]); the
 //! checkpoints already written stay as they were.
+pub mod source;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
-use super::checkpoint::{self, CheckpointError};
+use crate::checkpoint::{self, CheckpointError};
 use crate::model::{Gpt, GptConfig, Precision};
 use crate::paths::Paths;
 
