@@ -1,21 +1,21 @@
-//! The calculator tool (NANOCHAT.md §7) against the real Python: thousands of seeded random expressions —
-//! arithmetic with small, big, comma-separated and zero-padded ints, floats, every operator, unary signs,
-//! parentheses and malformed text; string expressions with `.count(` on random words, both quotes,
-//! concatenation, method chains, keyword operators, forbidden words and commas; random token sequences —
-//! plus fixed edge cases (nesting limits, the 4300-digit limits, float rounding), are evaluated in one batch
-//! by a Python script that
-//! applies the reference's `use_calculator` rules, and compared one by one: the value's `str()`, or `None`,
-//! or the filters' rejection, or the exception's class.
+//! The calculator tool (NANOCHAT.md §7) against the real Python: thousands of seeded random expressions of
+//! the two forms the model emits — arithmetic with small, big, comma-separated and zero-padded ints, floats,
+//! every operator, unary signs, parentheses and malformed text, and `'word'.count('x')` with both quotes,
+//! spaces, commas, forbidden words, refused characters and malformed text — plus fixed edge cases (float
+//! rounding, huge ints, the 4300-digit limits), are evaluated in one batch by a Python script that applies
+//! the reference's `use_calculator` rules, and compared one by one: the value's `str()`, or the filters'
+//! rejection, or the exception's class. Where ours gives no output as unsupported, Python must give none
+//! either; what Python evaluates and ours does not (`()`, `...`, other string forms, long expressions) is
+//! the second test.
 //!
-//! The calculator follows CPython 3.11 whichever Python made the venv (any of 3.10-3.13; 3.12 gives ints an
-//! `is_integer` method, for one), so the interpreter is `$NANOCHAT_CALC_PYTHON`, else `python3.11` on PATH
-//! (Debian 12's python3); the script refuses another version.
+//! The interpreter is `$NANOCHAT_CALC_PYTHON`, else `python3.11` on PATH (Debian 12's python3): the
+//! calculator follows CPython 3.11 whichever Python made the venv, and the script refuses another version.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use nanochat::engine::calculator::{calculate, use_calculator, CalcError};
+use nanochat::engine::calculator::{calculate, use_calculator, CalcError, MAX_TOKENS};
 
 /// The reference's `use_calculator` ([A'] 10231df) and `eval_with_timeout` without the alarm, reporting
 /// which way it returns nothing: `["ok", str(value)]`, `["none"]`, `["rejected"]` or `["exc", class]`
@@ -104,14 +104,20 @@ fn python_outcomes(exprs: &[String]) -> Vec<Vec<String>> {
 fn rust_outcome(expr: &str) -> Vec<String> {
     let outcome = match calculate(expr) {
         Ok(s) => vec!["ok".to_string(), s],
-        Err(CalcError::NoneValue) => vec!["none".to_string()],
         Err(CalcError::Rejected) => vec!["rejected".to_string()],
-        Err(CalcError::Raised(e)) => vec!["exc".to_string(), e.name().to_string()],
-        Err(other) => vec!["not comparable".to_string(), other.to_string()],
+        Err(CalcError::Raised(class)) => vec!["exc".to_string(), class.to_string()],
+        Err(CalcError::Unsupported) => vec!["unsupported".to_string()],
     };
     // The engine's view must agree with the detailed one.
     assert_eq!(use_calculator(expr), if outcome[0] == "ok" { Some(outcome[1].clone()) } else { None }, "{expr}");
     outcome
+}
+
+/// Whether the text has neither of the arithmetic atoms left to the second test: `()` (spaces allowed
+/// inside) and `...`.
+fn evaluated_here(expr: &str) -> bool {
+    let packed = expr.replace(' ', "");
+    !packed.contains("()") && !packed.contains("...")
 }
 
 /// xorshift64*: a small seeded generator, so every run tests the same expressions.
@@ -210,7 +216,7 @@ fn arith_number(rng: &mut Rng) -> String {
             format!("0.{}{}", "0".repeat(zeros), rng.digits_up(1, 3))
         }
         17 => format!("{}.0", rng.digits_up(300, 20)),
-        18 => rng.pick(&["()", "...", "0", "00", "0.0", "1", "2", "10"]).to_string(),
+        18 => rng.pick(&["0", "00", "0.0", "1", "2", "10"]).to_string(),
         _ => {
             let n = 1 + rng.below(6);
             let mut s = rng.digits(n);
@@ -270,15 +276,17 @@ fn arithmetic_case(rng: &mut Rng) -> String {
     let depth = 1 + rng.below(4);
     let e = arith_expr(rng, depth);
     if rng.one_in(8) {
-        mutate(rng, &e, &["1", "0", ".", "*", "/", "+", "-", "(", ")", " ", ",", "**", "//"])
-    } else {
-        e
+        let m = mutate(rng, &e, &["1", "0", ".", "*", "/", "+", "-", "(", ")", " ", ",", "**", "//"]);
+        if evaluated_here(&m) {
+            return m;
+        }
     }
+    e
 }
 
-// ---- string path --------------------------------------------------------------------------------------
+// ---- the .count path ----------------------------------------------------------------------------------
 
-const WORDS: [&str; 24] = [
+const WORDS: [&str; 26] = [
     "strawberry",
     "banana",
     "Mississippi",
@@ -303,6 +311,8 @@ const WORDS: [&str; 24] = [
     "supercalifragilistic",
     "  spaced  ",
     "r2d2",
+    "it's",
+    ".count(",
 ];
 
 fn random_word(rng: &mut Rng) -> String {
@@ -312,184 +322,47 @@ fn random_word(rng: &mut Rng) -> String {
     let len = rng.below(10);
     (0..len)
         .map(|_| {
-            let pool = if rng.one_in(6) { "ABCDEFG _.()019" } else { "abcdeilnorstuy" };
+            let pool = if rng.one_in(6) { "ABCDEFG _.()019\"" } else { "abcdeilnorstuy" };
             let k = rng.below(pool.len());
             pool.as_bytes()[k] as char
         })
         .collect()
 }
 
-/// One string literal: random quotes, sometimes a prefix or triple quotes, sometimes the other quote inside.
+/// A string literal in random quotes, the other one where the text holds a quote.
 fn string_literal(rng: &mut Rng, content: &str) -> String {
-    let quote = if rng.one_in(2) { '\'' } else { '"' };
-    let other = if quote == '\'' { '"' } else { '\'' };
-    let mut content = content.to_string();
-    if rng.one_in(12) {
-        let at = rng.below(content.len() + 1);
-        content.insert(at, other);
-    }
-    let prefix = if rng.one_in(10) { rng.pick(&["r", "u", "f", "R", "U", "F", "rf", "Fr", "fR"]) } else { "" };
-    if rng.one_in(15) {
-        format!("{prefix}{q}{q}{q}{content}{q}{q}{q}", q = quote)
-    } else {
-        format!("{prefix}{quote}{content}{quote}")
+    let quote = if content.contains('\'') || (!content.contains('"') && rng.one_in(2)) { '"' } else { '\'' };
+    format!("{quote}{content}{quote}")
+}
+
+fn needle(rng: &mut Rng, word: &str) -> String {
+    match rng.below(8) {
+        0 => random_word(rng),
+        1 => String::new(),
+        2 => rng.pick(&["an", "ss", "rr", "ana", "issi", "aa", "ll", "o.o"]).to_string(),
+        3 => rng.pick(&["R", "A", " ", "_", ".", "(", "'", "x"]).to_string(),
+        _ if !word.is_empty() => {
+            let k = rng.below(word.len());
+            word[k..=k].to_string()
+        }
+        _ => "a".to_string(),
     }
 }
 
-/// A literal of one of `choices`.
-fn lit_of(rng: &mut Rng, choices: &[&str]) -> String {
-    let c = rng.pick(choices);
-    string_literal(rng, c)
-}
-
-/// A string-valued expression: literals (maybe concatenated), maybe parenthesized, then str methods.
-fn string_value(rng: &mut Rng) -> String {
+fn count_case(rng: &mut Rng) -> String {
     let word = random_word(rng);
-    let mut s = if rng.one_in(5) && word.len() > 1 {
-        let cut = rng.below(word.len());
-        let (a, b) = word.split_at(cut);
-        let sep = rng.pick(&["", " ", "  "]);
-        format!("{}{sep}{}", string_literal(rng, a), string_literal(rng, b))
-    } else {
-        string_literal(rng, &word)
-    };
-    if rng.one_in(5) {
-        s = format!("({s})");
-    }
-    for _ in 0..rng.below(3) {
-        let method = match rng.below(16) {
-            0 => ".lower()".to_string(),
-            1 => ".upper()".to_string(),
-            2 => ".strip()".to_string(),
-            3 => ".title()".to_string(),
-            4 => ".capitalize()".to_string(),
-            5 => ".swapcase()".to_string(),
-            6 => ".casefold()".to_string(),
-            7 => ".lstrip()".to_string(),
-            8 => ".rstrip()".to_string(),
-            9 => format!(".strip({})", lit_of(rng, &["a", "ab", " ", "xyz", ""])),
-            10 => format!(".removeprefix({})", lit_of(rng, &["a", "st", "b", ""])),
-            11 => format!(".removesuffix({})", lit_of(rng, &["y", "rry", "a", ""])),
-            12 => ".format()".to_string(),
-            13 => ".expandtabs()".to_string(),
-            14 => format!(".lstrip({})", lit_of(rng, &["s", "a", "Ms"])),
-            _ => format!(".rstrip({})", lit_of(rng, &["y", "r", "ry"])),
-        };
-        s.push_str(&method);
-    }
-    s
-}
-
-fn count_argument(rng: &mut Rng) -> String {
-    match rng.below(14) {
-        0..=6 => {
-            let letter = rng.pick(&["r", "a", "s", "l", "o", "e", "p", "R", "A", " ", "_", "."]);
-            string_literal(rng, letter)
-        }
-        7 => lit_of(rng, &["an", "ss", "rr", "ana", "issi", "", "ll"]),
-        8 => string_value(rng),
-        9 => rng.pick(&["", "1", "x", "None", "True", "5 .real", "0x1f"]).to_string(),
-        10 => format!("({})", string_literal(rng, "a")),
-        11 => string_literal(rng, "a") + " " + &string_literal(rng, "n"),
-        12 => "'a' if 1 else 'b'".to_string(),
-        _ => {
-            let w = random_word(rng);
-            string_literal(rng, &w)
-        }
-    }
-}
-
-fn count_expr(rng: &mut Rng) -> String {
-    let mut s = format!("{}.count({})", string_value(rng), count_argument(rng));
-    if rng.one_in(4) {
-        let suffix = rng.pick(&[
-            ".bit_length()",
-            ".real",
-            ".bit_count()",
-            ".conjugate()",
-            ".numerator",
-            ".denominator",
-            ".imag",
-            ".as_integer_ratio()",
-            ".is_integer()",
-            ".count('a')",
-            ".real.bit_length()",
-            ".as_integer_ratio().count(1)",
-            "()",
-            ".upper()",
-        ]);
-        s.push_str(suffix);
-    }
-    s
-}
-
-fn other_value(rng: &mut Rng) -> String {
-    let w = random_word(rng);
-    let lit = string_literal(rng, &w);
-    let arg = lit_of(rng, &["a", " ", "r", "an", "", "x"]);
-    match rng.below(24) {
-        0 => format!("{lit}.split()"),
-        1 => format!("{lit}.split({arg})"),
-        2 => format!("{lit}.rsplit({arg})"),
-        3 => format!("{lit}.partition({arg})"),
-        4 => format!("{lit}.rpartition({arg})"),
-        5 => format!("{lit}.find({arg})"),
-        6 => format!("{lit}.rfind({arg})"),
-        7 => format!("{lit}.index({arg})"),
-        8 => format!("{lit}.startswith({arg})"),
-        9 => format!("{lit}.endswith({arg})"),
-        10 => format!("{lit}{}", rng.pick(&[".isdigit()", ".isalpha()", ".isalnum()", ".islower()", ".isupper()"])),
-        11 => {
-            format!("{lit}{}", rng.pick(&[".istitle()", ".isspace()", ".isidentifier()", ".isascii()", ".isdecimal()"]))
-        }
-        12 => format!("{lit}.split().count({arg})"),
-        13 => format!("{lit}.split({arg}).index({arg})"),
-        14 => format!("{lit}.partition({arg}).count({arg})"),
-        15 => rng
-            .pick(&["(5).bit_length()", "0x1f .bit_count()", "1_000 .real", "1.5.is_integer()", "1e5 .hex()"])
-            .to_string(),
-        16 => rng
-            .pick(&[
-                "1.5.as_integer_ratio()",
-                "0.1 .hex()",
-                "2.0.is_integer()",
-                "0o17 .numerator",
-                "0b101 .bit_length()",
-            ])
-            .to_string(),
-        17 => rng.pick(&["True", "False", "None", "...", "()", "x", "1", "0", "1.5", "1e999", "07.5"]).to_string(),
-        18 => format!("{lit}.splitlines()"),
-        19 => format!("{lit}.split().pop()"),
-        20 => format!("{lit}.split().copy()"),
-        21 => format!("{lit}.split().append({arg})"),
-        22 => format!("{lit}.startswith({lit}.partition({arg}))"),
-        _ => string_value(rng),
-    }
-}
-
-fn string_case(rng: &mut Rng) -> String {
-    let e = match rng.below(12) {
-        0..=4 => count_expr(rng),
-        5 => format!("{} {} {}", count_expr(rng), rng.pick(&["and", "or"]), other_value(rng)),
-        6 => format!("{} {} {}", other_value(rng), rng.pick(&["and", "or"]), count_expr(rng)),
-        7 => format!("not {}", count_expr(rng)),
-        8 => format!("{} if {} else {}", other_value(rng), count_expr(rng), other_value(rng)),
-        9 => format!(
-            "{} {} {} and {}",
-            lit_of(rng, &["a", "r", "ab", ""]),
-            rng.pick(&["in", "not in"]),
-            other_value(rng),
-            count_expr(rng)
-        ),
-        10 => format!("({}) {}", count_expr(rng), rng.pick(&["", "and 1", "or 0", "if 1else 0", "and None"])),
-        _ => {
-            // A forbidden word in the literal.
-            let bad = rng.pick(&["directory", "open", "profile", "evaluate", "inputs", "vars", "a__b", "Dir"]);
-            format!("{}.count('r')", string_literal(rng, bad))
-        }
-    };
+    let sub = needle(rng, &word);
+    let (hay, sub) = (string_literal(rng, &word), string_literal(rng, &sub));
+    let (s1, s2, s3, s4) = (rng.space(), rng.space(), rng.space(), rng.space());
+    let e = format!("{s1}{hay}{s2}.count({s3}{sub}{s4}){}", rng.space());
     match rng.below(14) {
         0 => {
+            // A forbidden word (in any case) in the literal.
+            let bad =
+                rng.pick(&["directory", "open", "profile", "evaluate", "inputs", "vars", "a__b", "Dir", "IMPORT"]);
+            format!("{}.count('r')", string_literal(rng, bad))
+        }
+        1 => {
             // Commas, which the reference removes anywhere.
             let mut chars: Vec<char> = e.chars().collect();
             for _ in 0..1 + rng.below(2) {
@@ -498,79 +371,22 @@ fn string_case(rng: &mut Rng) -> String {
             }
             chars.into_iter().collect()
         }
-        1 => mutate(rng, &e, &["'", "\"", "(", ")", ".", " ", "a", "1", "-", "?", "_"]),
+        2 => {
+            let method = rng.pick(&[".count ('a')", ". count('a')", ".upper()", ".counts('a')"]);
+            format!("{}{method}", string_literal(rng, "banana"))
+        }
+        3 => {
+            let refused = rng.pick(&["café", "a-b", "a+b", "why?", "a\tb"]);
+            format!("{}.count('a')", string_literal(rng, refused))
+        }
+        4 => mutate(rng, &e, &["'", "\"", "(", ")", ".", " ", "a", "1", "-", "?", "_"]),
         _ => e,
     }
 }
 
-// ---- token soup: random token sequences, mostly malformed, to probe the tokenizer and the parser -------
+// ---- arithmetic token soup: random token sequences, mostly malformed, for the tokenizer and the parser ---
 
-const SOUP_STRING: &[&str] = &[
-    "'a'",
-    "\"b\"",
-    "'abc'",
-    "''",
-    "\"it's\"",
-    "'x y'",
-    "'''q'''",
-    "r'r'",
-    "f'f'",
-    "u'u'",
-    "'aab'",
-    "\"A_b.(c)\"",
-    "0",
-    "1",
-    "5",
-    "07",
-    "1_0",
-    "0x1f",
-    "0b1",
-    "0o7",
-    "1.5",
-    ".5",
-    "5.",
-    "1e5",
-    "1e999",
-    "00",
-    "2",
-    "1_",
-    "x",
-    "True",
-    "False",
-    "None",
-    "not",
-    "and",
-    "or",
-    "in",
-    "not in",
-    "if",
-    "else",
-    "lambda",
-    "_",
-    "match",
-    "(",
-    ")",
-    ".",
-    "...",
-    "(",
-    ")",
-    ".count(",
-    ".count('a')",
-    ".upper()",
-    ".lower",
-    ".split()",
-    ".real",
-    ".bit_length()",
-    ".partition('a')",
-    ".find('a')",
-    ".strip(",
-    ".title()",
-    ".isdigit()",
-    ".pop()",
-    ".index(",
-];
-
-const SOUP_ARITH: &[&str] = &[
+const SOUP: &[&str] = &[
     "1",
     "2",
     "0",
@@ -592,30 +408,21 @@ const SOUP_ARITH: &[&str] = &[
     ")",
     "(",
     ")",
+    "(2)",
+    "(1.5)",
     ".",
-    "...",
-    "()",
 ];
 
-fn soup(rng: &mut Rng, vocabulary: &[&str]) -> String {
-    let n = 1 + rng.below(9);
-    let mut s = String::new();
-    for _ in 0..n {
-        s.push_str(rng.pick(vocabulary));
-        s.push_str(rng.pick(&["", "", " "]));
-    }
-    s
-}
-
 fn soup_case(rng: &mut Rng) -> String {
-    if rng.one_in(3) {
-        return soup(rng, SOUP_ARITH);
-    }
-    let s = soup(rng, SOUP_STRING);
-    if s.contains(".count(") || rng.one_in(10) {
-        s
-    } else {
-        format!("{s}{}{}", rng.pick(&["", " "]), count_expr(rng))
+    loop {
+        let mut s = String::new();
+        for _ in 0..1 + rng.below(9) {
+            s.push_str(rng.pick(SOUP));
+            s.push_str(rng.pick(&["", "", " "]));
+        }
+        if evaluated_here(&s) {
+            return s;
+        }
     }
 }
 
@@ -629,13 +436,19 @@ fn edge_cases() -> Vec<String> {
         "1,000*2",
         "2**3",
         "1/0",
+        "1//0",
+        "1.0/0",
+        "1//0.0",
+        "0.0/0.0",
         "'strawberry'.count('r')",
         "\"a,b\".count(\",\")",
         "0.1+0.2",
         "7//2",
         "-7//2",
+        "7//-2",
         "7.0//2",
         "-7.0//2",
+        "7.5//-2",
         "1e5",
         "0/-5",
         "-0/5",
@@ -653,6 +466,7 @@ fn edge_cases() -> Vec<String> {
         "00",
         "0",
         "012",
+        "012.",
         "1.2.3",
         "1 2",
         "(1+2",
@@ -662,29 +476,17 @@ fn edge_cases() -> Vec<String> {
         "- - -1",
         "+-+-3",
         "  3*4",
-        "()",
-        "()*3",
-        "3*()",
-        "()+()",
-        "-()",
-        "...",
-        "...*2",
-        "....",
         "(1)(2)",
-        "1()",
-        "()()",
-        "(1)(*())",
+        "(1)(1/0)",
+        "1 (2",
+        "(1).",
         "(1)(*1)",
         "1 .5",
         "1..5",
-        "1...",
+        "1....5",
         "3/ /2",
         "3 //2",
         "1///2",
-        "()*9223372036854775807",
-        "()*9223372036854775808",
-        "()*-9223372036854775808",
-        "()*-9223372036854775809",
         "9007199254740993/1",
         "9007199254740995/1",
         "9007199254740993*1.0",
@@ -696,139 +498,17 @@ fn edge_cases() -> Vec<String> {
         "0.0//1",
         "-0.0//1",
         "0.0//-1",
-        "'abc'.count('a').real",
-        "'banana'.count('an').bit_length()",
-        "'Mississippi'.lower().count('s')",
-        "'they''re'.title().count('R')",
-        "'it''s'.count('s') and 'it''s'.partition('x')",
-        "'it''s'.count('s') and \"it's\".partition('x')",
-        "'abc'.count(1)",
-        "'abc'.count()",
-        "x.count('a')",
-        "True.count('a')",
-        "'abc'.count('a').is_integer()",
         "'abc'.count('a'",
         "'abc.count('a')",
-        "'a'.split('').count('a')",
-        "'directory'.count('r')",
-        "'abc'.upper()",
+        "'abc'.count(a')",
+        "'abc'.count('a')'",
+        "''.count('')",
+        "''.count('a')",
+        "'''.count('a')",
+        "'dir'.count('d')",
         "'a-b'.count('a')",
+        "x.count('a')",
         "'x'.__class__.count('x')",
-        "'abc'.count('a') and 'x y'.split()",
-        "'a' in 'abc' and 'abc'.count('z')",
-        "'a b'.split().sort() or 'abc'.count('b')",
-        "'a b'.split().sort() and 'x'.count('x')",
-        "'abc'.count('a').as_integer_ratio()",
-        "'abc'.count('a')if 1else 0",
-        "'abc'.count('a') if 1 else x",
-        "x if 0 else 'a'.count('a')",
-        "'''a'b'''.count('a')",
-        "''''a'''.count('a')",
-        "'''''.count('a')",
-        "b'a' 'b'.count('a')",
-        "'a' b'b'.count('a')",
-        "ub'a'.count('a')",
-        "rb''.count('a') if 0 else 1 .count",
-        "'a'.count('a') and 0x1for",
-        "'a'.count('a') and 1if 1else 0",
-        "'a'.count('a') and 1abc",
-        "'a'.count('a') and 0b1012",
-        "'a'.count('a') and 0o18",
-        "'a'.count('a') and 0x",
-        "'a'.count('a') and 0_",
-        "'a'.count('a') and 1__0",
-        "'a'.count('a') and 1_",
-        "'a'.count('a') and 1e",
-        "'a'.count('a') and 1e_1",
-        "'a'.count('a') and 1.5ex",
-        "'a'.count('a') and 09",
-        "'a'.count('a') and 09.5",
-        "'a'.count('a') and 09e1",
-        "'a'.count('a') and 0_9.5",
-        "'a'.count('a') and 0x_f",
-        "'a'.count('a') and 0B1 .real",
-        "'a'.count('a') and 1.else",
-        "'a'.count('a') and 1.5 if 1 else 2",
-        "'a'.count('a') and 1.e5",
-        "'a'.count('a') and 1_0.5_0e1_0",
-        "'a'.count('a') and 09else 1",
-        "'a'.count('a') and 1 .real.real",
-        "'a'.count('a') and 1..real",
-        "'a'.count('a') and 1.real",
-        "'a'.count('a') and 1e999 .hex()",
-        "'a'.count('a') and 5e999 .as_integer_ratio()",
-        "'a'.count('a') and 1.5.as_integer_ratio()",
-        "'a'.count('a') and 1.5.hex()",
-        "'a'.count('a') and lambda",
-        "'a'.count('a') and await 1",
-        "'a'.count('a') and (yield)",
-        "'a'.count('a') and del",
-        "'a'.count('a') and match",
-        "'a'.count('a') and _",
-        "'a'.count('a') and not",
-        "'a'.count('a') if 1",
-        "'a' in not 'b'.count('a')",
-        "'a'.count('a') and 'x'.upper.x",
-        "not 'x'.upper and 'a'.count('a')",
-        "'a'.count('a') and 'ab'.replace('a')",
-        "'a'.count('a') and 'ab'.maketrans()",
-        "'a'.count('a') and 'ab'.splitlines(1.5)",
-        "'a'.count('a') and 'ab'.splitlines(10000000000000000000000)",
-        "'a'.count('a') and 'ab'.expandtabs(3000000000)",
-        "'a'.count('a') and 'a b'.split().pop(10000000000000000000000)",
-        "'a'.count('a') and 'a b'.split().pop(3000000000)",
-        "'a'.count('a') and 'a b'.split().pop(True)",
-        "'a'.count('a') and ''.split().pop()",
-        "'a'.count('a') and 'a b'.split().insert(1)",
-        "'a'.count('a') and 'a b'.split().remove('c')",
-        "'a'.count('a') and 'a b'.split().remove('a')",
-        "'a'.count('a') and 'a b'.split().extend(5)",
-        "'a'.count('a') and 'a b'.split().extend('x')",
-        "'a'.count('a') and 'ab'.format_map(5)",
-        "'a'.count('a') and 'ab'.format_map()",
-        "'a'.count('a') and 'ab'.format(1)",
-        "'a'.count('a') and 'ab'.strip(5)",
-        "'a'.count('a') and 'ab'.startswith((1).as_integer_ratio())",
-        "'a'.count('a') and 'ab'.startswith(())",
-        "'a'.count('a') and (1).as_integer_ratio().count(1.0)",
-        "'a'.count('a') and True in (1).as_integer_ratio()",
-        "'a'.count('a') and (()).count(())",
-        "'a'.count('a') and () in ()",
-        "'a'.count('a') and 5 in ()",
-        "'a'.count('a') and 5 in 'a'",
-        "'a'.count('a') and 'a' in 5",
-        "'a' in 'abc' in 'xabcx' and 'a'.count('a')",
-        "'a'.count('a') and 0 or 0.0 or '' or () or None",
-        "'a'.count('a') and (5).is_integer()",
-        "'a'.count('a') and True.real",
-        "'a'.count('a') and False.imag",
-        "'a'.count('a') and 'aaa'.rsplit('aa')",
-        "'a'.count('a') and 'aaa'.split('aa')",
-        "'a'.count('a') and 'aaa'.rpartition('aa')",
-        "'a'.count('a') and 'Ab1_ x'.swapcase()",
-        "'a'.count('a') and 'hello world_foo bar'.title()",
-        "'a'.count('a') and 'x1y'.title()",
-        "'a'.count('a') and 'aBC dEF'.capitalize()",
-        "'a'.count('a') and 'A B'.istitle()",
-        "'a'.count('a') and 'AB'.istitle()",
-        "'a'.count('a') and ''.isprintable()",
-        "'a'.count('a') and 'if'.isidentifier()",
-        "'a'.count('a') and '1a'.isidentifier()",
-        "'a'.count('a') and 'ab'.index('c')",
-        "'a'.count('a') and 'ab'.rindex('a')",
-        "'a'.count('a') and 'ab'.partition('')",
-        "'a'.count('a') and 'ab'.partition(5)",
-        "'a'.count('a') and None.real",
-        "'a'.count('a') and ... .real",
-        "'a'.count('a') and 'ab'.splitlines(True)",
-        "'a'.count('a') and ''.splitlines()",
-        "'a'.count('a') and (1 .real)(1)",
-        "'a'.count('a') and 'a'.count('a')('b')",
-        "'a'.count('a') and x(1)",
-        "'a'.count('a') and 'a'.upper()()",
-        "'a'.count('a') and 'ab'.split(None)",
-        "'a'.count('a') and 'ab'.strip(None)",
-        "'a'.count('a') and 'ab'.isdigit().bit_length()",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -854,56 +534,28 @@ fn edge_cases() -> Vec<String> {
         format!("0.5//{big}"),
         format!("{big}/0"),
         format!("{big}/0.0"),
+        format!("{big}//0"),
         format!("1{}.0*10", "0".repeat(307)),
         format!("1{}.0+1{}.0", "0".repeat(307), "0".repeat(307)),
+        format!("1{}.0*10//1", "0".repeat(307)),
         limit.clone(),
         format!("{limit}9"),
         format!("{limit}*10"),
         format!("-{limit}"),
         format!("{limit}*{limit}//{limit}"),
+        format!("0{limit}"),
         "0".repeat(5000),
-        format!("1{}", "_0".repeat(4299)),
-        format!("'a'.count('a') and 1{}", "_0".repeat(4300)),
-        format!("'a'.count('a') and 0x{} .bit_length()", "f".repeat(5000)),
-        format!("'a'.count('a') and 0x{}", "f".repeat(3600)),
-        format!("'a'.count('a') and 0x{}", "f".repeat(3500)),
     ]);
     // 2**1024 - 2**970 is halfway between the largest double and 2**1024: it overflows; one less does not.
     let halfway = "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
     v.push(format!("{halfway}/1"));
     v.push(format!("{halfway}*1.0"));
     v.push(format!("{}/1", halfway.replace("792", "791")));
-    // Nesting: the tokenizer's 200 parentheses, the parser's stack, the compiler's recursion limit.
-    let nest = |open: &str, inner: &str, close: &str, n: usize| format!("{}{inner}{}", open.repeat(n), close.repeat(n));
-    for n in [199, 200, 201] {
-        v.push(nest("(", "1", ")", n));
-        v.push(nest("(", "'a'.count('a')", ")", n));
-    }
-    // CPython's recursion limit depends on the caller's depth and drifts by a few levels within a process:
-    // stay clear of it.
-    for n in [2900, 2950, 3050, 3100, 5000] {
-        v.push(format!("{}1", "-".repeat(n)));
-        v.push(format!("{}'a'.count('a')", "not ".repeat(n)));
-        v.push(format!("'a'.count('a'){}", ".real".repeat(n)));
-        v.push(vec!["1"; n].join("+"));
-    }
-    for (p, n) in [
-        (120, 2614),
-        (120, 2615),
-        (120, 2616),
-        (150, 1774),
-        (150, 1775),
-        (150, 1776),
-        (199, 402),
-        (199, 403),
-        (199, 404),
-    ] {
-        v.push(nest("(", &format!("{}1", "-".repeat(n)), ")", p));
-    }
-    for (p, n) in [(150, 1624), (150, 1625), (150, 1626)] {
-        v.push(format!("{}{}'a'.count('a'){}", "(not ".repeat(p), "not ".repeat(n), ")".repeat(p)));
-    }
-    v.push(vec!["1"; 100_000].join("+"));
+    // The longest evaluated: 49 nested parentheses, 50 terms.
+    v.push(format!("{}1{}", "(".repeat(49), ")".repeat(49)));
+    v.push(format!("{}-1{}", "(".repeat(48), ")".repeat(48)));
+    v.push(vec!["1"; MAX_TOKENS / 2].join("+"));
+    v.push(vec!["2"; MAX_TOKENS / 2].join("/"));
     v
 }
 
@@ -911,22 +563,18 @@ fn edge_cases() -> Vec<String> {
 fn calculator_agrees_with_python() {
     let mut rng = Rng(0x6e61_6e6f_6368_6174); // "nanochat"
     let mut exprs = edge_cases();
-    for _ in 0..3000 {
-        exprs.push(arithmetic_case(&mut rng));
-    }
-    for _ in 0..3000 {
-        exprs.push(string_case(&mut rng));
-    }
-    for _ in 0..2000 {
-        exprs.push(soup_case(&mut rng));
-    }
+    exprs.extend((0..3000).map(|_| arithmetic_case(&mut rng)));
+    let counts = exprs.len()..exprs.len() + 2000;
+    exprs.extend((0..2000).map(|_| count_case(&mut rng)));
+    exprs.extend((0..1000).map(|_| soup_case(&mut rng)));
     let want = python_outcomes(&exprs);
     assert_eq!(want.len(), exprs.len());
     let mut mismatches = Vec::new();
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
-    for (expr, want) in exprs.iter().zip(&want) {
+    for (k, (expr, want)) in exprs.iter().zip(&want).enumerate() {
         let kind = match want[0].as_str() {
             "exc" => want[1].clone(),
+            "ok" if counts.contains(&k) => "ok count".to_string(),
             "ok" if want[1].parse::<i64>().is_ok() => "ok int".to_string(),
             "ok" if want[1].parse::<f64>().is_ok() || ["inf", "-inf", "nan"].contains(&want[1].as_str()) => {
                 "ok float".to_string()
@@ -935,7 +583,8 @@ fn calculator_agrees_with_python() {
         };
         *kinds.entry(kind).or_default() += 1;
         let got = rust_outcome(expr);
-        if &got != want {
+        // Unsupported is no output: Python must give none either, past the filters.
+        if &got != want && !(got[0] == "unsupported" && ["exc", "none"].contains(&want[0].as_str())) {
             mismatches.push(format!("{:?}\n    python: {want:?}\n    rust:   {got:?}", truncate(expr)));
         }
     }
@@ -944,19 +593,40 @@ fn calculator_agrees_with_python() {
         eprintln!("MISMATCH {m}");
     }
     assert!(mismatches.is_empty(), "{} of {} expressions differ from Python", mismatches.len(), exprs.len());
-    // The generator must reach every kind of outcome.
-    for kind in [
-        "ok int",
-        "ok float",
-        "ok",
-        "none",
-        "rejected",
-        "SyntaxError",
-        "TypeError",
-        "ZeroDivisionError",
-        "OverflowError",
-    ] {
+    // The generators must reach every kind of outcome.
+    for kind in
+        ["ok int", "ok float", "ok count", "rejected", "SyntaxError", "TypeError", "ZeroDivisionError", "OverflowError"]
+    {
         assert!(kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} cases: {kinds:?}");
+    }
+}
+
+/// What Python evaluates and ours leaves without output, as the calculator's module doc lists it.
+#[test]
+fn unsupported_gives_no_output_where_python_has_a_value() {
+    let exprs: Vec<String> = [
+        "()",
+        "( )*3",
+        "...",
+        "(...)",
+        "('abc').count('a')",
+        "'ab' 'c'.count('a')",
+        "r'abc'.count('a')",
+        "'''abc'''.count('a')",
+        "'abc'.upper().count('A')",
+        "'abab'.count('a' 'b')",
+        "'abc'.count('a').real",
+        "'abc'.count('a') and 'b'",
+        "'a b a'.split().count('a')",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("{}1{}", "(".repeat(50), ")".repeat(50)), vec!["1"; MAX_TOKENS / 2 + 1].join("+")])
+    .collect();
+    let want = python_outcomes(&exprs);
+    for (expr, want) in exprs.iter().zip(&want) {
+        assert_eq!(want[0], "ok", "Python has a value for {expr:?}: {want:?}");
+        assert_eq!(rust_outcome(expr), ["unsupported"], "{expr:?}");
     }
 }
 
