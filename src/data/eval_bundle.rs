@@ -36,6 +36,8 @@ include!(concat!(env!("OUT_DIR"), "/core_smoke_files.rs"));
 pub const EVAL_BUNDLE_MANIFEST_NAME: &str = "eval-bundle";
 /// The file the manifest lists.
 pub const EVAL_BUNDLE_ZIP: &str = "eval_bundle.zip";
+/// The task list inside a bundle directory.
+pub const CORE_YAML: &str = "core.yaml";
 /// Present in `<base>/eval_bundle/` while it holds the smoke stand-in.
 pub const STAND_IN_MARKER: &str = ".smoke-stand-in";
 /// Where the stand-in's SOURCES.toml lives in the repository (for messages).
@@ -124,7 +126,7 @@ fn bundle_in_place(dir: &Path, stand_in: bool) -> Result<bool, EvalBundleError> 
     if !dir.exists() {
         return Ok(false);
     }
-    if !dir.join(crate::eval::core::bundle::CORE_YAML).is_file() {
+    if !dir.join(CORE_YAML).is_file() {
         return Err(EvalBundleError::Incomplete { dir: dir.to_path_buf() });
     }
     let (stand_in_text, real_text) = ("the CORE smoke stand-in", "the real eval bundle");
@@ -177,9 +179,9 @@ pub fn extract_bundle(zip: &Path, dest: &Path, stand_in: bool) -> Result<(), Eva
     }
     std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
     let result = extract_into(zip, &tmp).and_then(|()| {
-        let root = if tmp.join(ZIP_ROOT).join(crate::eval::core::bundle::CORE_YAML).is_file() {
+        let root = if tmp.join(ZIP_ROOT).join(CORE_YAML).is_file() {
             tmp.join(ZIP_ROOT)
-        } else if tmp.join(crate::eval::core::bundle::CORE_YAML).is_file() {
+        } else if tmp.join(CORE_YAML).is_file() {
             tmp.clone()
         } else {
             return Err(EvalBundleError::NotABundle { zip: zip.to_path_buf() });

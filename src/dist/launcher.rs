@@ -170,7 +170,7 @@ fn supervise(mut workers: Vec<Worker>) -> Result<(), LaunchError> {
             let Ok(Some(status)) = workers[i].child.try_wait() else { continue };
             running[i] = false;
             if !status.success() {
-                let code = crate::speedrun::runner::exit_code(status);
+                let code = exit_code(status);
                 let failed_rank = workers[i].rank;
                 let log = workers[i].log.clone();
                 stop_all(&mut workers);
@@ -222,4 +222,10 @@ fn stop_all(workers: &mut [Worker]) {
             let _ = r.join();
         }
     }
+}
+
+/// The exit code, or 128 + signal number for a child killed by a signal (as shells report it).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
 }

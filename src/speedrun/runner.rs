@@ -48,7 +48,7 @@ impl StageRunner for ProcessRunner {
         for handle in [out, err].into_iter().flatten() {
             let _ = handle.join();
         }
-        Ok(exit_code(status))
+        Ok(crate::dist::launcher::exit_code(status))
     }
 }
 
@@ -68,10 +68,4 @@ fn tee(stream: impl Read + Send + 'static, log: Arc<Mutex<File>>, to_stderr: boo
             line.clear();
         }
     })
-}
-
-/// The exit code, or 128 + signal number for a child killed by a signal (as shells report it).
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
 }

@@ -15,8 +15,6 @@ use serde_json::Value;
 use super::CoreError;
 use crate::pyrandom::python::PyRandom;
 
-/// The task list inside a bundle directory.
-pub const CORE_YAML: &str = "core.yaml";
 /// The random baselines inside a bundle directory.
 pub const META_CSV: &str = "eval_meta_data.csv";
 /// The directory of the examples inside a bundle directory (`dataset_uri` is relative to it).
@@ -131,7 +129,7 @@ pub struct CoreBundle {
 impl CoreBundle {
     /// Reads `core.yaml` and `eval_meta_data.csv` of `dir`.
     pub fn open(dir: &Path) -> Result<Self, CoreError> {
-        let yaml_path = dir.join(CORE_YAML);
+        let yaml_path = dir.join(crate::data::eval_bundle::CORE_YAML);
         let csv_path = dir.join(META_CSV);
         let baselines = random_baselines(&csv_path, &read_text(&csv_path)?)?;
         let tasks = parse_core_yaml(&yaml_path, &read_text(&yaml_path)?, &baselines)?;
