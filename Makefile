@@ -64,7 +64,7 @@ setup: $(SETUP_STAMP)
 $(SETUP_STAMP): manifests/python/runtime.lock $(if $(filter-out $(PYTHON_VERSION),$(file <$(SETUP_STAMP))),FORCE)
 	@missing=; \
 	  command -v "$${CXX:-c++}" >/dev/null || missing="$$missing; a C++ compiler ($${CXX:-c++}: sudo apt-get install g++)"; \
-	  command -v cargo >/dev/null || missing="$$missing; a Rust toolchain, 1.88 or newer (https://rustup.rs)"; \
+	  command -v cargo >/dev/null || missing="$$missing; a Rust toolchain, 1.89 or newer (https://rustup.rs)"; \
 	  [ -n "$(PYTHON_VERSION)" ] || missing="$$missing; CPython 3.10-3.13 ($(if $(PYTHON),PYTHON=$(PYTHON) is not one,none of python3 python3.13 ... python3.10 runs); or set PYTHON=...)"; \
 	  [ -z "$$missing" ] || { echo "error: make setup needs$${missing#;}"; exit 1; }
 	@if [ -e $(VENV) ] && [ "$(call python_version,$(VENV)/bin/python)" != "$(PYTHON_VERSION)" ]; then \

@@ -15,7 +15,7 @@
 {
   description = "nanochat: bit-reproducible builds of the binary and its container image";
 
-  # nixos-25.11. Its rustc and cargo build the crate (Cargo.toml's rust-version 1.88 or newer; asserted
+  # nixos-25.11. Its rustc and cargo build the crate (Cargo.toml's rust-version 1.89 or newer; asserted
   # below): no rust-overlay or fenix input, so flake.lock pins the compiler too.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 

@@ -167,3 +167,17 @@ mod tests {
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
     }
 }
+
+/// An exclusive lock on the file at `path` (created if missing), held until dropped or until the
+/// process dies, so that two processes never work on the same files at once. When another process
+/// holds it, one line says so and the call waits for it.
+pub fn lock_exclusive(path: &Path, holder: &str) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        log::info!("{holder} holds {}; waiting for it", path.display());
+    } else {
+        return Ok(file);
+    }
+    file.lock()?;
+    Ok(file)
+}

@@ -13,7 +13,6 @@
 //! marked, and a base dir never mixes it with the real bundle.
 use std::fs::File;
 use std::io::{Seek, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -94,7 +93,9 @@ pub fn ensure_eval_bundle(paths: &Paths, source: &BundleSource) -> Result<PathBu
     }
     let download_dir = paths.shards(EVAL_BUNDLE_MANIFEST_NAME);
     std::fs::create_dir_all(&download_dir).map_err(io_error(&download_dir))?;
-    let _lock = FileLock::acquire(&download_dir.join(".download.lock"))?;
+    let lock_path = download_dir.join(".download.lock");
+    let _lock = crate::fsutil::lock_exclusive(&lock_path, "another nanochat process downloading the eval bundle")
+        .map_err(io_error(&lock_path))?;
     if bundle_in_place(&dir, stand_in)? {
         return Ok(dir);
     }
@@ -304,27 +305,6 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), EvalBundleError> {
         return Ok(());
     }
     crate::fsutil::write_atomic(path, bytes).map_err(io_error(path))
-}
-
-/// An exclusive `flock` held until dropped.
-struct FileLock(File);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, EvalBundleError> {
-        let file = File::create(path).map_err(io_error(path))?;
-        // SAFETY: flock on a descriptor this File owns for the lock's whole life.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(EvalBundleError::Io { path: path.to_path_buf(), source: std::io::Error::last_os_error() });
-        }
-        Ok(FileLock(file))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is still open (closed after this by File's own drop).
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! never come from the mirror.
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -285,14 +284,14 @@ struct ChatPlan {
     downloads: ChatDownloads,
     groups: Vec<FileGroup>,
     options: DownloadOptions,
-    _lock: DirLock,
+    _lock: File,
 }
 
 impl ChatPlan {
     fn new(config: &RunConfig, paths: &Paths, attempts: u32) -> anyhow::Result<Self> {
         let hf = paths.data().join("hf");
         fs::create_dir_all(&hf).with_context(|| format!("creating {}", hf.display()))?;
-        let lock = DirLock::acquire(&hf)?;
+        let lock = lock_dir(&hf)?;
         let stand_ins = config.data.manifest == SMOKE_MANIFEST_NAME;
         let downloads = ChatDownloads::resolve(paths, stand_ins, &config.data.mirror_url)
             .context("resolving the chat datasets (manifests/data/chat_datasets.toml)")?;
@@ -536,7 +535,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
                 return Ok(());
             }
         }
-        let lock = DirLock::acquire(&shards_dir)?;
+        let lock = lock_dir(&shards_dir)?;
         let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
         log::info!("fetching the first {first} of {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
         let rows = plan.fetch(&paths, first)?;
@@ -570,7 +569,7 @@ fn download(global: &GlobalOptions, args: &DataDownloadArgs) -> anyhow::Result<(
 }
 
 fn fetch_everything(config: &RunConfig, paths: &Paths, shards_dir: &Path, attempts: u32) -> anyhow::Result<()> {
-    let _lock = DirLock::acquire(shards_dir)?;
+    let _lock = lock_dir(shards_dir)?;
     let mut plan = DataPlan::new(config, paths, attempts)?;
     let all = config.data.train_shards as usize;
     log::info!("fetching {all} shard(s) of {} from {}", plan.manifest_name, plan.source);
@@ -595,7 +594,7 @@ fn verify(global: &GlobalOptions, args: &DataVerifyArgs) -> anyhow::Result<()> {
         }
     }
     background.clear();
-    let _lock = DirLock::acquire(&shards_dir)?;
+    let _lock = lock_dir(&shards_dir)?;
     let mut plan = DataPlan::new(&config, &paths, args.attempts)?;
     let mut rows = plan.verify(&paths, config.data.train_shards as usize)?;
     let chat = chat_plan_if_needed(&config, &paths, args.attempts)?;
@@ -721,32 +720,11 @@ fn child_global_args(global: &GlobalOptions, paths: &Paths) -> Vec<String> {
     args
 }
 
-/// An exclusive `flock` on the shard directory's lock file, so two downloads never write the same
-/// partial file; released when dropped (or when the process dies).
-struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    fn acquire(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            log::info!("another `nanochat data` process is working on {}; waiting for it", dir.display());
-            // SAFETY: as above.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
-            }
-        }
-        Ok(Self { _file: file })
-    }
+/// The shard directory's lock, so two downloads never write the same partial file.
+fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    crate::fsutil::lock_exclusive(&path, "another `nanochat data` process")
+        .with_context(|| format!("locking {}", path.display()))
 }
 
 /// A bytes bar for a download run. Sizes of unpinned files become known only when their transfer
