@@ -1,6 +1,7 @@
 //! `nanochat serve` end to end on 127.0.0.1 with the reference's d2 weights: the page, both chat APIs
 //! (checked against the engine run in-process on the same prompt), the §9 limits, abuse (malformed
-//! and oversized bodies, a slow body, a full queue, a client that leaves), the official `openai`
+//! and oversized bodies, a slow body, a full queue, a client that leaves, a burst of clients half of
+//! which leave mid-stream, a request larger than the KV cache), the official `openai`
 //! Python client, curl, and the chat page in headless Chromium (screenshot kept in
 //! target/test-artifacts/serve-ui.png).
 #[path = "support/chat_fixtures.rs"]
@@ -173,6 +174,8 @@ fn page_logo_health_stats_and_models() {
     let stats = server.stats();
     assert_eq!((stats["total_workers"].as_u64(), stats["busy_workers"].as_u64()), (Some(1), Some(0)));
     assert_eq!(stats["workers"], json!([{"gpu_id": 0, "device": "cpu"}]));
+    assert_eq!((stats["running_sequences"].as_u64(), stats["kv_blocks_in_use"].as_u64()), (Some(0), Some(0)));
+    assert!(stats["kv_blocks_total"].as_u64().unwrap() > 0, "{stats}");
     let models: Value = serde_json::from_str(&server.get("/v1/models").1).unwrap();
     assert_eq!(models["data"][0]["id"], "nanochat-checkpoint-d2");
     let (status, body) = server.get("/v1/models/nanochat-checkpoint-d2");
@@ -307,7 +310,8 @@ fn long_request() -> Value {
 
 #[test]
 fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_worker() {
-    let server = Server::start(&["--queue-limit", "0"]);
+    // A batch of 8 sequences: the 8 completions of the long request fill it.
+    let server = Server::start(&["--queue-limit", "0", "--max-batch", "8"]);
     let mut stream = server.open_stream("/v1/chat/completions", &long_request());
     let mut line = String::new();
     while !line.starts_with("data: ") {
@@ -338,6 +342,87 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_worker() {
     let ok = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).to_string();
     assert_eq!(server.post("/chat/completions", &ok).0, 200);
     assert_eq!(server.stats()["rejected_requests"], 1);
+}
+
+/// 64 streaming clients at once, half of them leaving after a few chunks: the batch runs many sequences
+/// at a time, /health answers all along, and once the burst is over no sequence runs and no KV block is
+/// held.
+#[test]
+fn a_burst_with_half_the_clients_leaving_frees_every_kv_block() {
+    let server = Server::start(&["--queue-limit", "64"]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (mut health_ms, mut most_running) = (0.0f64, 0);
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..64)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    let body = json!({"messages": [{"role": "user", "content": format!("Story number {i}, please.")}],
+                        "max_tokens": 120, "temperature": 1.0, "seed": i, "stream": true});
+                    let mut stream = server.open_stream("/v1/chat/completions", &body);
+                    let (mut line, mut chunks) = (String::new(), 0);
+                    loop {
+                        line.clear();
+                        if stream.read_line(&mut line).unwrap() == 0 || line.starts_with("data: [DONE]") {
+                            return chunks;
+                        }
+                        chunks += usize::from(line.starts_with("data: "));
+                        if i % 2 == 1 && chunks == 4 {
+                            return chunks; // the client leaves: the socket is dropped mid-stream
+                        }
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            let quick = agent_with_timeout(Duration::from_secs(10));
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let asked = Instant::now();
+                let status = quick.get(server.url("/health")).call().map(|r| r.status().as_u16());
+                assert_eq!(status.ok(), Some(200), "/health during the burst");
+                health_ms = health_ms.max(asked.elapsed().as_secs_f64() * 1000.0);
+                most_running = most_running.max(server.stats()["running_sequences"].as_u64().unwrap());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        for client in clients {
+            assert!(client.join().unwrap() >= 4);
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    eprintln!("burst: /health answered within {health_ms:.0} ms at worst, up to {most_running} sequences in the batch");
+    assert!(most_running > 1, "the clients were served one at a time");
+    let began = Instant::now();
+    loop {
+        let stats = server.stats();
+        if stats["running_sequences"] == 0 && stats["kv_blocks_in_use"] == 0 && stats["busy_workers"] == 0 {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "KV still held after the burst: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.log().contains("the client left; generation stopped after"), "{}", server.log());
+}
+
+/// A request whose prompt and max_tokens need more positions than the whole KV cache holds gets a 400
+/// naming the limit; one that fits is served.
+#[test]
+fn a_request_larger_than_the_kv_cache_is_refused() {
+    // d2 keeps 2 KiB a position: 1 MiB holds 512, less than the 640 a reply of 4,096 tokens could reach.
+    let server = Server::start(&["--kv-cache-mb", "1"]);
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096}).to_string();
+    let (status, _, text) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 400, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["param"].as_str()),
+        (Some("kv_cache_exceeded"), Some("max_tokens"))
+    );
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("holds 512") && message.contains("--kv-cache-mb"), "{message}");
+    let ok = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}).to_string();
+    assert_eq!(server.post("/v1/chat/completions", &ok).0, 200);
+    assert_eq!(server.stats()["kv_blocks_in_use"], 0);
 }
 
 #[test]

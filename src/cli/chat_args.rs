@@ -250,10 +250,20 @@ pub struct ServeArgs {
     /// cpu or cuda (default: cuda when a GPU is visible).
     #[arg(long, value_name = "TYPE")]
     pub device_type: Option<String>,
-    /// Requests that may wait for a worker when every one is busy; more are answered 503.
+    /// MiB of KV cache per replica, allocated once and shared by the batch in blocks of 16 positions; a
+    /// request needing more than all of it gets a 400.
+    #[arg(long, default_value_t = 1024)]
+    pub kv_cache_mb: usize,
+    /// Sequences decoded together per replica (a request with n completions counts n).
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Prompt tokens prefilled per decoding step, so long prompts do not stall the replies in progress.
+    #[arg(long, default_value_t = 256)]
+    pub prefill_chunk: usize,
+    /// Requests that may wait when every batch is full; more are answered 503.
     #[arg(long, default_value_t = 32)]
     pub queue_limit: usize,
-    /// Seconds a request may wait for a worker before a 503.
+    /// Seconds a request may wait for a seat in a batch, then for KV memory, before a 503.
     #[arg(long, default_value_t = 30)]
     pub queue_timeout: u64,
     /// Seconds a reply may generate; it ends there (finish_reason "length").

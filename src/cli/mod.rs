@@ -209,16 +209,19 @@ pub enum Command {
     Chat(crate::cli::chat_args::ChatArgs),
     /// Serve the chat page, the reference's streaming API and an OpenAI-compatible API.
     #[command(long_about = "A web server for the chat model (NANOCHAT.md §9, chat_web.py): one model replica \
-        per GPU (--num-gpus; on CPU one) in a worker pool, each request holding a worker for its reply.\n\n\
+        per GPU (--num-gpus; on CPU one), each decoding a batch of replies one token step at a time: requests \
+        join and leave the batch between steps (continuous batching, up to --max-batch sequences), their keys \
+        and values in a KV cache of --kv-cache-mb allocated once, long prompts prefilled --prefill-chunk \
+        tokens a step.\n\n\
         GET /                     the chat page (streaming, edit a message, regenerate, /temperature /topk /clear /help)\n\
         POST /chat/completions    the reference's API: {\"messages\": [...], \"temperature\", \"top_k\", \
         \"max_tokens\", \"seed\"} -> SSE data: {\"token\", \"gpu\"} ... {\"done\": true}\n\
         POST /v1/chat/completions OpenAI's chat API (stream or not, n, usage); GET /v1/models\n\
         GET /health, GET /stats   readiness and the pool's workers\n\n\
         Limits (HTTP 400 naming the field): 1-500 messages, 8,000 characters each, 32,000 in all, temperature \
-        0-2, top_k 1-200, max_tokens 1-4096. Every request gets a fresh random seed unless it gives \"seed\". When \
-        every worker is busy, up to --queue-limit requests wait (at most --queue-timeout); more get 503 with \
-        Retry-After.\n\n\
+        0-2, top_k 1-200, max_tokens 1-4096; a request needing more KV than the whole cache also gets 400. Every \
+        request gets a fresh random seed unless it gives \"seed\". When every batch is full, up to --queue-limit \
+        requests wait (at most --queue-timeout, also for KV memory); more get 503 with Retry-After.\n\n\
         Reads: the checkpoint (default --source sft) and the tokenizer, as `nanochat chat`.\n\
         Writes: one log line per request to stderr.\n\n\
         Example: nanochat serve                      (then open http://localhost:8000)\n\

@@ -134,12 +134,37 @@ pub fn sample_tokens_with(logits: &Tensor, temperature: f64, top_k: Option<i64>,
         .collect()
 }
 
+/// One row's calculator state (§7) and whether it has completed.
 #[derive(Debug, Default)]
-struct RowState {
-    forced: VecDeque<u32>,
+pub(crate) struct RowState {
+    /// Tokens to emit instead of the sampled ones (a calculator result).
+    pub(crate) forced: VecDeque<u32>,
     in_python: bool,
     python_tokens: Vec<u32>,
     completed: bool,
+}
+
+impl RowState {
+    /// The calculator state machine of one row (§7), after `token` was emitted.
+    pub(crate) fn track_tool_use(&mut self, t: &ChatTokens, encoder: &BpeEncoder, token: u32) {
+        if token == t.python_start {
+            self.in_python = true;
+            self.python_tokens.clear();
+        } else if token == t.python_end && self.in_python {
+            self.in_python = false;
+            if !self.python_tokens.is_empty() {
+                let expr = encoder.decode_lossy(&self.python_tokens).unwrap_or_default();
+                if let Some(result) = use_calculator(&expr) {
+                    self.forced.push_back(t.output_start);
+                    self.forced.extend(encoder.encode_ordinary(&result));
+                    self.forced.push_back(t.output_end);
+                }
+            }
+            self.python_tokens.clear();
+        } else if self.in_python {
+            self.python_tokens.push(token);
+        }
+    }
 }
 
 pub struct Engine<'a, M: CausalModel> {
@@ -214,7 +239,7 @@ impl<'a, M: CausalModel> Engine<'a, M> {
                     if token == t.assistant_end || token == t.bos {
                         state.completed = true;
                     }
-                    self.track_tool_use(state, token);
+                    state.track_tool_use(t, self.encoder, token);
                 }
                 generated += 1;
                 if !on_column(&column, &masks) {
@@ -226,28 +251,6 @@ impl<'a, M: CausalModel> Engine<'a, M> {
             }
             generated
         })
-    }
-
-    /// The calculator state machine of one row (§7).
-    fn track_tool_use(&self, state: &mut RowState, token: u32) {
-        let t = &self.tokens;
-        if token == t.python_start {
-            state.in_python = true;
-            state.python_tokens.clear();
-        } else if token == t.python_end && state.in_python {
-            state.in_python = false;
-            if !state.python_tokens.is_empty() {
-                let expr = self.encoder.decode_lossy(&state.python_tokens).unwrap_or_default();
-                if let Some(result) = use_calculator(&expr) {
-                    state.forced.push_back(t.output_start);
-                    state.forced.extend(self.encoder.encode_ordinary(&result));
-                    state.forced.push_back(t.output_end);
-                }
-            }
-            state.python_tokens.clear();
-        } else if state.in_python {
-            state.python_tokens.push(token);
-        }
     }
 
     /// Every row's prompt + generated tokens without the terminal `<|assistant_end|>`/`<|bos|>`, and

@@ -199,6 +199,43 @@ impl Gpt {
         x
     }
 
+    /// Logits (M, vocab_size) for the packed tokens of several sequences, as continuous batching runs
+    /// them (engine::scheduler): `idx` (N,) token ids at the rotary `positions` (N of them), the
+    /// classifier only at the packed indices `wanted` (M,). Attention across tokens is the caller's:
+    /// `attend(layer, q, k, v)` gets the (N, H, hd) queries and (N, H_kv, hd) keys and values of the
+    /// layer (rotary and QK-norm applied, §3.3) and returns the (N, H, hd) attention output, keeping the
+    /// keys and values in its own cache. Everything else is [`Gpt::forward`]'s computation.
+    pub fn forward_packed(
+        &self,
+        idx: &Tensor,
+        positions: &[i64],
+        wanted: &Tensor,
+        attend: &mut dyn FnMut(usize, &Tensor, &Tensor, &Tensor) -> Tensor,
+    ) -> Tensor {
+        let n = idx.size()[0];
+        let (h, h_kv, hd) = (self.config.n_head, self.config.n_kv_head, self.config.head_dim());
+        let end = positions.iter().max().map_or(0, |&p| p + 1);
+        let table = if end <= self.cos.size()[1] {
+            (self.cos.shallow_clone(), self.sin.shallow_clone())
+        } else {
+            rotary::precompute(end, hd, self.device())
+        };
+        let at = Tensor::from_slice(positions).to_device(self.device());
+        let (cos, sin) = (table.0.index_select(1, &at), table.1.index_select(1, &at));
+        let mut x = norm(&Tensor::embedding(&self.wte, &idx.view([1, n]), -1, false, false));
+        for (layer, b) in self.blocks.iter().enumerate() {
+            let xn = norm(&x);
+            let q = norm(&rotary::apply(&linear(&xn, &b.c_q).view([1, n, h, hd]), &cos, &sin));
+            let k = norm(&rotary::apply(&linear(&xn, &b.c_k).view([1, n, h_kv, hd]), &cos, &sin));
+            let v = linear(&xn, &b.c_v).view([n, h_kv, hd]);
+            let y = attend(layer, &q.view([n, h, hd]), &k.view([n, h_kv, hd]), &v);
+            x = &x + linear(&y.reshape([1, n, h * hd]), &b.attn_proj);
+            let hidden = fused_ops::relu_square(&linear(&norm(&x), &b.c_fc));
+            x = &x + linear(&hidden, &b.mlp_proj);
+        }
+        self.head(&x.index_select(1, wanted)).squeeze_dim(0)
+    }
+
     /// The training loss: mean cross-entropy of the soft-capped logits over the targets that are not
     /// −1, computed chunk by chunk over positions so the (B·T, vocab) fp32 logits never exist at once
     /// ([`chunked_loss`]); when gradients are recorded, the head's gradient is computed in the same

@@ -5,7 +5,8 @@
 //! - `POST /v1/chat/completions`, `GET /v1/models`: OpenAI's chat API, streaming or not;
 //! - `GET /health`, `GET /stats`.
 //!
-//! Requests are parsed and checked in `request`, generated on a worker of `workers`; every response
+//! Requests are parsed and checked in `request`, generated in the batch of a worker of `workers`
+//! (continuous batching: sequences join and leave the batch between token steps); every response
 //! that is not a stream is JSON, every error the JSON of `error`. One log line per request, written
 //! when its response (a stream included) ends. `access` guards the API (key, CORS, declared body size),
 //! `connections` the sockets (time limits, the connection cap, the drain on shutdown).
@@ -48,9 +49,11 @@ pub struct ServeConfig {
     pub model: ModelSpec,
     pub devices: Vec<tch::Device>,
     pub defaults: Defaults,
-    /// Requests allowed to wait for a worker when all are busy (more: 503).
+    /// Continuous batching on each replica: KV cache, batch size, prefill chunk.
+    pub batch: workers::BatchConfig,
+    /// Requests allowed to wait when every batch is full (more: 503).
     pub queue_limit: usize,
-    /// Longest wait for a worker.
+    /// Longest wait for a seat in a batch, and then for KV memory.
     pub queue_timeout: Duration,
     /// Longest generation; the reply ends there (finish_reason "length").
     pub generation_timeout: Duration,
@@ -75,7 +78,14 @@ type Shared = Arc<AppState>;
 
 /// Loads the workers, binds, and serves until Ctrl-C / SIGTERM.
 pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
-    let pool = WorkerPool::start(paths, &config.model, &config.devices, config.queue_limit, config.queue_timeout)?;
+    let pool = WorkerPool::start(
+        paths,
+        &config.model,
+        &config.devices,
+        config.batch,
+        config.queue_limit,
+        config.queue_timeout,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await.map_err(|e| {
@@ -207,8 +217,9 @@ fn check_model(state: &AppState, asked: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// Reads and checks the body, leases a worker and starts the generation; returns once the worker
-/// has encoded the prompt (so a failure before any text is an error status, not a broken stream).
+/// Reads and checks the body, leases seats in a worker's batch and starts the generation; returns once
+/// the worker has admitted it into the batch (so a failure before any text is an error status, not a
+/// broken stream).
 async fn start(
     state: &AppState,
     body: Body,
@@ -219,12 +230,13 @@ async fn start(
     if let Some(asked) = &request.model {
         check_model(state, asked)?;
     }
-    let lease = state.pool.acquire().await?;
+    let lease = state.pool.acquire(request.n).await?;
     let (events, mut received) = unbounded_channel();
     let settings = workers::settings(request.n, request.max_tokens, request.temperature, request.top_k, request.seed);
     let deadline = Instant::now() + state.config.generation_timeout;
+    let admit_by = Instant::now() + state.config.queue_timeout;
     let turns = std::mem::take(&mut request.turns);
-    state.pool.submit(Job { turns, settings, deadline, events, lease })?;
+    state.pool.submit(Job { turns, settings, deadline, admit_by, events, lease })?;
     match received.recv().await {
         Some(WorkerEvent::Started { prompt_tokens, gpu }) => Ok((request, prompt_tokens, gpu, received)),
         Some(WorkerEvent::Failed { error }) => Err(error),

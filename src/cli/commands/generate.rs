@@ -155,6 +155,9 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
              max-tokens 1-{MAX_TOKENS_LIMIT}"
         );
     }
+    if args.kv_cache_mb == 0 || args.max_batch == 0 || args.prefill_chunk == 0 {
+        anyhow::bail!("--kv-cache-mb, --max-batch and --prefill-chunk must be at least 1");
+    }
     if args.max_connections == Some(0) || args.header_timeout == 0 || args.idle_timeout == 0 {
         anyhow::bail!("--max-connections, --header-timeout and --idle-timeout must be at least 1");
     }
@@ -164,6 +167,11 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
         model: model_spec(&args.model, "sft"),
         devices,
         defaults,
+        batch: crate::serve::workers::BatchConfig {
+            kv_cache_mb: args.kv_cache_mb,
+            max_batch: args.max_batch,
+            prefill_chunk: args.prefill_chunk,
+        },
         queue_limit: args.queue_limit,
         queue_timeout: Duration::from_secs(args.queue_timeout),
         generation_timeout: Duration::from_secs(args.generation_timeout),
