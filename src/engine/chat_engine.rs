@@ -106,6 +106,13 @@ pub fn sample_tokens_with(logits: &Tensor, temperature: f64, top_k: Option<i64>,
     if temperature <= 0.0 {
         return sample_tokens(logits, temperature, top_k);
     }
+    let (probs, ids, width) = row_probabilities(logits, temperature, top_k);
+    probs.chunks(width).zip(ids.chunks(width)).map(|(row, ids)| draw(row, ids, rng)).collect()
+}
+
+/// Each row's softmax(logits / temperature) over its top-k (or all) logits, on the CPU: the
+/// probabilities and their token ids, `width` per row.
+pub(crate) fn row_probabilities(logits: &Tensor, temperature: f64, top_k: Option<i64>) -> (Vec<f32>, Vec<i64>, usize) {
     let (values, indices) = match top_k {
         Some(k) => logits.topk(k.min(logits.size()[1]), -1, true, true),
         None => {
@@ -114,24 +121,23 @@ pub fn sample_tokens_with(logits: &Tensor, temperature: f64, top_k: Option<i64>,
     };
     let probs = (values / temperature).softmax(-1, Kind::Float).to_device(Device::Cpu);
     let indices = indices.to_device(Device::Cpu);
-    let width = probs.size()[1];
+    let width = probs.size()[1] as usize;
     let probs = Vec::<f32>::try_from(probs.view([-1])).unwrap_or_default();
     let indices = Vec::<i64>::try_from(indices.contiguous().view([-1])).unwrap_or_default();
-    probs
-        .chunks(width as usize)
-        .zip(indices.chunks(width as usize))
-        .map(|(row, ids)| {
-            let total: f64 = row.iter().map(|&p| f64::from(p)).sum();
-            let target = rng.random() * total;
-            let mut cumulative = 0.0;
-            let picked = row.iter().position(|&p| {
-                cumulative += f64::from(p);
-                cumulative > target
-            });
-            // Rounding can leave the target above the last partial sum: the last non-zero entry.
-            ids[picked.unwrap_or_else(|| row.iter().rposition(|&p| p > 0.0).unwrap_or(0))]
-        })
-        .collect()
+    (probs, indices, width)
+}
+
+/// One token of a row by inverting its cumulative distribution at a uniform draw from `rng`.
+pub(crate) fn draw(row: &[f32], ids: &[i64], rng: &mut PyRandom) -> i64 {
+    let total: f64 = row.iter().map(|&p| f64::from(p)).sum();
+    let target = rng.random() * total;
+    let mut cumulative = 0.0;
+    let picked = row.iter().position(|&p| {
+        cumulative += f64::from(p);
+        cumulative > target
+    });
+    // Rounding can leave the target above the last partial sum: the last non-zero entry.
+    ids[picked.unwrap_or_else(|| row.iter().rposition(|&p| p > 0.0).unwrap_or(0))]
 }
 
 /// One row's calculator state (§7) and whether it has completed.

@@ -124,11 +124,10 @@ impl KvArena {
         let _ = layer.get(1).index_copy_(1, at, &v.transpose(0, 1));
     }
 
-    /// The keys and values of `layer` at positions `start..start + len`, each (1, H_kv, len, hd): views.
-    pub fn read(&self, layer: usize, start: i64, len: i64) -> (Tensor, Tensor) {
+    /// All keys and all values of `layer`, each (1, H_kv, positions, hd): views, narrowed per sequence.
+    pub fn layer(&self, layer: usize) -> (Tensor, Tensor) {
         let layer = self.buffer.get(layer as i64);
-        let view = |i: i64| layer.get(i).narrow(1, start, len).unsqueeze(0);
-        (view(0), view(1))
+        (layer.get(0).unsqueeze(0), layer.get(1).unsqueeze(0))
     }
 }
 
@@ -164,7 +163,8 @@ mod tests {
         let k = Tensor::arange(8, (Kind::Float, Device::Cpu)).view([2, 1, 4]);
         let v = -&k;
         arena.write(1, &Tensor::from_slice(&[5i64, 6]), &k, &v);
-        let (rk, rv) = arena.read(1, 5, 2);
+        let (keys, values) = arena.layer(1);
+        let (rk, rv) = (keys.narrow(2, 5, 2), values.narrow(2, 5, 2));
         assert_eq!(rk.size(), [1, 1, 2, 4]);
         assert!(rk.squeeze_dim(0).transpose(0, 1).equal(&k));
         assert!(rv.squeeze_dim(0).transpose(0, 1).equal(&v));

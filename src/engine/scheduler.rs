@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use super::chat_engine::{sample_tokens_with, RowState};
+use super::chat_engine::{draw, row_probabilities, RowState};
 use super::kv_arena::{Extent, KvArena, KvShape};
 use crate::chat::ChatTokens;
 use crate::model::Gpt;
@@ -132,6 +132,9 @@ struct Sequence<'s> {
     sink: Box<dyn SequenceSink + 's>,
     finish: Option<Finish>,
 }
+
+/// Rows sampled together: temperature and top-k.
+type SamplingKey = (f64, Option<i64>);
 
 /// The tokens one sequence adds to a step.
 struct Segment {
@@ -284,14 +287,19 @@ impl<'a> Scheduler<'a> {
             let mut attend = |layer: usize, q: &Tensor, k: &Tensor, v: &Tensor| -> Tensor {
                 arena.write(layer, &destinations, k, v);
                 let gqa = q.size()[1] != k.size()[1];
+                // (1, H, N, hd): each sequence's queries are a slice of it.
+                let q = q.transpose(0, 1).unsqueeze(0);
+                let (keys, values) = arena.layer(layer);
                 let outputs: Vec<Tensor> = (segments.iter())
                     .map(|s| {
-                        let q = q.narrow(0, s.offset, s.tokens).transpose(0, 1).unsqueeze(0);
-                        let (k, v) = arena.read(layer, s.start, s.cached + s.tokens);
-                        attention(&q, &k, &v, gqa).squeeze_dim(0).transpose(0, 1)
+                        let (k, v) = (
+                            keys.narrow(2, s.start, s.cached + s.tokens),
+                            values.narrow(2, s.start, s.cached + s.tokens),
+                        );
+                        attention(&q.narrow(2, s.offset, s.tokens), &k, &v, gqa)
                     })
                     .collect();
-                Tensor::cat(&outputs, 0)
+                Tensor::cat(&outputs, 2).squeeze_dim(0).transpose(0, 1)
             };
             self.model.packed_logits(&ids, &positions, &wanted, &mut attend)
         });
@@ -310,27 +318,42 @@ impl<'a> Scheduler<'a> {
         emitted
     }
 
-    /// One token per sampling segment: argmax for the greedy ones (one pass over all), a draw from
-    /// each sequence's own generator for the others.
+    /// One token per sampling segment: argmax for the greedy ones (one pass over all rows), and for
+    /// the others one softmax per group of rows with the same temperature and top-k, then a draw from
+    /// each sequence's own generator.
     fn sample(&mut self, logits: &Tensor, segments: &[Segment]) -> Vec<i64> {
         let rows: Vec<usize> = segments.iter().filter(|s| s.samples).map(|s| s.sequence).collect();
-        let greedy = if rows.iter().any(|&i| self.running[i].settings.temperature <= 0.0) {
-            Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu)).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        (rows.iter().enumerate())
-            .map(|(j, &i)| {
-                let s = &mut self.running[i];
-                if s.settings.temperature <= 0.0 {
-                    greedy.get(j).copied().unwrap_or_default()
-                } else {
-                    let row = logits.narrow(0, j as i64, 1);
-                    let picked = sample_tokens_with(&row, s.settings.temperature, s.settings.top_k, &mut s.rng);
-                    picked.first().copied().unwrap_or_default()
+        let mut picked = vec![0i64; rows.len()];
+        let settings = |i: usize| self.running[i].settings;
+        if rows.iter().any(|&i| settings(i).temperature <= 0.0) {
+            let greedy = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu)).unwrap_or_default();
+            for (j, &i) in rows.iter().enumerate() {
+                if settings(i).temperature <= 0.0 {
+                    picked[j] = greedy.get(j).copied().unwrap_or_default();
                 }
-            })
-            .collect()
+            }
+        }
+        let mut groups: Vec<(SamplingKey, Vec<usize>)> = Vec::new();
+        for (j, &i) in rows.iter().enumerate() {
+            let key = (settings(i).temperature, settings(i).top_k);
+            if key.0 <= 0.0 {
+                continue;
+            }
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(group) => group.1.push(j),
+                None => groups.push((key, vec![j])),
+            }
+        }
+        let device = logits.device();
+        for ((temperature, top_k), members) in groups {
+            let at = Tensor::from_slice(&members.iter().map(|&j| j as i64).collect::<Vec<_>>()).to_device(device);
+            let (probs, ids, width) = row_probabilities(&logits.index_select(0, &at), temperature, top_k);
+            for (n, &j) in members.iter().enumerate() {
+                let range = n * width..(n + 1) * width;
+                picked[j] = draw(&probs[range.clone()], &ids[range], &mut self.running[rows[j]].rng);
+            }
+        }
+        picked
     }
 
     fn drop_cancelled(&mut self) {

@@ -233,7 +233,15 @@ impl Gpt {
             let hidden = fused_ops::relu_square(&linear(&norm(&x), &b.c_fc));
             x = &x + linear(&hidden, &b.mlp_proj);
         }
-        self.head(&x.index_select(1, wanted)).squeeze_dim(0)
+        // The classifier as lm_head · xᵀ: with a few rows MKL then streams the (vocab, n_embd) weight once
+        // instead of repacking it as the right operand of x · lm_headᵀ at every step (same products, the
+        // same values at one row).
+        let x = norm(&x.index_select(1, wanted).squeeze_dim(0));
+        let w =
+            if self.lm_head.kind() == x.kind() { self.lm_head.shallow_clone() } else { self.lm_head.to_kind(x.kind()) };
+        let logits = w.matmul(&x.transpose(0, 1)).transpose(0, 1);
+        let logits = logits.narrow(1, 0, self.config.vocab_size).to_kind(Kind::Float);
+        (logits / SOFTCAP).tanh() * SOFTCAP
     }
 
     /// The training loss: mean cross-entropy of the soft-capped logits over the targets that are not

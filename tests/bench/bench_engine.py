@@ -1,7 +1,8 @@
 """Generation speed: our engine (`nanochat bench engine`) next to the reference's Engine
 (karpathy/nanochat engine.py, KV cache) on the same torch, the same freshly initialised weights (seed 42,
 the same init), the same prompt and greedy decoding, on this machine, one after the other: time to first
-token, decode tokens/s at batch 1 and batch N. Speed only.
+token, decode tokens/s at batch 1 and batch N; and ours through the server's continuous-batching scheduler
+(the same decode, N sequences in one batch). Speed only.
 
 usage: .venv/bin/python tests/bench/bench_engine.py [--bin target/release/nanochat] [--depth 4]
        [--reference PATH-TO-NANOCHAT-CHECKOUT]   (or env NANOCHAT_REFERENCE; commit 10231df)"""
@@ -73,6 +74,7 @@ def main():
     print("|---|---|---|---|")
     o = ours(args)
     print(f"| nanochat (Rust) | {o['time_to_first_token_ms']:.1f} | {o['batch1_tokens_per_sec']:.1f} | {o['batchN_tokens_per_sec']:.1f} |")
+    print(f"| nanochat serve's scheduler | | {o['scheduler_batch1_tokens_per_sec']:.1f} | {o['scheduler_batchN_tokens_per_sec']:.1f} |")
     if not args.reference:
         print("| reference | (no checkout: pass --reference or set NANOCHAT_REFERENCE) | | |")
         return

@@ -1,20 +1,21 @@
 """Server load: `nanochat serve` under 1, 8 and 32 concurrent streaming clients (OpenAI's
 /v1/chat/completions, stream=True, temperature 0.8, a fixed max_tokens, a distinct seed per request):
-requests/s, latency to the last byte (p50/p99), time to the first content token (p50), generated tokens/s,
+requests/s, latency to the last byte (p50/p99), time to the first content token (p50/p99), generated tokens/s,
 errors (any non-200, e.g. 503, or a broken stream) and the server's peak resident memory.
 
 The server is started here on 127.0.0.1 (any free port) with --queue-limit >= the most clients and a queue
 timeout longer than a level, so no 503 is expected; it is stopped at the end (SIGTERM, then SIGKILL), also on
 an error or Ctrl-C. Each level is bounded in count (--requests, default 8 per client, at most 256) and in time
 (--duration-cap seconds: no request starts after it; one still running --grace seconds later is cut and
-counted as an error). With one worker (CPU) the requests queue: latency grows with the clients, throughput
-stays flat. Peak RSS: the largest VmRSS sampled every 100 ms during the level (VmHWM, the process's
+counted as an error). Each worker decodes its requests together (continuous batching, up to --max-batch
+sequences): throughput grows with the clients until the batch or the machine is full. Peak RSS: the largest VmRSS sampled every 100 ms during the level (VmHWM, the process's
 all-time high, is in --out).
 
 Default model: the tiny random d2 golden checkpoint (runs anywhere); pass a trained one with --checkpoint.
 
 usage: .venv/bin/python tests/bench/bench_serve.py [--bin target/release/nanochat] [--checkpoint DIR
-       --tokenizer PATH] [--clients 1 8 32] [--requests N] [--duration-cap S] [--max-tokens M] [--out JSON]"""
+       --tokenizer PATH] [--clients 1 8 32] [--requests N] [--duration-cap S] [--max-tokens M] [--out JSON]
+       [--serve-arg=--max-batch=16 ...]"""
 import argparse, http.client, json, os, resource, select, signal, socket, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,7 +68,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="bench_serve_", suffix=".log", delete=False)
         cmd = [args.bin, "serve", "--checkpoint", args.checkpoint, "--tokenizer", args.tokenizer,
                "--host", "127.0.0.1", "--port", "0", "--queue-limit", str(queue_limit),
-               "--queue-timeout", str(queue_timeout)]
+               "--queue-timeout", str(queue_timeout)] + args.serve_args
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         self.port = self.model = self.workers_line = None
@@ -264,6 +265,7 @@ def run_level(server, args, clients, n_requests, seed_base):
         "clients": clients, "requests": len(results), "ok": len(ok), "errors": len(errors), "error_kinds": kinds,
         "wall_s": wall, "requests_per_s": len(ok) / wall, "latency_p50_ms": ms(percentile(lat, 0.5)),
         "latency_p99_ms": ms(percentile(lat, 0.99)), "ttft_p50_ms": ms(percentile(ttft, 0.5)),
+        "ttft_p99_ms": ms(percentile(ttft, 0.99)),
         "completion_tokens": tokens, "tokens_per_s": tokens / wall, "peak_rss_mib": peak[0] / 2**20,
         "vmhwm_mib": status["VmHWM"] / 2**20, "server_cpu_s": server_cpu, "client_cpu_s": client_cpu,
     }
@@ -289,6 +291,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the server to listen")
     ap.add_argument("--out", help="also write the results as JSON here")
+    ap.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
+                    help="one more argument for `nanochat serve` (repeatable), e.g. --serve-arg=--max-batch=16")
     args = ap.parse_args()
     if min(args.clients) < 1:
         ap.error("--clients must be >= 1")
@@ -315,8 +319,8 @@ def main():
               f"streaming /v1/chat/completions, {args.max_tokens} max tokens, temperature {TEMPERATURE}, "
               f"load average {os.getloadavg()[0]:.2f}\n")
         print("| clients | requests | errors | req/s | latency p50 (ms) | latency p99 (ms) | first token p50 (ms) "
-              "| generated tok/s | server peak RSS (MiB) |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| first token p99 (ms) | generated tok/s | server peak RSS (MiB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         levels = []
         for li, c in enumerate(args.clients):
             n = args.requests if args.requests else min(8 * c, 256)
@@ -330,7 +334,8 @@ def main():
             if lv["error_kinds"]:
                 err += " (" + ", ".join(f"{v}x {k}" for k, v in lv["error_kinds"].items()) + ")"
             print(f"| {c} | {lv['requests']} | {err} | {lv['requests_per_s']:.2f} | {fmt(lv['latency_p50_ms'])} | "
-                  f"{fmt(lv['latency_p99_ms'])} | {fmt(lv['ttft_p50_ms'])} | {lv['tokens_per_s']:.1f} | "
+                  f"{fmt(lv['latency_p99_ms'])} | {fmt(lv['ttft_p50_ms'])} | {fmt(lv['ttft_p99_ms'])} | "
+                  f"{lv['tokens_per_s']:.1f} | "
                   f"{lv['peak_rss_mib']:.0f} |", flush=True)
         if any(lv["errors"] for lv in levels):
             print("\nwarning: some requests failed or were cut (the queue admits every client, so none should fail)")

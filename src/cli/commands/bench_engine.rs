@@ -1,11 +1,17 @@
 //! `nanochat bench engine`: generation speed of the engine (NANOCHAT.md §7) on a freshly initialised
 //! model (seed 42, the reference's init) and a random prompt: time to the first token (prefill and
-//! one sample) and greedy decode tokens/s with one row and with `--batch` rows. Prints one JSON line;
-//! tests/bench/bench_engine.py puts it next to the reference's Engine on the same weights.
+//! one sample) and greedy decode tokens/s with one row and with `--batch` rows, then the same decode
+//! through the server's continuous-batching scheduler (`--batch` sequences of that prompt in one
+//! batch). Prints one JSON line; tests/bench/bench_engine.py puts it next to the reference's Engine on
+//! the same weights.
 use std::time::Instant;
 
 use crate::cli::chat_args::BenchEngineArgs;
 use crate::engine::chat_engine::{Engine, GenerationSettings};
+use crate::engine::kv_arena::KvArena;
+use crate::engine::scheduler::{
+    BatchLimits, Finish, NewSequence, PackedModel, Scheduler, SequenceSettings, SequenceSink,
+};
 use crate::model::{Gpt, GptConfig};
 use crate::tokenizer::{BpeEncoder, SPECIAL_TOKENS};
 
@@ -42,6 +48,28 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
     let (ttft, _) = run(1, 1);
     let (t1, n1) = run(1, args.max_tokens);
     let (tb, nb) = run(args.batch, args.max_tokens);
+    let scheduled = |rows: usize| -> anyhow::Result<f64> {
+        let arena = KvArena::new(model.kv_shape(), 256)?;
+        let limits = BatchLimits { max_batch: rows, prefill_chunk: args.prompt_len * rows };
+        let mut scheduler = Scheduler::new(&model, &encoder, arena, limits)?;
+        let settings =
+            SequenceSettings { max_tokens: args.max_tokens, temperature: 0.0, top_k: None, seed: 0, deadline: None };
+        let sequences =
+            (0..rows).map(|_| NewSequence { prompt: prompt.clone(), settings, sink: Box::new(Discard) }).collect();
+        if scheduler.admit(sequences).is_err() {
+            anyhow::bail!("{rows} sequences of {} tokens do not fit in the benchmark's KV cache", prompt.len());
+        }
+        scheduler.step(); // the prefill and the first token, outside the decode timing
+        let (start, mut tokens) = (Instant::now(), 0);
+        while scheduler.running() > 0 {
+            tokens += scheduler.step();
+        }
+        if let tch::Device::Cuda(d) = device {
+            tch::Cuda::synchronize(d as i64);
+        }
+        Ok(tokens as f64 / start.elapsed().as_secs_f64().max(1e-9))
+    };
+    let (s1, sb) = (scheduled(1)?, scheduled(args.batch)?);
     println!(
         "{}",
         serde_json::json!({
@@ -52,7 +80,22 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
             "batch": args.batch,
             "batchN_tokens_per_sec": (nb * args.batch) as f64 / (tb - ttft).max(1e-9),
             "columns": [n1, nb],
+            "scheduler_batch1_tokens_per_sec": s1,
+            "scheduler_batchN_tokens_per_sec": sb,
         })
     );
     Ok(())
+}
+
+/// A sink that keeps nothing: only the scheduler's speed is measured.
+struct Discard;
+
+impl SequenceSink for Discard {
+    fn token(&mut self, _: u32, _: bool) -> bool {
+        true
+    }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn finish(&mut self, _: usize, _: Finish) {}
 }
