@@ -425,6 +425,26 @@ fn a_request_larger_than_the_kv_cache_is_refused() {
     assert_eq!(server.stats()["kv_blocks_in_use"], 0);
 }
 
+/// `--dtype bfloat16` on the CPU: the KV cache holds positions of half the bytes (twice the blocks for the
+/// same --kv-cache-mb) and greedy replies are served, the same twice.
+#[test]
+fn bf16_serving_on_request_halves_the_kv_per_position() {
+    let blocks = |server: &Server| server.stats()["kv_blocks_total"].as_u64().unwrap();
+    let fp32 = Server::start(&["--kv-cache-mb", "4"]);
+    let bf16 = Server::start(&["--kv-cache-mb", "4", "--dtype", "bfloat16"]);
+    assert_eq!(blocks(&bf16), 2 * blocks(&fp32));
+    assert!(bf16.log().contains("bfloat16 on Cpu"), "{}", bf16.log());
+    let body = json!({"messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 24,
+        "temperature": 0})
+    .to_string();
+    let (status, _, first) = bf16.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{first}");
+    let reply: Value = serde_json::from_str(&first).unwrap();
+    assert!(reply["usage"]["completion_tokens"].as_u64().unwrap() >= 1, "{reply}");
+    let again: Value = serde_json::from_str(&bf16.post("/v1/chat/completions", &body).2).unwrap();
+    assert_eq!(again["choices"], reply["choices"]);
+}
+
 #[test]
 fn a_reply_ends_at_the_generation_timeout() {
     // A timeout of 0 s: the deadline has passed when the first token is out.

@@ -137,6 +137,10 @@ pub struct ModelArgs {
     /// A checkpoint directory (ours, or the reference's with model_XXXXXX.pt) instead of --source.
     #[arg(long, value_name = "DIR", conflicts_with = "source")]
     pub checkpoint: Option<PathBuf>,
+    /// Precision of the weights, activations and KV cache: auto (float32 on CPU, exact against the
+    /// reference; bfloat16 on CUDA, as the reference runs), bfloat16 or float32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
     #[command(flatten)]
     pub tokenizer: TokenizerSource,
 }
@@ -325,4 +329,7 @@ pub struct BenchEngineArgs {
     /// Rows decoded together (num_samples) in the batched measurement.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// auto (float32 on CPU, bfloat16 on CUDA), bfloat16 (every weight stored bf16) or float32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
 }

@@ -47,6 +47,8 @@ pub struct ServeConfig {
     /// 0: any free port (the address is printed).
     pub port: u16,
     pub model: ModelSpec,
+    /// auto, bfloat16 or float32 (see `Precision::resolve`), for every device.
+    pub dtype: String,
     pub devices: Vec<tch::Device>,
     pub defaults: Defaults,
     /// Continuous batching on each replica: KV cache, batch size, prefill chunk.
@@ -81,6 +83,7 @@ pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
     let pool = WorkerPool::start(
         paths,
         &config.model,
+        &config.dtype,
         &config.devices,
         config.batch,
         config.queue_limit,

@@ -34,6 +34,7 @@ use crate::engine::scheduler::{
     BatchLimits, Finish, NewSequence, PackedModel, Scheduler, SequenceSettings, SequenceSink,
 };
 use crate::engine::utf8_stream::Utf8Stream;
+use crate::model::Precision;
 use crate::paths::Paths;
 use crate::tokenizer::BpeEncoder;
 
@@ -201,6 +202,7 @@ impl WorkerPool {
     pub fn start(
         paths: &Paths,
         spec: &ModelSpec,
+        dtype: &str,
         devices: &[Device],
         batch: BatchConfig,
         queue_limit: usize,
@@ -212,11 +214,12 @@ impl WorkerPool {
             let (jobs, inbox) = mpsc::channel::<Job>();
             let (tell, loaded) = mpsc::channel::<Result<ModelInfo, String>>();
             let (paths, spec) = (paths.clone(), spec.clone());
+            let precision = Precision::resolve(dtype, device)?;
             let status = Arc::new(WorkerStatus::default());
             let worker = Worker { gpu, batch, queue_timeout, status: status.clone() };
             std::thread::Builder::new()
                 .name(format!("worker-{gpu}"))
-                .spawn(move || worker_main(worker, device, &paths, &spec, inbox, tell))?;
+                .spawn(move || worker_main(worker, device, precision, &paths, &spec, inbox, tell))?;
             slots.push(Slot { jobs, device, status });
             ready.push(loaded);
         }
@@ -349,12 +352,13 @@ struct Worker {
 fn worker_main(
     worker: Worker,
     device: Device,
+    precision: Precision,
     paths: &Paths,
     spec: &ModelSpec,
     inbox: mpsc::Receiver<Job>,
     loaded: mpsc::Sender<Result<ModelInfo, String>>,
 ) {
-    let model = match LoadedModel::open(paths, spec, device) {
+    let model = match LoadedModel::open_with(paths, spec, device, precision) {
         Ok(model) => model,
         Err(e) => {
             let _ = loaded.send(Err(format!("loading the model on {device:?}: {e}")));
@@ -377,7 +381,8 @@ fn worker_main(
         }
     };
     log::info!(
-        "worker {}: KV cache {} MiB = {} positions in blocks of {BLOCK_TOKENS}, batches of up to {} sequences",
+        "worker {}: {precision} on {device:?}, KV cache {} MiB = {} positions in blocks of {BLOCK_TOKENS}, batches \
+         of up to {} sequences",
         worker.gpu,
         worker.batch.kv_cache_mb,
         scheduler.arena().capacity_tokens(),
@@ -425,8 +430,17 @@ impl Worker {
         }
     }
 
-    /// Encodes the job's prompt and refuses what can never run here; None when answered.
+    /// Encodes the job's prompt and refuses what can never run here; None when answered. A panic is
+    /// caught: the job is dropped, which its handler answers as an internal error.
     fn accept(&self, scheduler: &Scheduler<'_>, job: Job) -> Option<WaitingJob> {
+        let accepted = std::panic::catch_unwind(AssertUnwindSafe(|| self.check(scheduler, job)));
+        accepted.unwrap_or_else(|_| {
+            log::error!("worker {}: encoding a prompt failed with an internal error (the worker goes on)", self.gpu);
+            None
+        })
+    }
+
+    fn check(&self, scheduler: &Scheduler<'_>, job: Job) -> Option<WaitingJob> {
         let prompt = chat_prompt(scheduler.chat_tokens(), scheduler.encoder(), &job.turns);
         if let Some(context) = scheduler.context().filter(|&c| prompt.len() >= c) {
             let message = format!(

@@ -11,7 +11,7 @@ import argparse, json, os, subprocess, sys
 
 def ours(args):
     cmd = [args.bin, "bench", "engine", "--depth", str(args.depth), "--vocab", str(args.vocab), "--prompt-len",
-           str(args.prompt_len), "--max-tokens", str(args.max_tokens), "--batch", str(args.batch)]
+           str(args.prompt_len), "--max-tokens", str(args.max_tokens), "--batch", str(args.batch), "--dtype", args.dtype]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--dtype", default="auto", help="ours: auto, bfloat16 or float32 (the reference runs fp32 on CPU)")
     ap.add_argument("--reference", default=os.environ.get("NANOCHAT_REFERENCE"))
     args = ap.parse_args()
     print(f"CPU generation, depth {args.depth}, vocab {args.vocab}, prompt {args.prompt_len} tokens, "
@@ -73,8 +74,8 @@ def main():
     print(f"| impl | first token (ms) | decode tok/s, batch 1 | decode tok/s, batch {args.batch} |")
     print("|---|---|---|---|")
     o = ours(args)
-    print(f"| nanochat (Rust) | {o['time_to_first_token_ms']:.1f} | {o['batch1_tokens_per_sec']:.1f} | {o['batchN_tokens_per_sec']:.1f} |")
-    print(f"| nanochat serve's scheduler | | {o['scheduler_batch1_tokens_per_sec']:.1f} | {o['scheduler_batchN_tokens_per_sec']:.1f} |")
+    print(f"| nanochat (Rust, {o['dtype']}) | {o['time_to_first_token_ms']:.1f} | {o['batch1_tokens_per_sec']:.1f} | {o['batchN_tokens_per_sec']:.1f} |")
+    print(f"| nanochat serve's scheduler ({o['dtype']}) | | {o['scheduler_batch1_tokens_per_sec']:.1f} | {o['scheduler_batchN_tokens_per_sec']:.1f} |")
     if not args.reference:
         print("| reference | (no checkout: pass --reference or set NANOCHAT_REFERENCE) | | |")
         return

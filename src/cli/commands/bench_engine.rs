@@ -28,8 +28,10 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
     let encoder = synthetic_encoder(args.vocab)?;
     tch::manual_seed(42);
     let config = GptConfig::from_depth(args.depth, i64::from(encoder.vocab_size()), 2048);
-    let mut model = Gpt::new(config, device)?;
+    let precision = crate::model::Precision::resolve(&args.dtype, device)?;
+    let mut model = Gpt::with_precision(config, device, precision)?;
     model.init_weights();
+    crate::engine::loaded_model::store_for_inference(&model);
     let engine = Engine::new(&model, &encoder)?;
     // A fixed pseudo-random prompt of mergeable tokens.
     let prompt: Vec<u32> = (0..args.prompt_len as u64)
@@ -75,6 +77,7 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
         serde_json::json!({
             "depth": args.depth, "vocab": encoder.vocab_size(), "prompt_len": args.prompt_len,
             "max_tokens": args.max_tokens, "device": format!("{device:?}"), "threads": tch::get_num_threads(),
+            "dtype": precision.to_string(),
             "time_to_first_token_ms": ttft * 1e3,
             "batch1_tokens_per_sec": n1 as f64 / (t1 - ttft).max(1e-9),
             "batch": args.batch,

@@ -26,8 +26,9 @@ fn model_spec(args: &ModelArgs, default_phase: &str) -> ModelSpec {
 
 fn load(global: &GlobalOptions, args: &ModelArgs, default_phase: &str) -> anyhow::Result<LoadedModel> {
     let spec = model_spec(args, default_phase);
-    let loaded = LoadedModel::open(&global.paths(), &spec, device::select(DeviceChoice::Auto, 0)?)
-        .context("loading the model")?;
+    let device = device::select(DeviceChoice::Auto, 0)?;
+    let precision = crate::model::Precision::resolve(&args.dtype, device)?;
+    let loaded = LoadedModel::open_with(&global.paths(), &spec, device, precision).context("loading the model")?;
     log::info!("model: {}", loaded.describe());
     Ok(loaded)
 }
@@ -155,6 +156,7 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
              max-tokens 1-{MAX_TOKENS_LIMIT}"
         );
     }
+    crate::model::Precision::resolve(&args.model.dtype, tch::Device::Cpu)?;
     if args.kv_cache_mb == 0 || args.max_batch == 0 || args.prefill_chunk == 0 {
         anyhow::bail!("--kv-cache-mb, --max-batch and --prefill-chunk must be at least 1");
     }
@@ -165,6 +167,7 @@ pub fn serve(global: &GlobalOptions, args: &ServeArgs) -> anyhow::Result<()> {
         host: args.host.clone(),
         port: args.port,
         model: model_spec(&args.model, "sft"),
+        dtype: args.model.dtype.clone(),
         devices,
         defaults,
         batch: crate::serve::workers::BatchConfig {
