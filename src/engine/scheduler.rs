@@ -248,8 +248,8 @@ impl<'a> Scheduler<'a> {
     }
 
     /// One token step of every running sequence (a prompt chunk for those still prefilling); ended
-    /// sequences leave and free their KV. Returns the tokens emitted. A panic inside the model leaves
-    /// the batch as it was before the step's outcome: the caller then calls [`Scheduler::fail_all`].
+    /// sequences leave and free their KV. Returns the tokens emitted. If the model panics no sequence
+    /// has advanced; the caller then ends them all with [`Scheduler::fail_all`].
     pub fn step(&mut self) -> usize {
         self.drop_cancelled();
         let mut ids: Vec<i64> = Vec::new();
@@ -553,5 +553,28 @@ mod tests {
         assert_eq!(finish(1), Some((8, Finish::Stop)));
         assert_eq!((tokens(2).len(), finish(2)), (2, Some((2, Finish::Length))));
         assert_eq!(finish(3), Some((1, Finish::Cancelled)));
+    }
+
+    /// A 200-token prompt joining a decoding sequence is prefilled 16 tokens a step (decode tokens do not
+    /// count against the chunk), and the decoding sequence gets one token at every one of those steps.
+    #[test]
+    fn a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding() {
+        let enc = encoder();
+        let t = ChatTokens::of(&enc).unwrap();
+        let model = Scripted { script: vec![u32::from(b'a'); 400] };
+        let arena = KvArena::new(model.kv_shape(), 1).unwrap();
+        let mut scheduler =
+            Scheduler::new(&model, &enc, arena, BatchLimits { max_batch: 2, prefill_chunk: 16 }).unwrap();
+        let (decoding, long) = (Sink::default(), Sink::default());
+        let first = NewSequence { prompt: vec![t.bos; 3], settings: greedy(100), sink: Box::new(decoding.clone()) };
+        assert!(scheduler.admit(vec![first]).is_ok());
+        scheduler.step();
+        let second = NewSequence { prompt: vec![t.bos; 200], settings: greedy(5), sink: Box::new(long.clone()) };
+        assert!(scheduler.admit(vec![second]).is_ok());
+        for step in 1..=13 {
+            scheduler.step();
+            assert_eq!(decoding.0.borrow().tokens.len(), 1 + step, "one token a step while the prompt is prefilled");
+            assert_eq!(long.0.borrow().tokens.len(), usize::from(step == 13), "200 tokens take 13 steps of 16");
+        }
     }
 }
