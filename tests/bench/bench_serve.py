@@ -3,13 +3,14 @@
 requests/s, latency to the last byte (p50/p99), time to the first content token (p50/p99), generated tokens/s,
 errors (any non-200, e.g. 503, or a broken stream) and the server's peak resident memory.
 
-The server is started here on 127.0.0.1 (any free port) with --queue-limit >= the most clients and a queue
-timeout longer than a level, so no 503 is expected; it is stopped at the end (SIGTERM, then SIGKILL), also on
-an error or Ctrl-C. Each level is bounded in count (--requests, default 8 per client, at most 256) and in time
-(--duration-cap seconds: no request starts after it; one still running --grace seconds later is cut and
-counted as an error). Each worker decodes its requests together (continuous batching, up to --max-batch
-sequences): throughput grows with the clients until the batch or the machine is full. Peak RSS: the largest VmRSS sampled every 100 ms during the level (VmHWM, the process's
-all-time high, is in --out).
+The server is started here on 127.0.0.1 (any free port) with --queue-limit >= the most clients, a queue
+timeout longer than a level (so no 503 is expected) and OMP_WAIT_POLICY=PASSIVE unless set otherwise; it is
+stopped at the end (SIGTERM, then SIGKILL), also on an error or Ctrl-C. Each level is bounded in count
+(--requests, default 8 per client, at most 256) and in time (--duration-cap seconds: no request starts after
+it; one still running --grace seconds later is cut and counted as an error). Each worker decodes its requests
+together (continuous batching, up to --max-batch sequences): throughput grows with the clients until the batch
+or the machine is full. Peak RSS: the largest VmRSS sampled every 100 ms during the level (VmHWM, the
+process's all-time high, is in --out).
 
 Default model: the tiny random d2 golden checkpoint (runs anywhere); pass a trained one with --checkpoint.
 
@@ -70,7 +71,12 @@ class Server:
                "--host", "127.0.0.1", "--port", "0", "--queue-limit", str(queue_limit),
                "--queue-timeout", str(queue_timeout)] + args.serve_args
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        # libgomp's spinning threads collapse throughput (steps of 100+ ms, for either server) when the
+        # CPU is shared with the clients or other work; sleeping waiters keep the figures comparable.
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        self.omp_wait_policy = env["OMP_WAIT_POLICY"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=env)
         self.port = self.model = self.workers_line = None
         deadline = time.monotonic() + args.start_timeout
         buf = b""
@@ -317,7 +323,7 @@ def main():
         print(f"Server load: {server.model} ({ckpt}), "
               f"device {'/'.join(d.upper() for d in devices)}, {os.cpu_count()} CPU cores, {workers} worker(s), "
               f"streaming /v1/chat/completions, {args.max_tokens} max tokens, temperature {TEMPERATURE}, "
-              f"load average {os.getloadavg()[0]:.2f}\n")
+              f"OMP_WAIT_POLICY={server.omp_wait_policy}, load average {os.getloadavg()[0]:.2f}\n")
         print("| clients | requests | errors | req/s | latency p50 (ms) | latency p99 (ms) | first token p50 (ms) "
               "| first token p99 (ms) | generated tok/s | server peak RSS (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
