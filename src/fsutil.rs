@@ -133,9 +133,35 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Res
     write_atomic(path, text.as_bytes())
 }
 
+/// An exclusive lock on the file at `path` (created if missing), held until dropped or until the
+/// process dies, so that two processes never work on the same files at once. When another process
+/// holds it, one line says so and the call waits for it.
+pub fn lock_exclusive(path: &Path, holder: &str) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => log::info!("{holder} holds {}; waiting for it", path.display()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.lock()?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exclusive_lock_is_held_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = lock_exclusive(&path, "a test").unwrap();
+        // A second open file description cannot take it while the first holds it.
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop(held);
+        other.try_lock().unwrap();
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temporary_file() {
@@ -166,18 +192,4 @@ mod tests {
         assert_eq!(denied.raw_os_error(), Some(libc::EACCES), "other errors pass through unchanged");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
     }
-}
-
-/// An exclusive lock on the file at `path` (created if missing), held until dropped or until the
-/// process dies, so that two processes never work on the same files at once. When another process
-/// holds it, one line says so and the call waits for it.
-pub fn lock_exclusive(path: &Path, holder: &str) -> io::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        log::info!("{holder} holds {}; waiting for it", path.display());
-    } else {
-        return Ok(file);
-    }
-    file.lock()?;
-    Ok(file)
 }
