@@ -10,10 +10,9 @@ mod chat_fixtures;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_fixtures::{chat_base, golden, golden_dir, golden_encoder};
+use chat_fixtures::{chat_base, golden, golden_d2_model, golden_encoder};
 use nanochat::chat::tasks::{EvalType, SharedTask, Task, TaskError};
 use nanochat::chat::{ChatRenderer, ChatTokens, Conversation};
-use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::model::Gpt;
@@ -36,13 +35,6 @@ fn close(ours: f64, reference: f64, tolerance: f64, what: &str) {
 /// for each other), as the fixture's reductions were made.
 fn one_thread() {
     tch::set_num_threads(1);
-}
-
-fn base_model() -> Gpt {
-    SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
-        .unwrap()
-        .load_model(Device::Cpu, nanochat::model::Precision::Float32)
-        .unwrap()
 }
 
 fn json<T: serde::de::DeserializeOwned>(v: &Value) -> T {
@@ -82,7 +74,7 @@ fn the_policy_gradient_step_matches_the_reference_on_fixed_rollouts() {
     let fixture = golden("rl.json");
     let loss = &fixture["loss"];
     let reference = &loss["step"];
-    let model = base_model();
+    let model = golden_d2_model();
     let pad = ChatTokens::of(&golden_encoder()).unwrap().assistant_end;
     let rollouts = fixed_rollouts(loss);
     let examples = loss["examples"].as_array().unwrap();
@@ -122,7 +114,7 @@ fn the_policy_gradient_step_matches_the_reference_on_fixed_rollouts() {
 fn equal_rewards_leave_the_weights_unchanged() {
     one_thread();
     let fixture = golden("rl.json");
-    let model = base_model();
+    let model = golden_d2_model();
     let before: Vec<Tensor> = model.named_parameters().iter().map(|(_, p)| p.copy()).collect();
     let pad = ChatTokens::of(&golden_encoder()).unwrap().assistant_end;
     let mut rollouts = fixed_rollouts(&fixture["loss"]);
@@ -216,7 +208,7 @@ fn seeds_and_rollouts_are_the_references() {
     // Step 0 starts from the committed weights: every rollout token for token.
     let base = chat_base();
     let train = RlTasks::gsm8k(&base.paths).unwrap().train;
-    let model = base_model();
+    let model = golden_d2_model();
     let encoder = golden_encoder();
     let renderer = ChatRenderer::new(&encoder).unwrap();
     let engine = Engine::new(&model, &encoder).unwrap();

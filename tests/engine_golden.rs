@@ -5,8 +5,7 @@
 #[path = "support/chat_fixtures.rs"]
 mod chat_fixtures;
 
-use chat_fixtures::{golden, golden_dir, golden_encoder};
-use nanochat::checkpoint::source::SourceCheckpoint;
+use chat_fixtures::{golden, golden_d2_model, golden_encoder};
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::engine::kv_arena::KvArena;
 use nanochat::engine::scheduler::{
@@ -19,10 +18,7 @@ use nanochat::serve::workers::prompt_tokens;
 fn generations_match_the_reference_engine() {
     let fixture = golden("engine.json");
     let encoder = golden_encoder();
-    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
-        .unwrap()
-        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
-        .unwrap();
+    let model = golden_d2_model();
     let engine = Engine::new(&model, &encoder).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 6);
@@ -120,10 +116,7 @@ fn run_batched(
 #[test]
 fn batched_greedy_replies_equal_the_same_prompts_alone() {
     let encoder = golden_encoder();
-    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
-        .unwrap()
-        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
-        .unwrap();
+    let model = golden_d2_model();
     let engine = Engine::new(&model, &encoder).unwrap();
     let prompts = chat_prompts(&engine);
     let max_tokens = 24;
@@ -160,10 +153,7 @@ fn batched_greedy_replies_equal_the_same_prompts_alone() {
 #[test]
 fn seeded_sampling_in_a_batch_is_reproducible() {
     let encoder = golden_encoder();
-    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
-        .unwrap()
-        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
-        .unwrap();
+    let model = golden_d2_model();
     let engine = Engine::new(&model, &encoder).unwrap();
     let prompts = &chat_prompts(&engine)[..24];
     let limits = BatchLimits { max_batch: 8, prefill_chunk: 32 };

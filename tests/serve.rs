@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_fixtures::{golden_dir, golden_encoder, root};
-use nanochat::checkpoint::source::SourceCheckpoint;
+use chat_fixtures::{golden_d2_model, golden_dir, golden_encoder, root};
 use nanochat::engine::chat_engine::Engine;
 use nanochat::serve::request::{Role, Turn};
 use nanochat::serve::workers::{prompt_tokens, settings};
@@ -147,10 +146,7 @@ fn sse_data(body: &str) -> Vec<String> {
 /// seed) and its own sampling generator, decoded.
 fn engine_reply(turns: &[Turn], max_tokens: usize, temperature: f64, seed: i64) -> String {
     let encoder = golden_encoder();
-    let model = SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
-        .unwrap()
-        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
-        .unwrap();
+    let model = golden_d2_model();
     let engine = Engine::new(&model, &encoder).unwrap();
     let prompt = prompt_tokens(&engine, turns);
     let (rows, _) = engine.generate_batch(&prompt, &settings(1, max_tokens, temperature, 50, Some(seed)));

@@ -30,6 +30,14 @@ pub fn golden_encoder() -> BpeEncoder {
     BpeEncoder::new(tokens, &SPECIAL_TOKENS).unwrap()
 }
 
+/// The reference's d2 base checkpoint (tests/golden/chat/base_d2), in fp32 on the CPU.
+pub fn golden_d2_model() -> nanochat::model::Gpt {
+    nanochat::checkpoint::source::SourceCheckpoint::in_dir(&golden_dir().join("base_d2"), None)
+        .unwrap()
+        .load_model(tch::Device::Cpu, nanochat::model::Precision::Float32)
+        .unwrap()
+}
+
 /// A base dir whose data/hf and data/chat-data are the stand-ins, with the golden tokenizer in
 /// tok/ and the reference's d2 base checkpoint as base_d2/.
 pub struct ChatBase {
