@@ -139,8 +139,10 @@ smoke: build
 CHAT_BASE_DIR ?= $(if $(wildcard $(SMOKE_DIR)/report/report.md),$(SMOKE_DIR),$${NANOCHAT_BASE_DIR:-$$HOME/.cache/nanochat})
 chat: build
 	$(BIN) --base-dir $(CHAT_BASE_DIR) chat
+# OpenMP threads that sleep while waiting instead of spinning: on a busy CPU the spinning of one replica's
+# threads takes the time slices the others need (the README's serving benchmark). OMP_WAIT_POLICY=... overrides.
 serve: build
-	$(BIN) --base-dir $(CHAT_BASE_DIR) serve
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN) --base-dir $(CHAT_BASE_DIR) serve
 
 speedrun: build
 	$(BIN) speedrun --preset $(PRESET)
