@@ -12,17 +12,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 const CPU_STEPS: [&str; 5] = ["integrity", "torch-version", "libtorch", "syntax", "data"];
-const GPU_CHECKS: [&str; 9] = [
-    "doctor",
-    "precision",
-    "smoke",
-    "collectives",
-    "pointwise",
-    "train-d20",
-    "train-d20-compiled",
-    "decode",
-    "profile",
-];
+const GPU_CHECKS: [&str; 8] =
+    ["doctor", "precision", "smoke", "collectives", "pointwise", "train-d20", "train-d20-compiled", "decode"];
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -150,7 +141,7 @@ exec "$BUNDLE/gpu_check.sh" "$OUT""#;
     assert_eq!(found.len(), CPU_STEPS.len() + GPU_CHECKS.len(), "{output}");
     let venv_lib = Path::new(&venv_site).join("torch/lib");
     assert!(output.contains(&format!("using {} (LD_LIBRARY_PATH)", venv_lib.display())), "{output}");
-    assert!(output.contains("| profile | skipped (no NVIDIA GPU"), "the final table\n{output}");
+    assert!(output.contains("| decode | skipped (no NVIDIA GPU"), "the final table\n{output}");
     assert!(out_dir.join("smoke/data/smoke/shard_00005.parquet").is_file(), "the data step fetched the shards");
 }
 

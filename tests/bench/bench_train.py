@@ -57,6 +57,8 @@ def ours(binary, depth, args, full_logits_loss=False):
            "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
     if full_logits_loss:
         cmd.append("--full-logits-loss")
+    elif args.profile:
+        cmd.append("--profile")
     out, gpu_mib = run_measured(cmd, args.device)
     result = json.loads(out.strip().splitlines()[-1])
     result["gpu_peak_mib"] = gpu_mib
@@ -129,6 +131,8 @@ def main():
                     help="what to time: ours (chunked loss), ours with the full-logits loss, the reference eager and "
                          "under torch.compile (the reference ones need a checkout)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="ours (chunked loss) also counts one step's kernels and host syncs by phase (a table on stderr)")
     ap.add_argument("--peak-flops", type=float, default=H100_BF16_PEAK, help="the GPU's bf16 peak, for MFU")
     args = ap.parse_args()
     on_gpu = args.device == "cuda"
