@@ -34,7 +34,7 @@ impl Log for ConsoleLogger {
         crate::progress::suspend_bars(|| eprintln!("{line}"));
         if let Ok(mut guard) = self.file.lock() {
             if let Some(file) = guard.as_mut() {
-                let _ = writeln!(file, "{} {line}", crate::report::now_timestamp());
+                let _ = writeln!(file, "{} {line}", now_timestamp());
             }
         }
     }
@@ -82,6 +82,11 @@ pub fn tee_to_file(path: &Path) {
         }
         Err(e) => log::warn!("cannot write the log file {}: {e}", path.display()),
     }
+}
+
+/// The local time as the logs and the report write it: `2026-12-07 17:16:57`.
+pub fn now_timestamp() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use environment::Environment;
-pub use section::{format_value, now_timestamp, read_sections, Entry, ReportSection};
+pub use section::{format_value, read_sections, Entry, ReportSection};
 
 const TEMPLATE: &str = include_str!("templates/report.md.tera");
 const STARTED_FILE: &str = "started.json";
@@ -62,7 +62,7 @@ pub fn reset(report_dir: &Path) -> Result<(), ReportError> {
         }
     }
     let path = report_dir.join(STARTED_FILE);
-    crate::fsutil::write_json_atomic(&path, &RunStart { started: now_timestamp() }).map_err(io(&path))
+    crate::fsutil::write_json_atomic(&path, &RunStart { started: crate::logging::now_timestamp() }).map_err(io(&path))
 }
 
 pub fn write_run_description(report_dir: &Path, run: &RunDescription) -> Result<(), ReportError> {
@@ -148,7 +148,7 @@ pub fn generate(report_dir: &Path, env: &Environment, gpu_hour_cost_usd: f64) ->
     let clock = wall_clock(started.as_deref(), &sections);
 
     let mut ctx = tera::Context::new();
-    ctx.insert("generated", &now_timestamp());
+    ctx.insert("generated", &crate::logging::now_timestamp());
     ctx.insert("env", env);
     ctx.insert("memory_gib", &format!("{:.1}", env.system.memory_gib));
     let gpus = match &env.gpus.unavailable_reason {

@@ -41,7 +41,7 @@ pub struct ReportSection {
 
 impl ReportSection {
     pub fn new(title: &str) -> Self {
-        Self { title: title.to_string(), timestamp: now_timestamp(), entries: Vec::new() }
+        Self { title: title.to_string(), timestamp: crate::logging::now_timestamp(), entries: Vec::new() }
     }
 
     pub fn value(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -88,10 +88,6 @@ pub fn slug(title: &str) -> String {
     let lowered: String =
         title.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     lowered.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
-}
-
-pub fn now_timestamp() -> String {
-    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// Reads every section file in `report_dir`, in canonical order. Unreadable files are reported, not fatal.

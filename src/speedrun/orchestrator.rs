@@ -165,7 +165,7 @@ impl<'a> Orchestrator<'a> {
             config_sha256: config_digest(&stage.config),
             inputs,
             outputs: Default::default(),
-            started: crate::report::now_timestamp(),
+            started: crate::logging::now_timestamp(),
             wall_time_s: 0.0,
             exit_code: RUNNING,
             log: log.clone(),

@@ -29,7 +29,7 @@ impl StageRunner for ProcessRunner {
         writeln!(
             log_file,
             "==== {} nanochat {} {}",
-            crate::report::now_timestamp(),
+            crate::logging::now_timestamp(),
             self.global_args.join(" "),
             stage.args.join(" ")
         )?;

@@ -676,7 +676,7 @@ fn spawn_rest(
     writeln!(
         log_file,
         "==== {} nanochat {} data download (the remaining shards)",
-        crate::report::now_timestamp(),
+        crate::logging::now_timestamp(),
         args.join(" ")
     )
     .with_context(|| format!("writing {}", log_path.display()))?;
@@ -813,7 +813,7 @@ fn pin(global: &GlobalOptions, args: &DataPinArgs) -> anyhow::Result<()> {
     let text = format!(
         "# {} — checksums pinned by `nanochat data pin` on {}\n{}",
         if manifest.description.is_empty() { name.as_str() } else { manifest.description.as_str() },
-        crate::report::now_timestamp(),
+        crate::logging::now_timestamp(),
         manifest.to_toml_string()?
     );
     let target = if args.write { file } else { args.output.clone() };
