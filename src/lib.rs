@@ -24,4 +24,5 @@ pub mod serve;
 mod shim;
 pub mod speedrun;
 pub mod tokenizer;
+pub mod torch_pickle;
 pub mod train;

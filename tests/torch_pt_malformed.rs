@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::pseudo_random_bytes;
-use nanochat::model::torch_pickle::pickle_reader::unpickle;
-use nanochat::model::torch_pickle::pickle_writer::{state_dict_pickle, PickledTensor};
-use nanochat::model::torch_pickle::state_dict::tensor_entries;
-use nanochat::model::torch_pickle::{read_state_dict, write_state_dict, DType, PtError, RawTensor};
+use nanochat::torch_pickle::pickle_reader::unpickle;
+use nanochat::torch_pickle::pickle_writer::{state_dict_pickle, PickledTensor};
+use nanochat::torch_pickle::state_dict::tensor_entries;
+use nanochat::torch_pickle::{read_state_dict, write_state_dict, DType, PtError, RawTensor};
 use zip::write::FileOptions;
 use zip::{CompressionMethod, ZipWriter};
 

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{assert_same, pseudo_random_bytes, read_expected, run_python, write_expected};
-use nanochat::model::torch_pickle::{read_state_dict, write_state_dict, DType, RawTensor};
+use nanochat::torch_pickle::{read_state_dict, write_state_dict, DType, RawTensor};
 
 #[test]
 fn reads_torch_saved_fixtures() {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::model::torch_pickle::{self, DType, RawTensor};
 use crate::model::{Gpt, GptConfig};
+use crate::torch_pickle::{self, DType, RawTensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

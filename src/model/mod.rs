@@ -7,7 +7,6 @@ pub mod gpt;
 pub mod kv_cache;
 pub mod precision;
 pub mod rotary;
-pub mod torch_pickle;
 
 pub use config::{ConfigError as ModelConfigError, GptConfig};
 pub use gpt::Gpt;

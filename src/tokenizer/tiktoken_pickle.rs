@@ -7,8 +7,8 @@ use std::path::Path;
 use super::bpe_encoder::BpeEncoder;
 use super::error::{Result, TokenizerError};
 use super::special_tokens::SPECIAL_TOKENS;
-use crate::model::torch_pickle::pickle_reader::unpickle;
-use crate::model::torch_pickle::value::Value;
+use crate::torch_pickle::pickle_reader::unpickle;
+use crate::torch_pickle::value::Value;
 
 fn dict_entries(value: &Value) -> Option<Vec<(Value, Value)>> {
     match value {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nanochat::model::torch_pickle::{DType, RawTensor};
+use nanochat::torch_pickle::{DType, RawTensor};
 
 /// The project venv (make setup) has torch.
 pub const DEFAULT_PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
