@@ -168,19 +168,7 @@ impl DistMuon {
                 work.wait()?;
                 mine.extend(owner.map(|i| (i, grad)));
             }
-            if !mine.is_empty() {
-                let owned: Vec<&Tensor> = mine.iter().map(|&(i, _)| &params[i]).collect();
-                let mut bufs: Vec<Tensor> = mine
-                    .iter()
-                    .map(|(i, g)| buffers[*i].get_or_insert_with(|| g.zeros_like()).shallow_clone())
-                    .collect();
-                let mut grads: Vec<Tensor> = mine.into_iter().map(|(_, g)| g).collect();
-                rule.apply_group(
-                    &owned,
-                    &mut grads.iter_mut().collect::<Vec<_>>(),
-                    &mut bufs.iter_mut().collect::<Vec<_>>(),
-                );
-            }
+            rule.apply_group(params, buffers, mine);
             let first = &params[group[0]];
             let (numel, options) = (first.numel() as i64, (first.kind(), first.device()));
             for chunk in group.chunks(world_size) {

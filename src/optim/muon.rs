@@ -59,18 +59,22 @@ impl MuonUpdate {
     /// `buf` (zeros before the first step). With Nesterov, `g` is overwritten with the blended
     /// gradient (as the reference's `g.lerp_(buf, momentum)`).
     pub fn apply(&self, p: &Tensor, g: &mut Tensor, buf: &mut Tensor) {
-        self.apply_group(&[p], &mut [g], &mut [buf]);
+        let mut buffers = [Some(buf.shallow_clone())];
+        self.apply_group(std::slice::from_ref(p), &mut buffers, vec![(0, g.shallow_clone())]);
     }
 
-    /// [`MuonUpdate::apply`] to parameters of one shape at once: the momentum per parameter, then
-    /// one Newton–Schulz over their stack (one batched matmul per product instead of one per
-    /// parameter) and the scaled updates. Each parameter gets what `apply` would give it alone.
-    pub fn apply_group(&self, params: &[&Tensor], grads: &mut [&mut Tensor], bufs: &mut [&mut Tensor]) {
-        let Some(first) = params.first() else { return };
+    /// [`MuonUpdate::apply`] to parameters of one shape at once: `grads` holds (index into `params`,
+    /// gradient) pairs, whose momentum buffers are `buffers` at the same index (zeros, made here, before
+    /// the first step). The momentum per parameter, then one Newton–Schulz over their stack (one
+    /// batched matmul per product instead of one per parameter) and the scaled updates. Each
+    /// parameter gets what `apply` would give it alone.
+    pub fn apply_group(&self, params: &[Tensor], buffers: &mut [Option<Tensor>], grads: Vec<(usize, Tensor)>) {
+        let Some(&(first, _)) = grads.first() else { return };
         tch::no_grad(|| {
-            let mut blended = Vec::with_capacity(params.len());
-            for (g, buf) in grads.iter_mut().zip(bufs.iter_mut()) {
-                let _ = buf.lerp_(g, 1.0 - self.momentum);
+            let mut blended = Vec::with_capacity(grads.len());
+            for (i, mut g) in grads.iter().map(|(i, g)| (*i, g.shallow_clone())) {
+                let buf = buffers[i].get_or_insert_with(|| g.zeros_like());
+                let _ = buf.lerp_(&g, 1.0 - self.momentum);
                 blended.push(match self.nesterov {
                     true => g.lerp_(buf, self.momentum),
                     false => buf.shallow_clone(),
@@ -80,11 +84,12 @@ impl MuonUpdate {
                 1 => newton_schulz(&blended[0], self.ns_steps).unsqueeze(0),
                 _ => newton_schulz(&Tensor::stack(&blended, 0), self.ns_steps),
             };
+            let first = &params[first];
             let (rows, cols) = (first.size()[0] as f64, first.size()[1] as f64);
             let scale = (rows / cols).max(1.0).sqrt();
             let update = update.to_kind(first.kind()) * (-self.lr * scale);
-            for (i, p) in params.iter().enumerate() {
-                let _ = p.shallow_clone().g_add_(&update.get(i as i64));
+            for (k, (i, _)) in grads.iter().enumerate() {
+                let _ = params[*i].shallow_clone().g_add_(&update.get(k as i64));
             }
         });
     }
@@ -126,18 +131,8 @@ impl Muon {
             }
         }
         for indices in groups.values() {
-            let params: Vec<&Tensor> = indices.iter().map(|&i| &self.params[i]).collect();
-            let mut grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
-            let mut bufs: Vec<Tensor> = indices
-                .iter()
-                .zip(&grads)
-                .map(|(&i, g)| self.buffers[i].get_or_insert_with(|| g.zeros_like()).shallow_clone())
-                .collect();
-            rule.apply_group(
-                &params,
-                &mut grads.iter_mut().collect::<Vec<_>>(),
-                &mut bufs.iter_mut().collect::<Vec<_>>(),
-            );
+            let grads = indices.iter().map(|&i| (i, self.params[i].grad())).collect();
+            rule.apply_group(&self.params, &mut self.buffers, grads);
         }
     }
 }
@@ -192,36 +187,26 @@ mod tests {
 
     #[test]
     fn a_group_update_gives_each_parameter_what_it_gets_alone() {
-        tch::manual_seed(2);
         for (shape, nesterov) in [([24i64, 40], true), ([40, 24], false)] {
             let rule = MuonUpdate { lr: 0.02, momentum: 0.9, nesterov, ns_steps: 5 };
-            let fresh = || -> Vec<(Tensor, Tensor, Tensor)> {
-                tch::manual_seed(3);
-                (0..3)
-                    .map(|_| {
-                        let f = || Tensor::randn(shape, (Kind::Float, Device::Cpu));
-                        (f(), f(), f())
-                    })
-                    .collect()
-            };
+            // Drawn once and copied: the global generator is shared with the tests running beside this one.
+            let initial: Vec<[Tensor; 3]> =
+                (0..3).map(|_| std::array::from_fn(|_| Tensor::randn(shape, (Kind::Float, Device::Cpu)))).collect();
+            let copies = || -> Vec<[Tensor; 3]> { initial.iter().map(|t| t.each_ref().map(Tensor::copy)).collect() };
             // Two steps each way, so the second starts from a non-zero momentum.
-            let (alone, together) = (fresh(), fresh());
+            let (alone, together) = (copies(), copies());
             for _ in 0..2 {
-                for (p, g, buf) in &alone {
+                for [p, g, buf] in &alone {
                     rule.apply(p, &mut g.copy(), &mut buf.shallow_clone());
                 }
-                let params: Vec<&Tensor> = together.iter().map(|(p, _, _)| p).collect();
-                let mut grads: Vec<Tensor> = together.iter().map(|(_, g, _)| g.copy()).collect();
-                let mut bufs: Vec<Tensor> = together.iter().map(|(_, _, b)| b.shallow_clone()).collect();
-                rule.apply_group(
-                    &params,
-                    &mut grads.iter_mut().collect::<Vec<_>>(),
-                    &mut bufs.iter_mut().collect::<Vec<_>>(),
-                );
+                let params: Vec<Tensor> = together.iter().map(|[p, _, _]| p.shallow_clone()).collect();
+                let mut bufs: Vec<Option<Tensor>> = together.iter().map(|[_, _, b]| Some(b.shallow_clone())).collect();
+                let grads = together.iter().enumerate().map(|(i, [_, g, _])| (i, g.copy())).collect();
+                rule.apply_group(&params, &mut bufs, grads);
             }
-            for ((p, _, buf), (q, _, buf_q)) in alone.iter().zip(&together) {
+            for (([p, _, buf], [q, _, buf_q]), [p0, _, _]) in alone.iter().zip(&together).zip(&initial) {
                 assert!(p.equal(q) && buf.equal(buf_q), "{shape:?}: the batched update differs");
-                assert!(!p.equal(&fresh()[0].0), "the parameter moved");
+                assert!(!p.equal(p0), "the parameter moved");
             }
         }
     }
