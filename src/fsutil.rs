@@ -63,6 +63,9 @@ pub struct NoSpace {
     pub source: io::Error,
 }
 
+/// Suffix of a file still being downloaded or written; never read as data (see `data::parquet_shards`).
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
 /// `error` from writing `bytes` to `path`: a lack of space becomes an [`NoSpace`] inside an
 /// `io::Error` of the same kind (its message names the path, the size and what to do next);
 /// anything else passes through unchanged.

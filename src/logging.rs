@@ -100,8 +100,8 @@ mod tests {
 
     #[test]
     fn dependency_records_wait_for_verbose() {
-        assert!(enabled(LevelFilter::Info, "nanochat::data::downloader", Level::Warn));
-        assert!(!enabled(LevelFilter::Info, "nanochat::data::downloader", Level::Debug));
+        assert!(enabled(LevelFilter::Info, "nanochat::download::downloader", Level::Warn));
+        assert!(!enabled(LevelFilter::Info, "nanochat::download::downloader", Level::Debug));
         assert!(!enabled(LevelFilter::Info, "rustls_platform_verifier::verification", Level::Error));
         assert!(enabled(LevelFilter::Debug, "rustls_platform_verifier::verification", Level::Error));
         assert!(!enabled(LevelFilter::Warn, "ureq::unit", Level::Error));

@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 #[path = "support/fault_server.rs"]
 mod fault_server;
 use fault_server::{Fault, FaultServer};
-use nanochat::data::bundled_manifests::bundled_chat_datasets;
-use nanochat::data::{LocalMirror, Sha256Digest};
+use nanochat::download::bundled_manifests::bundled_chat_datasets;
+use nanochat::download::{LocalMirror, Sha256Digest};
 use serde_json::json;
 
 const UNREACHABLE: &str = "http://127.0.0.1:9";

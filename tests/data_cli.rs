@@ -14,7 +14,7 @@ use std::time::Duration;
 mod fault_server;
 use fault_server::{Fault, FaultServer};
 use nanochat::data::shard_writer::{write_shard, ShardWriterOptions};
-use nanochat::data::{
+use nanochat::download::{
     Checksum, ChecksumLedger, DataManifest, DownloadOptions, LocalMirror, ManifestEntry, Sha256Digest, ShardDownloader,
     LEDGER_FILE_NAME,
 };
@@ -449,7 +449,7 @@ fn local_mirror_serves_ranges_heads_and_404s_and_stops_on_drop() {
         license: "test data".into(),
     };
     let file = ShardDownloader::new(DownloadOptions::default()).download(&entry, dest.path()).unwrap();
-    assert_eq!(file.status, nanochat::data::FileStatus::Downloaded { attempts: 1, resumed_from: 40_000 });
+    assert_eq!(file.status, nanochat::download::FileStatus::Downloaded { attempts: 1, resumed_from: 40_000 });
     assert_eq!(std::fs::read(dest.path().join("file.bin")).unwrap(), body);
 
     drop(mirror);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[path = "support/fault_server.rs"]
 mod fault_server;
 use fault_server::{Fault, FaultServer};
-use nanochat::data::{
+use nanochat::download::{
     Checksum, ChecksumLedger, ChecksumOrigin, DownloadError, DownloadOptions, DownloadProgress, FileStatus,
     ManifestEntry, RetryPolicy, Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
 };
@@ -466,7 +466,7 @@ fn a_killed_process_resumes_from_its_partial_file() {
 
 #[test]
 fn unpinned_manifests_are_pinned_from_server_announcements_or_the_ledger() {
-    use nanochat::data::{pin_from_ledger, pin_from_server, DataManifest};
+    use nanochat::download::{pin_from_ledger, pin_from_server, DataManifest};
     let server = FaultServer::start().unwrap();
     let body = payload(20_000, 30);
     let digest = Sha256Digest::of_bytes(&body);

@@ -6,11 +6,10 @@ use std::path::Path;
 #[path = "support/fault_server.rs"]
 mod fault_server;
 use fault_server::FaultServer;
-use nanochat::data::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SourcePackage};
-use nanochat::data::{
-    build_smoke_corpus, list_shards, smoke_corpus_is_present, DownloadError, DownloadOptions, ParquetShard,
-    Sha256Digest, ShardDownloader, SmokeCorpusError, SmokeCorpusManifest, SMOKE_CORPUS_MANIFEST,
-};
+use nanochat::data::{list_shards, ParquetShard};
+use nanochat::download::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SourcePackage};
+use nanochat::download::{DownloadError, DownloadOptions, Sha256Digest, ShardDownloader, SmokeCorpusManifest};
+use nanochat::smoke::{build_smoke_corpus, smoke_corpus_is_present, SmokeCorpusError, SMOKE_CORPUS_MANIFEST};
 
 fn tar_gz(files: &[(String, String)]) -> Vec<u8> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -134,7 +133,7 @@ fn a_tampered_sdist_is_refused() {
     manifest.packages[1].sha256 = Sha256Digest::of_bytes(b"not the archive");
     let work = tempfile::tempdir().unwrap();
     let downloader = ShardDownloader::new(DownloadOptions {
-        retry: nanochat::data::RetryPolicy {
+        retry: nanochat::download::RetryPolicy {
             max_attempts: 2,
             initial_delay: std::time::Duration::from_millis(5),
             ..Default::default()

@@ -14,8 +14,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-use super::downloader::PARTIAL_SUFFIX;
 use super::parquet_shards::{ShardError, TEXT_COLUMN};
+use crate::fsutil::PARTIAL_SUFFIX;
 
 /// Documents per row group (§2.1: `row_group_size=1024`).
 pub const DOCS_PER_ROW_GROUP: usize = 1024;

@@ -125,7 +125,7 @@ pub fn load_problems(file: Option<&Path>, paths: &Paths) -> Result<Vec<HumanEval
             let dir = default_problems_dir(paths);
             let files = split_files(&dir, "test").unwrap_or_default();
             if files.is_empty() {
-                return Err(HumanEvalError::MissingProblems { dir, hint: crate::data::chat_data_hint() });
+                return Err(HumanEvalError::MissingProblems { dir, hint: crate::download::chat_data_hint() });
             }
             (read_rows(&files, "reading HumanEval problems")?, dir)
         }

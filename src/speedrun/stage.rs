@@ -73,7 +73,7 @@ fn tokenizer_files(paths: &Paths) -> Vec<PathBuf> {
 /// The first `n` shard files of the preset's data manifest.
 fn shard_files(config: &RunConfig, paths: &Paths, n: u32) -> Vec<PathBuf> {
     let shards = paths.shards(&config.data.manifest);
-    (0..n).map(|i| shards.join(crate::data::fineweb_edu_manifest::fineweb_edu_shard_name(i as usize))).collect()
+    (0..n).map(|i| shards.join(crate::download::fineweb_edu_manifest::fineweb_edu_shard_name(i as usize))).collect()
 }
 
 /// Shards the "data" stage waits for: the tokenizer's, plus one more because tok-train needs a
@@ -94,7 +94,7 @@ fn data_identity(config: &RunConfig) -> Value {
 
 /// What the chat stages read besides a checkpoint: the task datasets and the chat extras (§5.2).
 fn chat_data(paths: &Paths) -> Vec<PathBuf> {
-    crate::data::chat_data_dirs(paths)
+    crate::download::chat_data_dirs(paths)
 }
 
 fn section(config: &RunConfig, key: &str) -> Value {
@@ -141,7 +141,7 @@ pub fn stage_spec(
         "data-wait" => {
             let mut outputs = shard_files(config, paths, config.data.train_shards);
             let mut identity = data_identity(config);
-            if crate::data::stages_need_chat_data(&config.run.stages) {
+            if crate::download::stages_need_chat_data(&config.run.stages) {
                 outputs.extend(chat_data(paths));
                 identity["chat_data"] = Value::Bool(true);
             }

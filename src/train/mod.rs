@@ -62,7 +62,7 @@ pub enum TrainError {
     #[error(transparent)]
     Core(#[from] crate::eval::core::CoreError),
     #[error(transparent)]
-    EvalBundle(#[from] crate::data::eval_bundle::EvalBundleError),
+    EvalBundle(#[from] crate::download::eval_bundle::EvalBundleError),
     #[error("--resume: {0}")]
     Resume(String),
     #[error("writing {path}: {source}")]

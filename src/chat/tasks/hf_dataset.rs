@@ -15,7 +15,7 @@ pub const DATASET_SHUFFLE_SEED: u64 = 42;
 
 /// What to run when a dataset is missing (the data layer's one line).
 pub fn download_hint() -> String {
-    crate::data::chat_data_hint()
+    crate::download::chat_data_hint()
 }
 
 /// Where a split lives: `repo` (e.g. "allenai/ai2_arc"), the directory inside it (e.g. "ARC-Easy")

@@ -23,21 +23,22 @@ use anyhow::{bail, Context};
 
 use crate::cli::{DataCommand, DataDownloadArgs, DataPinArgs, DataVerifyArgs, GlobalOptions, PinSource};
 use crate::config::RunConfig;
-use crate::data::bundled_manifests::{
+use crate::download::bundled_manifests::{
     bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, shard_manifest, with_mirror,
     FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
 };
-use crate::data::checksum_ledger::ChecksumSource;
-use crate::data::dataset_revision::{fineweb_edu_revision, hub_endpoint, DatasetRevision};
-use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
-use crate::data::{
-    build_smoke_corpus, pin_from_ledger, pin_from_server, smoke_corpus_is_present, stages_need_chat_data,
-    ChatDownloads, ChecksumLedger, DataManifest, DownloadOptions, DownloadProgress, DownloadedFile, FileStatus,
-    LocalMirror, ManifestEntry, RetryPolicy, Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
+use crate::download::checksum_ledger::ChecksumSource;
+use crate::download::dataset_revision::{fineweb_edu_revision, hub_endpoint, DatasetRevision};
+use crate::download::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
+use crate::download::{
+    pin_from_ledger, pin_from_server, stages_need_chat_data, ChatDownloads, ChecksumLedger, DataManifest,
+    DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LocalMirror, ManifestEntry, RetryPolicy,
+    Sha256Digest, ShardDownloader, LEDGER_FILE_NAME,
 };
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
 use crate::report::ReportSection;
+use crate::smoke::{build_smoke_corpus, smoke_corpus_is_present};
 
 /// Pid of the process started by `--background-rest`, inside the shard directory.
 pub const BACKGROUND_PID_FILE: &str = ".download-rest.pid";

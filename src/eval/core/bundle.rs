@@ -129,7 +129,7 @@ pub struct CoreBundle {
 impl CoreBundle {
     /// Reads `core.yaml` and `eval_meta_data.csv` of `dir`.
     pub fn open(dir: &Path) -> Result<Self, CoreError> {
-        let yaml_path = dir.join(crate::data::eval_bundle::CORE_YAML);
+        let yaml_path = dir.join(crate::download::eval_bundle::CORE_YAML);
         let csv_path = dir.join(META_CSV);
         let baselines = random_baselines(&csv_path, &read_text(&csv_path)?)?;
         let tasks = parse_core_yaml(&yaml_path, &read_text(&yaml_path)?, &baselines)?;

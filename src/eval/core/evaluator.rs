@@ -107,7 +107,7 @@ pub fn evaluate_bundle(
     }
     if results.is_empty() {
         return Err(CoreError::Format {
-            path: bundle.dir.join(crate::data::eval_bundle::CORE_YAML),
+            path: bundle.dir.join(crate::download::eval_bundle::CORE_YAML),
             message: "lists no task".into(),
         });
     }

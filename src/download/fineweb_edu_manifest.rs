@@ -10,7 +10,7 @@ pub const FINEWEB_EDU_REPO: &str = "karpathy/fineweb-edu-100b-shuffle";
 pub const FINEWEB_EDU_SHARD_COUNT: usize = 1823;
 /// The dataset commit the URLs point at. Placeholder until someone with network access reads the
 /// dataset's commit hash (HuggingFace "Files and versions") and pins it here; until then each base
-/// dir resolves `main` once and records the commit (src/data/dataset_revision.rs), never following
+/// dir resolves `main` once and records the commit (download/dataset_revision.rs), never following
 /// `main` from one shard to the next.
 pub const FINEWEB_EDU_REVISION: &str = "REVISION-NOT-PINNED-YET";
 /// License note carried by every shard entry (FineWeb-Edu is published under ODC-By 1.0).

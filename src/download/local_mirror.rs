@@ -154,8 +154,8 @@ fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
 fn relative_path_of(target: &str) -> Option<String> {
     let path = target.split(['?', '#']).next()?;
     let path = percent_decode(path.strip_prefix('/')?)?;
-    let plain = crate::data::manifest::is_plain_relative_path(&path)
-        && !path.ends_with(crate::data::downloader::PARTIAL_SUFFIX);
+    let plain =
+        crate::download::manifest::is_plain_relative_path(&path) && !path.ends_with(crate::fsutil::PARTIAL_SUFFIX);
     plain.then_some(path)
 }
 

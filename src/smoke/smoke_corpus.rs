@@ -9,15 +9,15 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::download_error::DownloadError;
-use super::downloader::ShardDownloader;
-use super::fineweb_edu_manifest::fineweb_edu_shard_name;
 use super::markup_cleaner::Markup;
-use super::parquet_shards::ShardError;
 use super::section_splitter::split_into_documents;
-use super::sha256_digest::Sha256Digest;
-use super::shard_writer::{ShardWriter, ShardWriterOptions, ZSTD_LEVEL};
-use super::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SmokeCorpusManifest, SourcePackage};
+use crate::data::parquet_shards::ShardError;
+use crate::data::shard_writer::{ShardWriter, ShardWriterOptions, ZSTD_LEVEL};
+use crate::download::download_error::DownloadError;
+use crate::download::downloader::ShardDownloader;
+use crate::download::fineweb_edu_manifest::fineweb_edu_shard_name;
+use crate::download::sha256_digest::Sha256Digest;
+use crate::download::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SmokeCorpusManifest, SourcePackage};
 
 /// Where the manifest lives, relative to the repository root.
 pub const SMOKE_CORPUS_MANIFEST: &str = "manifests/data/smoke_corpus.toml";

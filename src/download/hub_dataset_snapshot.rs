@@ -494,7 +494,7 @@ mod tests {
         ]);
         let tree = hub.path().join(format!("api/datasets/openai/gsm8k/tree/{new_commit}/main"));
         crate::fsutil::write_atomic(&tree, listing.to_string().as_bytes()).unwrap();
-        let server = crate::data::LocalMirror::serve(hub.path()).unwrap();
+        let server = crate::download::LocalMirror::serve(hub.path()).unwrap();
         let source = SnapshotSource::Hub { endpoint: server.url() };
 
         let snapshot = dataset_snapshot(&dataset(&new_commit), dir.path(), &source).unwrap();

@@ -101,7 +101,7 @@ pub fn smoke_shard_manifest(corpus: &SmokeCorpusManifest, count: usize) -> Resul
 }
 
 /// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards; FineWeb-Edu
-/// URLs name `fineweb_revision` (see data/dataset_revision.rs) on the Hub at `hub_endpoint()`.
+/// URLs name `fineweb_revision` (see dataset_revision.rs) on the Hub at `hub_endpoint()`.
 pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Result<DataManifest, ManifestError> {
     match name {
         FINEWEB_EDU_MANIFEST_NAME => fineweb_edu_manifest(&hub_endpoint(), fineweb_revision, count),
@@ -141,7 +141,7 @@ pub fn with_mirror(manifest: &DataManifest, mirror_url: &str) -> DataManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
+    use crate::download::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
     use std::path::Path;
 
     #[test]

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::checksum_ledger::LEDGER_FILE_NAME;
 use super::dataset_revision::REVISION_RECORD_FILE;
-use super::downloader::PARTIAL_SUFFIX;
 use super::hub_api::is_commit_hash;
 use super::manifest::{is_plain_relative_path, ManifestError, UNPINNED};
+use crate::fsutil::PARTIAL_SUFFIX;
 
 /// One dataset repository and the files of it that are needed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -142,7 +142,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), ChatSmokeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::bundled_manifests::{bundled_chat_datasets, bundled_manifest, CHAT_EXTRAS_MANIFEST_NAME};
+    use crate::download::bundled_manifests::{bundled_chat_datasets, bundled_manifest, CHAT_EXTRAS_MANIFEST_NAME};
 
     #[test]
     fn every_embedded_stand_in_matches_sources_toml() {
@@ -193,7 +193,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(arc.join("revision/main")).unwrap()).unwrap();
         assert_eq!(revision["sha"], commit.as_str());
         let listing = std::fs::read_to_string(arc.join(format!("tree/{commit}/ARC-Easy"))).unwrap();
-        let files = crate::data::hub_api::parse_tree_listing(&listing).unwrap();
+        let files = crate::download::hub_api::parse_tree_listing(&listing).unwrap();
         assert!(files.iter().any(|f| f.path.starts_with("ARC-Easy/train-") && f.sha256.is_some()), "{files:?}");
         assert!(files.iter().all(|f| f.path.starts_with("ARC-Easy/")));
         for file in &files {

@@ -102,7 +102,7 @@ impl ManifestEntry {
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid =
             |reason: &str| ManifestError::InvalidEntry { name: self.name.clone(), reason: reason.to_string() };
-        if !is_plain_relative_path(&self.name) || self.name.ends_with(crate::data::downloader::PARTIAL_SUFFIX) {
+        if !is_plain_relative_path(&self.name) || self.name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
             return Err(invalid(
                 "name must be a file name or a relative path of plain names (no `..`, nothing hidden, not *.partial)",
             ));

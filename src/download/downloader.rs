@@ -22,8 +22,7 @@ use super::remote_file::{self, AnnouncedFile, BodyKind};
 use super::retry_policy::RetryPolicy;
 use super::sha256_digest::Sha256Digest;
 
-/// Suffix of a file being downloaded; never read as data (see `parquet_shards`).
-pub const PARTIAL_SUFFIX: &str = ".partial";
+use crate::fsutil::PARTIAL_SUFFIX;
 const CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Clone, Debug)]
