@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use tch::{Device, Tensor};
 
-use super::base_eval::{bundle_source, examples_per_task};
 use super::batch_fit;
 use super::metrics::{record_bpb_evaluation, MetricsLog, SmoothedLoss, StepRecord};
 use super::optimizer_step::{optimizer_step, StepSchedule};
@@ -30,6 +29,8 @@ use crate::data::shard_source::ParquetDocuments;
 use crate::dist::Cluster;
 use crate::download::eval_bundle::ensure_eval_bundle;
 use crate::engine::generate::{generate, SamplingSettings};
+use crate::eval::base_eval::{bundle_source, examples_per_task};
+use crate::eval::base_loss::SAMPLE_PROMPTS;
 use crate::eval::bpb::{self, BpbTotals};
 use crate::eval::core::evaluator::default_batch_tokens;
 use crate::eval::core::{evaluate_bundle, CoreBundle, CoreResults};
@@ -42,17 +43,6 @@ use crate::tokenizer::{artifacts, BpeEncoder};
 
 /// The phase of the checkpoints this stage writes (`base_dNN/`).
 pub const PHASE: &str = "base";
-
-/// Prompts sampled during training and by base-loss (§4.4, §6.2).
-pub const SAMPLE_PROMPTS: [&str; 7] = [
-    "The capital of France is",
-    "The chemical symbol of gold is",
-    "If yesterday was Friday, then tomorrow will be",
-    "The opposite of hot is",
-    "The planets of the solar system are:",
-    "My favorite color is",
-    "If 5*x + 3 = 13, then x is",
-];
 
 /// Number of optimizer steps: explicit > from target FLOPs > from the tokens:params ratio (§4.4).
 pub fn num_iterations(bt: &BaseTrainConfig, num_params: i64, flops_per_token: i64) -> Result<i64, TrainError> {

@@ -3,7 +3,6 @@
 //! pieces they share: the optimizer step, the device batch fit, the metrics log (NANOCHAT.md §4,
 //! §5). Checkpoints and the source checkpoint a stage starts from are [`crate::checkpoint`].
 pub mod base;
-pub mod base_eval;
 pub mod batch_fit;
 pub mod metrics;
 pub mod mid;
@@ -11,6 +10,7 @@ pub mod optimizer_step;
 pub mod rl;
 pub mod rl_loss;
 pub mod sft;
+pub mod tokenizer;
 
 use std::path::PathBuf;
 

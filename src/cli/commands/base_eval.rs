@@ -1,9 +1,9 @@
 //! `nanochat base-eval` (NANOCHAT.md §6.1): launch or join the processes, then run the stage in
-//! src/train/base_eval.rs.
+//! src/eval/base_eval.rs.
 use super::launch::{launch_or_join, Role};
 use crate::cli::{BaseEvalArgs, GlobalOptions};
 use crate::dist::Cluster;
-use crate::train::base_eval::{self, BaseEvalOptions};
+use crate::eval::base_eval::{self, BaseEvalOptions};
 
 pub fn run(global: &GlobalOptions, args: &BaseEvalArgs) -> anyhow::Result<()> {
     let Role::Worker { ctx, group, device } = launch_or_join(global, &args.launch, "base-eval")? else { return Ok(()) };

@@ -10,17 +10,28 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::base::PHASE;
-use super::TrainError;
 use crate::config::RunConfig;
 use crate::dist::Cluster;
 use crate::download::bundled_manifests::SMOKE_MANIFEST_NAME;
-use crate::download::eval_bundle::{ensure_eval_bundle, BundleSource};
-use crate::engine::loaded_model::{LoadedModel, ModelSpec};
+use crate::download::eval_bundle::{ensure_eval_bundle, BundleSource, EvalBundleError};
+use crate::engine::loaded_model::{LoadError, LoadedModel, ModelSpec};
 use crate::eval::core::evaluator::default_batch_tokens;
-use crate::eval::core::{evaluate_bundle, CoreBundle, CoreResults};
+use crate::eval::core::{evaluate_bundle, CoreBundle, CoreError, CoreResults};
 use crate::paths::Paths;
 use crate::report::ReportSection;
+
+/// Why `base-eval` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseEvalError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Bundle(#[from] EvalBundleError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
 
 /// The report section this stage writes (its `CORE metric` feeds the summary table).
 pub const SECTION: &str = "Base model evaluation";
@@ -58,10 +69,10 @@ pub fn run(
     paths: &Paths,
     cluster: &Cluster<'_>,
     options: &BaseEvalOptions,
-) -> Result<CoreResults, TrainError> {
+) -> Result<CoreResults, BaseEvalError> {
     // The model and its tokenizer (tok/, or the reference's tokenizer/ in a base dir it wrote).
     let spec = ModelSpec {
-        phase: PHASE.into(),
+        phase: "base".into(),
         step: options.step,
         checkpoint_dir: options.source_dir.clone(),
         tokenizer: None,
@@ -100,14 +111,14 @@ pub fn run(
     if cluster.is_master() {
         let csv_path = paths.base_eval().join(format!("base_model_{:06}.csv", source.step));
         std::fs::create_dir_all(paths.base_eval())
-            .map_err(|source| TrainError::Write { path: paths.base_eval(), source })?;
+            .map_err(|source| BaseEvalError::Write { path: paths.base_eval(), source })?;
         results.write_csv(&csv_path)?;
         log::info!("Model: {model_name} ({})\n{}", csv_path.display(), results.to_csv());
         let mut section = ReportSection::new(SECTION).value("Model", model_name).value("CORE metric", results.core);
         for task in &results.tasks {
             section = section.value(&task.label, task.centered);
         }
-        section.write(&paths.report()).map_err(|source| TrainError::Write { path: paths.report(), source })?;
+        section.write(&paths.report()).map_err(|source| BaseEvalError::Write { path: paths.report(), source })?;
     }
     Ok(results)
 }
