@@ -21,6 +21,7 @@ pub mod paths;
 pub mod progress;
 pub mod pyrandom;
 pub mod report;
+pub mod report_section;
 pub mod serve;
 mod shim;
 pub mod smoke;

@@ -18,7 +18,7 @@ use crate::engine::loaded_model::{LoadError, LoadedModel, ModelSpec};
 use crate::eval::core::evaluator::default_batch_tokens;
 use crate::eval::core::{evaluate_bundle, CoreBundle, CoreError, CoreResults};
 use crate::paths::Paths;
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 
 /// Why `base-eval` stopped.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use crate::engine::loaded_model::{LoadError, LoadedModel, ModelSpec};
 use crate::eval::bpb::{batch_totals, BpbTotals};
 use crate::eval::unigram::UnigramCounts;
 use crate::paths::Paths;
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::{artifacts, TokenizerError};
 
 /// Prompts sampled during training and by base-loss (§4.4, §6.2).

@@ -29,7 +29,7 @@ use crate::engine::chat_engine::{CausalModel, Engine, GenerationSettings, Sampli
 use crate::engine::loaded_model::{LoadError, LoadedModel, ModelSpec};
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 
 /// The tasks and their random-guess baselines (§6.3), in the reference's order.
 pub const CHAT_TASKS: &[(&str, f64)] = &[

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::config::RunConfig;
 use crate::data::parquet_shards::{shards_for, ParquetShard, ShardError, Split};
 use crate::paths::Paths;
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::baseline::{BaselineTokenizer, GPT2_PATTERN, GPT4_PATTERN};
 use crate::tokenizer::{artifacts, TokenizerError};
 

@@ -5,19 +5,16 @@
 pub mod environment;
 pub mod plots;
 pub mod provenance;
-pub mod section;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::report_section::{format_value, read_sections, Entry, ReportSection, RUN_FILE, STARTED_FILE};
 pub use environment::Environment;
-pub use section::{format_value, read_sections, Entry, ReportSection};
 
 const TEMPLATE: &str = include_str!("templates/report.md.tera");
-const STARTED_FILE: &str = "started.json";
-const RUN_FILE: &str = "run.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -41,10 +38,6 @@ pub struct RunDescription {
     pub base_dir: String,
     pub config_sha256: String,
     pub command: String,
-}
-
-pub fn is_bookkeeping_file(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n == STARTED_FILE || n == RUN_FILE)
 }
 
 /// Deletes every section, plot and report.md, and records the start time of a new run.

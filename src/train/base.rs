@@ -38,7 +38,7 @@ use crate::model::{Gpt, GptConfig};
 use crate::optim::{schedule, OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::{artifacts, BpeEncoder};
 
 /// The phase of the checkpoints this stage writes (`base_dNN/`).

@@ -28,7 +28,7 @@ use crate::model::Gpt;
 use crate::optim::{schedule::muon_momentum, OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::artifacts;
 
 /// The phase name of the checkpoints this stage writes (`mid_dNN/`) and reads from (`base_dNN/`).

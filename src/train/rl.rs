@@ -39,7 +39,7 @@ use crate::optim::{OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
 use crate::pyrandom::python::cpython_tuple_hash_small_ints;
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::artifacts;
 
 /// The phase of the checkpoints this stage writes (`rl_dNN/`).

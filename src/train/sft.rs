@@ -33,7 +33,7 @@ use crate::model::Gpt;
 use crate::optim::{OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::{artifacts, BpeEncoder};
 
 /// The phase of the checkpoints this stage writes (`sft_dNN/`).

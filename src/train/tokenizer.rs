@@ -9,7 +9,7 @@ use crate::data::documents::{self, DocumentsError};
 use crate::data::parquet_shards::{list_shards, ShardError};
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::tokenizer::{
     artifacts, token_byte_lengths, train_tokenizer, TokenizerError, TokenizerTrainingConfig, NUM_SPECIAL_TOKENS,
 };

@@ -37,7 +37,7 @@ use crate::download::{
 };
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 use crate::smoke::{build_smoke_corpus, smoke_corpus_is_present};
 
 /// Pid of the process started by `--background-rest`, inside the shard directory.

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use crate::cli::{DoctorArgs, GlobalOptions};
 use crate::hw::preflight::{self, DiskState, Finding, Outcome, Verdict};
 use crate::hw::{cuda_backend, system, CudaBackend, CudaHost, GpuInventory, SystemInfo};
-use crate::report::ReportSection;
+use crate::report_section::ReportSection;
 
 pub fn run(global: &GlobalOptions, args: &DoctorArgs) -> anyhow::Result<()> {
     let config = global.resolve_config()?;

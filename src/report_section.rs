@@ -98,7 +98,7 @@ pub fn read_sections(report_dir: &Path) -> (Vec<ReportSection>, Vec<String>) {
         return (found, problems);
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.retain(|p| p.extension().is_some_and(|e| e == "json") && !crate::report::is_bookkeeping_file(p));
+    paths.retain(|p| p.extension().is_some_and(|e| e == "json") && !is_bookkeeping_file(p));
     for path in paths {
         match std::fs::read(&path)
             .map_err(|e| e.to_string())
@@ -144,6 +144,15 @@ fn with_thousands(i: i64) -> String {
     } else {
         out
     }
+}
+
+/// The run's start time and description, written by `report::reset` beside the sections.
+pub const STARTED_FILE: &str = "started.json";
+pub const RUN_FILE: &str = "run.json";
+
+/// Whether `path` is one of the report directory's bookkeeping files rather than a section.
+pub fn is_bookkeeping_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == STARTED_FILE || n == RUN_FILE)
 }
 
 #[cfg(test)]
