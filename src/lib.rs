@@ -22,6 +22,7 @@ pub mod progress;
 pub mod pyrandom;
 pub mod report;
 pub mod report_section;
+pub mod sandbox;
 pub mod serve;
 mod shim;
 pub mod smoke;

@@ -9,10 +9,11 @@ use std::process::Command;
 
 use nanochat::chat::conversation::{Content, Role};
 use nanochat::chat::tasks::humaneval::HumanEval;
+use nanochat::chat::tasks::humaneval::{humaneval_program, HumanEvalProblem};
 use nanochat::chat::tasks::Examples;
-use nanochat::eval::humaneval::{humaneval_program, load_problems, HumanEvalProblem};
-use nanochat::eval::sandbox::{Sandbox, SandboxConfig, Status};
+use nanochat::eval::humaneval::load_problems;
 use nanochat::paths::Paths;
+use nanochat::sandbox::{Sandbox, SandboxConfig, Status};
 use serde_json::Value;
 
 fn root() -> &'static Path {

@@ -1,4 +1,4 @@
-//! The sandbox for generated code (src/eval/sandbox/) against programs that try to get out or to
+//! The sandbox for generated code (src/sandbox/) against programs that try to get out or to
 //! claim a pass they did not earn: each attempt must fail, be reported as a failure, and leave the
 //! machine as it was.
 use std::io::ErrorKind;
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nanochat::eval::sandbox::{Outcome, Sandbox, SandboxConfig, Status};
+use nanochat::sandbox::{Outcome, Sandbox, SandboxConfig, Status};
 
 fn sandbox(timeout: Duration) -> Sandbox {
     Sandbox::new(SandboxConfig { timeout, ..SandboxConfig::default() }).expect("namespaces work on the test machines")

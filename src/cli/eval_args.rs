@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::eval::sandbox::{SandboxConfig, DEFAULT_PYTHON};
+use crate::sandbox::{SandboxConfig, DEFAULT_PYTHON};
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {

