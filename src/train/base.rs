@@ -151,11 +151,10 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
 
     // Data: micro-batch m of rank r reads the shard stream of virtual rank r·A + m of W·A.
     let shards_dir = paths.shards(&config.data.manifest);
-    let data_hint = || format!("run `nanochat data download --preset {}`", config.run.name);
-    let train_shards =
-        shards_for(&shards_dir, Split::Train).map_err(|e| TrainError::Config(format!("{e} ({})", data_hint())))?;
-    let val_shards =
-        shards_for(&shards_dir, Split::Val).map_err(|e| TrainError::Config(format!("{e} ({})", data_hint())))?;
+    let shards = |split| {
+        shards_for(&shards_dir, split).map_err(|source| TrainError::Shards { source, preset: config.run.name.clone() })
+    };
+    let (train_shards, val_shards) = (shards(Split::Train)?, shards(Split::Val)?);
     let loader_configs = |shards: Vec<PathBuf>| -> Vec<LoaderConfig> {
         (0..accum)
             .map(|m| LoaderConfig {

@@ -29,8 +29,24 @@ pub const UNTIMED_STEPS: i64 = 10;
 /// What a training stage can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A setting, or a combination of settings, that cannot work; the message names them.
     #[error("{0}")]
     Config(String),
+    #[error("writing the stage's config.toml: {0}")]
+    WriteConfig(#[from] crate::config::ConfigError),
+    #[error("{source} (run `nanochat data download --preset {preset}`)")]
+    Shards { source: crate::data::parquet_shards::ShardError, preset: String },
+    #[error("reading the step's losses back from the device: {0}")]
+    ReadBack(#[from] tch::TchError),
+    #[error("categorical evaluation: {0}")]
+    Categorical(#[from] crate::eval::categorical::CategoricalError),
+    #[error("RL rollouts: {0}")]
+    Rollouts(String),
+    #[error(
+        "attention on {device} in {dtype} would use SDPA's {kernel} kernel; use a GPU with flash or cuDNN \
+         attention (Ampere or newer) and dtype=bfloat16"
+    )]
+    AttentionKernel { device: String, dtype: String, kernel: String },
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
@@ -122,7 +138,7 @@ pub fn prepare_output_dir(
 ) -> Result<(), TrainError> {
     if cluster.is_master() {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Write { path: dir.to_path_buf(), source })?;
-        config.write_beside(dir).map_err(|e| TrainError::Config(e.to_string()))?;
+        config.write_beside(dir)?;
     }
     Ok(())
 }
@@ -161,10 +177,11 @@ pub fn check_attention_kernel(model: &crate::model::Gpt) -> Result<(), TrainErro
     let backend = crate::model::gpt::sdpa_backend(&model.config, device, model.precision.compute_kind());
     let name = crate::model::gpt::sdpa_backend_name(backend);
     if backend <= 0 {
-        return Err(TrainError::Config(format!(
-            "attention on {device:?} in {} would use SDPA's {name} kernel; use a GPU with flash or cuDNN attention (Ampere or newer) and dtype=bfloat16",
-            model.precision
-        )));
+        return Err(TrainError::AttentionKernel {
+            device: format!("{device:?}"),
+            dtype: model.precision.to_string(),
+            kernel: name.to_string(),
+        });
     }
     log::info!("attention kernel: {name}");
     Ok(())

@@ -67,8 +67,7 @@ pub fn optimizer_step(
     cluster.all_reduce(&mut totals, ReduceOp::Sum)?;
     let mut parts = vec![totals, local];
     parts.extend(grad_norm.map(|g| g.to_kind(Kind::Double).view([1])));
-    let host = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))
-        .map_err(|e| TrainError::Config(format!("reading the step's losses back from the device: {e}")))?;
+    let host = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
     let local_losses = host[3..3 + accum].to_vec();
     if let Some(bad) = local_losses.iter().copied().find(|l| !l.is_finite()) {
         return Err(TrainError::NonFiniteLoss { step, loss: bad });

@@ -37,7 +37,7 @@ impl Rollouts {
     /// Pads every sequence to the longest with `pad` (mask 0) and builds inputs, targets and advantages.
     pub fn collate(&self, pad: u32, device: Device) -> Result<PolicyBatch, TrainError> {
         let n = self.sequences.len();
-        let bad = |what: String| Err(TrainError::Config(format!("RL rollouts: {what}")));
+        let bad = |what: String| Err(TrainError::Rollouts(what));
         if n == 0 {
             return bad("no samples".into());
         }
