@@ -4,6 +4,7 @@
 //! §5). Checkpoints and the source checkpoint a stage starts from are [`crate::checkpoint`].
 pub mod base;
 pub mod batch_fit;
+pub mod download;
 pub mod metrics;
 pub mod mid;
 pub mod optimizer_step;
