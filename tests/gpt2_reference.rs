@@ -184,3 +184,12 @@ fn engine_generations_match_the_reference_engine() {
         assert_eq!(serde_json::json!(rows), case["rows"], "{}", case["name"]);
     }
 }
+
+#[test]
+fn the_server_is_told_which_options_its_packed_forward_lacks() {
+    let golden = Golden::load();
+    let late_2025 = Gpt::new(GptConfig::from_depth(1, 300, 16), Device::Cpu).unwrap();
+    assert!(late_2025.options_without_packed_decoding().is_empty());
+    let lacking = golden.dense_model().options_without_packed_decoding();
+    assert_eq!(lacking, ["window_pattern", "value_embeds", "smear", "backout", "resid_x0_lambdas", "qk_scale"]);
+}

@@ -384,12 +384,29 @@ impl Gpt {
         x
     }
 
+    /// The 92d63d4 options [`Gpt::forward_packed`] does not implement (smear needs each sequence's
+    /// previous token, sliding windows the caller's attention, and the others are not written there
+    /// yet); empty when continuous batching computes this model's forward.
+    pub fn options_without_packed_decoding(&self) -> Vec<&'static str> {
+        let c = &self.config;
+        let options = [
+            (c.window_pattern.is_some(), "window_pattern"),
+            (c.value_embeds, "value_embeds"),
+            (c.smear, "smear"),
+            (c.backout, "backout"),
+            (c.resid_x0_lambdas, "resid_x0_lambdas"),
+            (c.qk_scale != 1.0, "qk_scale"),
+        ];
+        options.into_iter().filter(|(on, _)| *on).map(|(_, name)| name).collect()
+    }
+
     /// Logits (M, vocab_size) for the packed tokens of several sequences, as continuous batching runs
     /// them (engine::scheduler): `idx` (N,) token ids at the rotary `positions` (N of them), the
     /// classifier only at the packed indices `wanted` (M,). Attention across tokens is the caller's:
     /// `attend(layer, q, k, v)` gets the (N, H, hd) queries and (N, H_kv, hd) keys and values of the
     /// layer (rotary and QK-norm applied, §3.3) and returns the (N, H, hd) attention output, keeping the
-    /// keys and values in its own cache. Everything else is [`Gpt::forward`]'s computation.
+    /// keys and values in its own cache. Everything else is [`Gpt::forward`]'s computation, for a model
+    /// without [`Gpt::options_without_packed_decoding`].
     pub fn forward_packed(
         &self,
         idx: &Tensor,
@@ -485,13 +502,13 @@ impl Gpt {
         if let (Some(ve), Some(ve_gate)) = (ve, &b.ve_gate) {
             // Value residual: v + 3·sigmoid(ve_gate(x[..., :12])) · ve, one gate per KV head.
             let gate = linear(&x.narrow(2, 0, VE_GATE_CHANNELS), ve_gate).sigmoid() * VE_GATE_RANGE;
-            v = v + gate.unsqueeze(-1) * ve.view([bsz, t, h_kv, hd]);
+            v = &v + gate.unsqueeze(-1) * ve.view([bsz, t, h_kv, hd]);
         }
         // Rotary first, then QK-norm (§3.3) and the QK scale; heads become the batch dimension.
         let (mut q, mut k) = (norm(&rotary::apply(&q, cos, sin)), norm(&rotary::apply(&k, cos, sin)));
         if self.config.qk_scale != 1.0 {
-            q = q * self.config.qk_scale;
-            k = k * self.config.qk_scale;
+            q = &q * self.config.qk_scale;
+            k = &k * self.config.qk_scale;
         }
         let (q, k, v) = (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
         let (k, v) = match cache {
