@@ -16,11 +16,7 @@ fn python(script: &str, args: &[&Path]) -> String {
 }
 
 fn dense_model() -> Gpt {
-    let model = Gpt::new(
-        GptConfig { sequence_len: 32, vocab_size: 300, n_layer: 2, n_head: 2, n_kv_head: 1, n_embd: 128 },
-        Device::Cpu,
-    )
-    .unwrap();
+    let model = Gpt::new(GptConfig::new(32, 300, 2, 2, 1, 128), Device::Cpu).unwrap();
     tch::no_grad(|| {
         for (i, (_, mut p)) in model.named_parameters().into_iter().enumerate() {
             let n = p.numel() as i64;

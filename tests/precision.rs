@@ -215,3 +215,55 @@ fn on_cuda_the_chunked_bf16_loss_and_its_gradients_match_fp32_full_logits() {
     let padding = w.grad().narrow(0, vocab, 20).abs().max().double_value(&[]);
     assert_eq!(padding, 0.0, "the head's padding rows get no gradient");
 }
+
+/// A d2 model with every 92d63d4 option (windows "SL") in `precision`, the same non-zero weights
+/// whatever the precision: matrices N(0, 0.08), embeddings N(0, 1), scalars 0.5.
+fn model_92d63d4(precision: Precision) -> Gpt {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(12);
+    let config = GptConfig::from_depth(2, VOCAB, T).with_92d63d4_options("SL".parse().unwrap());
+    let reference = Gpt::with_precision(config, Device::Cpu, Precision::Float32).unwrap();
+    tch::no_grad(|| {
+        for (name, p) in reference.named_parameters() {
+            let embedding = name.contains("wte") || name.starts_with("value_embeds");
+            let _ = match p.dim() {
+                1 => p.shallow_clone().fill_(0.5),
+                _ => p.shallow_clone().normal_(0.0, if embedding { 1.0 } else { 0.08 }),
+            };
+        }
+    });
+    let model = Gpt::with_precision(config, Device::Cpu, precision).unwrap();
+    tch::no_grad(|| {
+        for ((_, mut dst), (_, src)) in model.named_parameters().into_iter().zip(reference.named_parameters()) {
+            dst.copy_(&src.to_kind(dst.kind()));
+        }
+    });
+    model
+}
+
+#[test]
+fn the_92d63d4_options_in_bf16_keep_the_embeddings_bf16_and_match_fp32() {
+    let (fp32, bf16) = (model_92d63d4(Precision::Float32), model_92d63d4(Precision::BFloat16));
+    for (name, p) in bf16.named_parameters() {
+        let embedding = name == "transformer.wte.weight" || name.starts_with("value_embeds.");
+        assert_eq!(p.kind(), if embedding { Kind::BFloat16 } else { Kind::Float }, "{name}");
+    }
+    let (x, y) = batch();
+    let (l32, l16) = tch::no_grad(|| (fp32.forward(&x, None), bf16.forward(&x, None)));
+    assert_eq!((tch::no_grad(|| bf16.hidden_states(&x)).kind(), l16.kind()), (Kind::BFloat16, Kind::Float));
+    assert!(cosine(&l16, &l32) > 0.999, "logits cosine {}", cosine(&l16, &l32));
+    // Cached decoding in bf16: the prefill, then one position with the cached smear embedding.
+    let mut cache = nanochat::model::KvCache::new(2);
+    let row = x.narrow(0, 0, 1);
+    let prefill = tch::no_grad(|| bf16.forward(&row.narrow(1, 0, T - 1), Some(&mut cache)));
+    let last = tch::no_grad(|| bf16.forward(&row.narrow(1, T - 1, 1), Some(&mut cache)));
+    assert_eq!((prefill.kind(), last.kind()), (Kind::Float, Kind::Float));
+    assert!(cosine(&last, &l32.narrow(0, 0, 1).narrow(1, T - 1, 1)) > 0.999);
+    // Every parameter, the options' included, gets a gradient from the chunked training loss.
+    let loss = bf16.train_loss(&x, &y);
+    loss.backward();
+    for (name, p) in bf16.named_parameters() {
+        let g = p.grad();
+        assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name} has no gradient");
+    }
+}

@@ -377,4 +377,32 @@ mod tests {
         assert!(!left().contains(&files[2]));
         assert_eq!(remove_stale_temporaries(&dir.path().join("absent"), 0).unwrap(), 0);
     }
+
+    #[test]
+    fn a_92d63d4_model_round_trips_with_its_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GptConfig::new(32, 300, 3, 2, 1, 64).with_92d63d4_options("SL".parse().unwrap());
+        let mut model = Gpt::new(config, tch::Device::Cpu).unwrap();
+        model.init_weights();
+        let meta = CheckpointMeta::at(7, &model, &(), 2, 32, serde_json::Value::Null, LoopState::default());
+        save(dir.path(), &model, &[], &meta, 0).unwrap();
+        assert_eq!(load_meta(dir.path(), 7).unwrap().model_config, config);
+        let source = source::SourceCheckpoint::in_dir(dir.path(), None).unwrap();
+        let loaded = source.load_model(tch::Device::Cpu, crate::model::Precision::Float32).unwrap();
+        assert_eq!(loaded.config, config);
+        let (ours, theirs) = (model.named_parameters(), loaded.named_parameters());
+        assert!(
+            ours.iter().any(|(n, _)| n == "value_embeds.2.weight")
+                && ours.iter().any(|(n, _)| n == "smear_gate.weight")
+        );
+        assert_eq!(ours.len(), theirs.len());
+        for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+            assert!(a.equal(b), "{name}");
+        }
+        // Without its options the same weights are refused by name, not misread.
+        let late_2025 = Gpt::new(GptConfig::new(32, 300, 3, 2, 1, 64), tch::Device::Cpu).unwrap();
+        let path = model_path(dir.path(), 7);
+        let error = load_weights(&late_2025, &read_tensors(&path).unwrap(), &path).unwrap_err();
+        assert!(error.to_string().contains("unexpected tensor"), "{error}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Key/value cache for incremental decoding (NANOCHAT.md §7): per layer (B, H_kv, T_cap, hd) buffers
 //! that grow in chunks of 1,024 positions; the position advances after the last layer's insert and
-//! gives the rotary offset.
+//! gives the rotary offset. For smear (92d63d4) it also keeps the last position's normed embedding.
 use tch::Tensor;
 
 /// Capacity grows to the needed length plus this, rounded up to a multiple of it (§7).
@@ -9,11 +9,14 @@ pub const GROWTH_CHUNK: i64 = 1024;
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     pos: i64,
+    /// (B, 1, n_embd): the normed token embedding of the last cached position, before smear (92d63d4
+    /// `prev_embedding`); kept by models with smear.
+    previous_embedding: Option<Tensor>,
 }
 
 impl KvCache {
     pub fn new(n_layer: usize) -> Self {
-        KvCache { layers: (0..n_layer).map(|_| None).collect(), pos: 0 }
+        KvCache { layers: (0..n_layer).map(|_| None).collect(), pos: 0, previous_embedding: None }
     }
 
     /// This cache's positions copied into each of `rows` rows: the batch-1 prefill shared by every
@@ -21,7 +24,14 @@ impl KvCache {
     pub fn repeated(&self, rows: i64) -> KvCache {
         let copy = |t: &Tensor| t.narrow(2, 0, self.pos).repeat([rows, 1, 1, 1]);
         let layers = self.layers.iter().map(|l| l.as_ref().map(|(k, v)| (copy(k), copy(v)))).collect();
-        KvCache { layers, pos: self.pos }
+        let previous_embedding = self.previous_embedding.as_ref().map(|e| e.repeat([rows, 1, 1]));
+        KvCache { layers, pos: self.pos, previous_embedding }
+    }
+
+    /// Keeps `last` (B, 1, n_embd) as the embedding of the last cached position and returns the one
+    /// it replaces (None before the first call).
+    pub fn swap_previous_embedding(&mut self, last: Tensor) -> Option<Tensor> {
+        self.previous_embedding.replace(last)
     }
 
     /// Number of positions already cached (the rotary offset of the next tokens).

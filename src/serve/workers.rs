@@ -365,6 +365,14 @@ fn worker_main(
             return;
         }
     };
+    let unsupported = model.model.options_without_packed_decoding();
+    if !unsupported.is_empty() {
+        let _ = loaded.send(Err(format!(
+            "continuous batching does not implement this model's {} yet (`nanochat chat` runs it)",
+            unsupported.join(", ")
+        )));
+        return;
+    }
     let arena = match KvArena::new(PackedModel::kv_shape(&model.model), worker.batch.kv_cache_mb) {
         Ok(arena) => arena,
         Err(e) => {
