@@ -4,38 +4,31 @@
 //! from karpathy/nanochat 92d63d4: identical initial weights for the same seed, the same logits and
 //! losses for the same weights and tokens, and the reference Engine's tokens from the KV-cached
 //! engine.
-use std::collections::BTreeMap;
-use std::path::Path;
+#[path = "support/golden_tensors.rs"]
+mod golden_tensors;
 
+use golden_tensors::{max_abs_diff, tensor_sha256, GoldenTensors};
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
 use nanochat::model::{Gpt, GptConfig, KvCache};
 use nanochat::tokenizer::{BpeEncoder, SPECIAL_TOKENS};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Reduction, Tensor};
 
 /// libtorch's generator is global: tests that seed it and draw from it take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gpt2_tiny.safetensors");
+/// The golden file and how its config and model read.
+struct Golden(GoldenTensors);
 
-struct Golden {
-    tensors: BTreeMap<String, Tensor>,
-    meta: serde_json::Map<String, serde_json::Value>,
+impl std::ops::Deref for Golden {
+    type Target = GoldenTensors;
+    fn deref(&self) -> &GoldenTensors {
+        &self.0
+    }
 }
 
 impl Golden {
     fn load() -> Self {
-        let bytes = std::fs::read(GOLDEN).expect("golden file is committed");
-        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
-        let meta = header["__metadata__"].as_object().unwrap().clone();
-        let tensors = Tensor::read_safetensors(Path::new(GOLDEN)).unwrap().into_iter().collect();
-        Golden { tensors, meta }
-    }
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("golden tensor {name}"))
-    }
-    fn meta_json(&self, key: &str) -> serde_json::Value {
-        serde_json::from_str(self.meta[key].as_str().unwrap()).unwrap()
+        Golden(GoldenTensors::load("gpt2_tiny.safetensors"))
     }
     /// The reference's GPTConfig (dimensions and window_pattern) with the options 92d63d4 hard-codes.
     fn config(&self) -> GptConfig {
@@ -47,24 +40,9 @@ impl Golden {
     /// A model holding the golden's dense weights.
     fn dense_model(&self) -> Gpt {
         let model = Gpt::new(self.config(), Device::Cpu).unwrap();
-        tch::no_grad(|| {
-            for (name, mut var) in model.named_parameters() {
-                var.copy_(self.get(&format!("dense.{name}")));
-            }
-        });
+        self.load_into(&model, "dense.");
         model
     }
-}
-
-fn tensor_sha256(t: &Tensor) -> String {
-    let t = t.contiguous().to_kind(Kind::Float);
-    let mut bytes = vec![0u8; t.numel() * 4];
-    t.flatten(0, -1).view_dtype(Kind::Uint8).copy_data_u8(&mut bytes, t.numel() * 4);
-    nanochat::speedrun::digest::sha256_bytes(&bytes)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 /// The forward's inputs: tokens (B, T), targets (B, T) with the first 5 of row 0 ignored.

@@ -1,59 +1,33 @@
 //! The GPT against the reference's gpt.py on CPU (fp32), using tests/golden/gpt_tiny.safetensors made
 //! by tests/golden/make_gpt_golden.py from karpathy/nanochat 10231df: identical initial weights for
 //! the same seed, and the same logits and losses for the same weights and tokens.
-use std::collections::BTreeMap;
-use std::path::Path;
+#[path = "support/golden_tensors.rs"]
+mod golden_tensors;
 
+use golden_tensors::{max_abs_diff, tensor_sha256, GoldenTensors};
 use nanochat::model::{Gpt, GptConfig, KvCache};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// libtorch's generator is global: tests that seed it and draw from it take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gpt_tiny.safetensors");
+/// The golden file and how its config reads.
+struct Golden(GoldenTensors);
 
-struct Golden {
-    tensors: BTreeMap<String, Tensor>,
-    meta: serde_json::Map<String, serde_json::Value>,
+impl std::ops::Deref for Golden {
+    type Target = GoldenTensors;
+    fn deref(&self) -> &GoldenTensors {
+        &self.0
+    }
 }
 
 impl Golden {
     fn load() -> Self {
-        let bytes = std::fs::read(GOLDEN).expect("golden file is committed");
-        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
-        let meta = header["__metadata__"].as_object().unwrap().clone();
-        let tensors = Tensor::read_safetensors(Path::new(GOLDEN)).unwrap().into_iter().collect();
-        Golden { tensors, meta }
-    }
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("golden tensor {name}"))
-    }
-    fn meta_json(&self, key: &str) -> serde_json::Value {
-        serde_json::from_str(self.meta[key].as_str().unwrap()).unwrap()
+        Golden(GoldenTensors::load("gpt_tiny.safetensors"))
     }
     fn config(&self) -> GptConfig {
         serde_json::from_value(self.meta_json("config")).unwrap()
     }
-}
-
-fn tensor_sha256(t: &Tensor) -> String {
-    let t = t.contiguous().to_kind(Kind::Float);
-    let mut bytes = vec![0u8; t.numel() * 4];
-    t.view_as(&t).to_kind(Kind::Float).flatten(0, -1).view_dtype(Kind::Uint8).copy_data_u8(&mut bytes, t.numel() * 4);
-    nanochat::speedrun::digest::sha256_bytes(&bytes)
-}
-
-fn load_into(model: &Gpt, golden: &Golden, prefix: &str) {
-    tch::no_grad(|| {
-        for (name, mut var) in model.named_parameters() {
-            var.copy_(golden.get(&format!("{prefix}{name}")));
-        }
-    });
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 #[test]
@@ -76,7 +50,7 @@ fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
 fn forward_matches_the_reference_logits_and_losses() {
     let golden = Golden::load();
     let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
-    load_into(&model, &golden, "dense.");
+    golden.load_into(&model, "dense.");
     let tokens = golden.get("tokens");
     let t = tokens.size()[1] - 1;
     let x = tokens.narrow(1, 0, t);
@@ -100,7 +74,7 @@ fn forward_matches_the_reference_logits_and_losses() {
 fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
     let golden = Golden::load();
     let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
-    load_into(&model, &golden, "dense.");
+    golden.load_into(&model, "dense.");
     let tokens = golden.get("tokens").narrow(0, 0, 1).narrow(1, 0, 20);
     let full = tch::no_grad(|| model.forward(&tokens, None));
     let mut cache = KvCache::new(golden.config().n_layer as usize);
