@@ -53,15 +53,40 @@ pub struct LoaderConfig {
     pub device: Device,
 }
 
-/// One tokenized document batch and where it came from.
-struct TokenChunk {
-    position: LoaderPosition,
-    tokens: Vec<u32>,
+/// One tokenized document batch (each document BOS-prefixed) and where it came from.
+pub(crate) struct TokenChunk {
+    pub(crate) position: LoaderPosition,
+    pub(crate) docs: Vec<Vec<u32>>,
+}
+
+/// What the background producer sends: a document batch, or why it stopped.
+pub(crate) type Chunks = Receiver<Result<TokenChunk, String>>;
+
+/// Checks `config` and starts the background producer at `start`.
+pub(crate) fn start_producer(
+    config: &LoaderConfig,
+    source: Arc<dyn DocumentSource>,
+    encoder: Arc<dyn DocumentEncoder>,
+    start: LoaderPosition,
+) -> Result<Chunks, BatchError> {
+    if config.shards.is_empty() {
+        return Err("no data shards found; run `nanochat data download` first".into());
+    }
+    if config.world_size == 0 || config.rank >= config.world_size {
+        return Err(format!("rank {} is not below world size {}", config.rank, config.world_size).into());
+    }
+    let (tx, rx) = sync_channel(QUEUE_DEPTH);
+    let (shards, rank, world) = (config.shards.clone(), config.rank, config.world_size);
+    std::thread::Builder::new()
+        .name("dataloader".into())
+        .spawn(move || produce(&shards, rank, world, start, source.as_ref(), encoder.as_ref(), &tx))
+        .map_err(|e| format!("cannot start the dataloader thread: {e}"))?;
+    Ok(rx)
 }
 
 pub struct DistributedLoader {
     config: LoaderConfig,
-    chunks: Receiver<Result<TokenChunk, String>>,
+    chunks: Chunks,
     /// Tokens not yet consumed, with the chunk boundaries they came from (for the position).
     buffer: VecDeque<u32>,
     pending: VecDeque<(LoaderPosition, usize)>,
@@ -75,19 +100,8 @@ impl DistributedLoader {
         encoder: Arc<dyn DocumentEncoder>,
         resume: Option<LoaderPosition>,
     ) -> Result<Self, BatchError> {
-        if config.shards.is_empty() {
-            return Err("no data shards found; run `nanochat data download` first".into());
-        }
-        if config.world_size == 0 || config.rank >= config.world_size {
-            return Err(format!("rank {} is not below world size {}", config.rank, config.world_size).into());
-        }
         let start = resume.unwrap_or(LoaderPosition { rg_idx: config.rank, ..Default::default() });
-        let (tx, rx) = sync_channel(QUEUE_DEPTH);
-        let (shards, rank, world) = (config.shards.clone(), config.rank, config.world_size);
-        std::thread::Builder::new()
-            .name("dataloader".into())
-            .spawn(move || produce(&shards, rank, world, start, source.as_ref(), encoder.as_ref(), &tx))
-            .map_err(|e| format!("cannot start the dataloader thread: {e}"))?;
+        let rx = start_producer(&config, source, encoder, start)?;
         Ok(DistributedLoader { config, chunks: rx, buffer: VecDeque::new(), pending: VecDeque::new(), position: start })
     }
 
@@ -96,10 +110,11 @@ impl DistributedLoader {
         let needed = self.config.batch_size * self.config.seq_len + 1;
         while self.buffer.len() < needed {
             let chunk = self.chunks.recv().map_err(|_| "the dataloader thread stopped")??;
+            let tokens = chunk.docs.concat();
             // A resumed first chunk starts `offset` tokens in; every other chunk at 0.
-            let skip = chunk.position.offset.min(chunk.tokens.len());
-            self.buffer.extend(&chunk.tokens[skip..]);
-            self.pending.push_back((LoaderPosition { offset: skip, ..chunk.position }, chunk.tokens.len()));
+            let skip = chunk.position.offset.min(tokens.len());
+            self.buffer.extend(&tokens[skip..]);
+            self.pending.push_back((LoaderPosition { offset: skip, ..chunk.position }, tokens.len()));
         }
         let tokens: Vec<i64> = self.buffer.drain(..needed).map(i64::from).collect();
         self.advance_position(needed);
@@ -180,15 +195,15 @@ fn produce(
                 for (i, batch) in batches.iter().enumerate().skip(begin) {
                     let offset = if first { pos.offset } else { 0 };
                     first = false;
-                    let tokens: Vec<u32> = match encoder.encode_with_bos(batch) {
-                        Ok(encoded) => encoded.into_iter().flatten().collect(),
+                    let docs = match encoder.encode_with_bos(batch) {
+                        Ok(encoded) => encoded,
                         Err(e) => {
                             let _ = tx.send(Err(format!("tokenizing {}: {e}", shard.display())));
                             return;
                         }
                     };
-                    produced_any |= !tokens.is_empty();
-                    let chunk = TokenChunk { position: LoaderPosition { doc_batch: i, offset, ..pos }, tokens };
+                    produced_any |= docs.iter().any(|d| !d.is_empty());
+                    let chunk = TokenChunk { position: LoaderPosition { doc_batch: i, offset, ..pos }, docs };
                     if tx.send(Ok(chunk)).is_err() {
                         return; // the loader was dropped
                     }

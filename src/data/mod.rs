@@ -2,6 +2,7 @@
 //! listing, the train/val split, writing), their documents, and the distributed tokenizing dataloader that
 //! turns them into `(B, T+1)` batches on the device.
 pub mod batch_source;
+pub mod bestfit_loader;
 pub mod dataloader;
 pub mod documents;
 pub mod parquet_rows;
