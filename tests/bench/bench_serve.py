@@ -4,8 +4,8 @@
 
 What is measured, per server and level: requests/s, generated tokens/s, latency to the last byte (p50/p99), time
 to the first token event (p50/p99), errors (any non-200, e.g. 503, a broken stream, or a request cut at the time
-cap) and the server's peak resident memory (the largest VmRSS sampled every 100 ms during the level; VmHWM is in
---out). Every client speaks the reference's API, POST /chat/completions (SSE `data: {"token", "gpu"}` events
+cap), the server's peak resident memory (the largest VmRSS sampled every 100 ms during the level; VmHWM is in
+--out) and the machine's 1-minute load average at the level's end (other work on a shared CPU shows there). Every client speaks the reference's API, POST /chat/completions (SSE `data: {"token", "gpu"}` events
 then `data: {"done": true}`), which both servers implement; the request body is the same for both
 ({"messages", "temperature", "top_k", "max_tokens", "seed"}; the reference ignores the seed and draws its own).
 Generated tokens are counted the same way for both: one per `token` event (each server holds a token back while
@@ -399,7 +399,8 @@ def bench_server(server, args, label, rows):
             err += " (" + ", ".join(f"{v}x {k}" for k, v in lv["error_kinds"].items()) + ")"
         print(f"| {label['model']} | {label['server']} | {c} | {lv['requests']} | {err} | {lv['requests_per_s']:.2f} | "
               f"{lv['tokens_per_s']:,.1f} | {fmt(lv['latency_p50_ms'])} / {fmt(lv['latency_p99_ms'])} | "
-              f"{fmt(lv['ttft_p50_ms'])} / {fmt(lv['ttft_p99_ms'])} | {lv['peak_rss_mib']:,.0f} |", flush=True)
+              f"{fmt(lv['ttft_p50_ms'])} / {fmt(lv['ttft_p99_ms'])} | {lv['peak_rss_mib']:,.0f} | "
+              f"{lv['load_average'][0]:.2f} |", flush=True)
 
 
 def main():
@@ -451,8 +452,8 @@ def main():
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}, "
               f"load average {os.getloadavg()[0]:.2f} at the start\n")
         print("| model | server | clients | requests | errors | req/s | generated tok/s | latency p50 / p99 (ms) "
-              "| first token p50 / p99 (ms) | server peak RSS (MiB) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| first token p50 / p99 (ms) | server peak RSS (MiB) | load average |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for model, base, ckpt, tokenizer in plan:
             for dtype in args.dtypes:
                 server = start_ours(args, ckpt, tokenizer, dtype)
