@@ -320,7 +320,7 @@ impl Gpt {
     pub fn forward_last(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
         let x = self.hidden(idx, cache);
         let t = x.size()[1];
-        self.head(&x.narrow(1, t - 1, 1))
+        self.head_rows(&x.select(1, t - 1)).unsqueeze(1)
     }
 
     /// Logits (N, vocab_size) at N chosen (row, position) pairs of `idx` (int64 tensors `rows`,
@@ -435,10 +435,15 @@ impl Gpt {
             let hidden = fused_ops::relu_square(&linear(&norm(&x), &b.c_fc));
             x = &x + linear(&hidden, &b.mlp_proj);
         }
-        // The classifier as lm_head · xᵀ: with a few rows MKL then streams the (vocab, n_embd) weight once
-        // instead of repacking it as the right operand of x · lm_headᵀ at every step (same products, the
-        // same values at one row).
-        let x = norm(&x.index_select(1, wanted).squeeze_dim(0));
+        self.head_rows(&x.index_select(1, wanted).squeeze_dim(0))
+    }
+
+    /// Softcapped fp32 logits (M, vocab_size) of a few final hidden states (M, n_embd), as decoding
+    /// needs them. The classifier is lm_head · xᵀ: with a few rows MKL then streams the (vocab, n_embd)
+    /// weight once instead of repacking it as the right operand of x · lm_headᵀ at every step (same
+    /// products, the same values at one row).
+    fn head_rows(&self, x: &Tensor) -> Tensor {
+        let x = norm(x);
         let w =
             if self.lm_head.kind() == x.kind() { self.lm_head.shallow_clone() } else { self.lm_head.to_kind(x.kind()) };
         let logits = w.matmul(&x.transpose(0, 1)).transpose(0, 1);
