@@ -713,7 +713,7 @@ fn spawn_rest(global_args: &[String], paths: &Paths, background: &BackgroundDown
         .args(args)
         .args(["data", "download", "--background-child", "--attempts", &attempts.to_string()])
         // Its output goes to the log file already: no second copy.
-        .env(crate::speedrun::runner::CAPTURED_ENV, "1")
+        .env(crate::logging::CAPTURED_ENV, "1")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().map_err(io(format_args!("opening {}", log_path.display())))?)
         .stderr(log_file)
