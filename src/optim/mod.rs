@@ -8,6 +8,7 @@ pub mod dist_muon;
 pub mod muon;
 pub mod optimizer_pair;
 pub mod schedule;
+pub mod schedule_92d63d4;
 
 use tch::Tensor;
 
