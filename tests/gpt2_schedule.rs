@@ -2,10 +2,11 @@
 //! table tests/golden/gpt2_schedule.json was written by tests/golden/make_gpt2_schedule_golden.py,
 //! which executes base_train.py's lines at d12, d24 and d32 (param/data ratio 8, the speedrun's, and
 //! 12, the default) with its argparse defaults, vocab 32,768 and sequence 2048. Integers must be
-//! equal; floats within 4 ulp (the same IEEE operations in the same order, and libm's pow and cos
-//! that may differ by an ulp between C libraries).
+//! equal; floats within 4 ulp: the same IEEE operations in the same order, but serde_json's float
+//! parsing (not correctly rounded) and libm's pow and cos (between C libraries) may be an ulp off.
 use nanochat::model::config::{DIM_PER_LAYER, TARGET_HEAD_DIM, WINDOW_PATTERN_92D63D4};
 use nanochat::model::GptConfig;
+use nanochat::optim::muon_adamw::{adamw_specs, muon_spec, MuonAdamWSettings};
 use nanochat::optim::schedule_92d63d4::{muon_weight_decay, LrSchedule, Sizing, SizingSettings, DEPTH_REF};
 use serde_json::Value;
 
@@ -56,6 +57,63 @@ fn sizing_and_schedules_equal_the_references_at_d12_d24_d32() {
         close(s.d_ref, f(&case["d_ref"]), &format!("{name} D_REF"));
         close(s.batch_lr_scale, f(&case["batch_lr_scale"]), &format!("{name} LR scale"));
         close(s.weight_decay, f(&case["weight_decay_scaled"]), &format!("{name} weight decay"));
+        // setup_optimizer's groups with base_train.py's scaled LRs and weight decay.
+        let defaults = MuonAdamWSettings::reference();
+        let lr = |key: &str| f(&d[key]);
+        assert_eq!(
+            (
+                defaults.unembedding_lr,
+                defaults.embedding_lr,
+                defaults.matrix_lr,
+                defaults.scalar_lr,
+                defaults.weight_decay
+            ),
+            (lr("unembedding_lr"), lr("embedding_lr"), lr("matrix_lr"), lr("scalar_lr"), lr("weight_decay"))
+        );
+        let scaled = defaults.scaled(s.batch_lr_scale, s.weight_decay);
+        let groups = case["groups"].as_array().unwrap();
+        let (adamw, muon) = groups.split_at(6);
+        for (spec, group) in adamw_specs(model.n_embd, &scaled).iter().zip(adamw) {
+            assert_eq!(group["kind"].as_str(), Some("adamw"));
+            let betas = [spec.betas.0, spec.betas.1];
+            let theirs = [f(&group["betas"][0]), f(&group["betas"][1])];
+            assert_eq!(
+                (betas, spec.eps, spec.weight_decay),
+                (theirs, f(&group["eps"]), f(&group["weight_decay"])),
+                "{name} {}",
+                spec.name
+            );
+            close(spec.lr, f(&group["lr"]), &format!("{name} {} LR", spec.name));
+        }
+        // One Muon group per shape of the block matrices.
+        let m = muon_spec(&scaled);
+        // c_q, c_k, c_v, attn c_proj (d×d with one KV head per query head), mlp c_fc (4d×d), mlp c_proj
+        // (d×4d) in every layer, a value-embedding gate (n_kv_head×12) in every other; shapes ascending.
+        let (dim, layers) = (model.n_embd, model.n_layer);
+        let ve_layers = (0..layers).filter(|&l| model.has_value_embed(l)).count() as i64;
+        let mut expected = vec![
+            (vec![model.n_kv_head, 12], ve_layers),
+            (vec![dim, dim], 4 * layers),
+            (vec![dim, 4 * dim], layers),
+            (vec![4 * dim, dim], layers),
+        ];
+        expected.sort();
+        let shapes: Vec<(Vec<i64>, i64)> = muon
+            .iter()
+            .map(|g| {
+                (serde_json::from_value(g["shapes"][0].clone()).unwrap(), g["shapes"].as_array().unwrap().len() as i64)
+            })
+            .collect();
+        assert_eq!(shapes, expected, "{name}");
+        for group in muon {
+            assert_eq!(group["kind"].as_str(), Some("muon"));
+            assert_eq!(
+                (m.momentum, m.ns_steps as i64, m.beta2),
+                (f(&group["momentum"]), group["ns_steps"].as_i64().unwrap(), f(&group["beta2"]))
+            );
+            close(m.lr, f(&group["lr"]), &format!("{name} Muon LR"));
+            close(m.weight_decay, f(&group["weight_decay"]), &format!("{name} Muon weight decay"));
+        }
         let n = s.num_iterations;
         let steps = case["steps"].as_array().unwrap();
         for (k, step) in steps.iter().enumerate() {

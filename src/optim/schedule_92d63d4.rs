@@ -92,7 +92,15 @@ impl Sizing {
             Some(n) => n,
             None => target_tokens / total_batch_size,
         };
-        Ok(Sizing { scaling_params, target_tokens, d_ref, total_batch_size, batch_lr_scale, weight_decay, num_iterations })
+        Ok(Sizing {
+            scaling_params,
+            target_tokens,
+            d_ref,
+            total_batch_size,
+            batch_lr_scale,
+            weight_decay,
+            num_iterations,
+        })
     }
 }
 
@@ -167,9 +175,18 @@ mod tests {
         };
         let sizing = Sizing::new(&d4, &d4, &s).unwrap();
         assert_eq!((sizing.total_batch_size, sizing.num_iterations, sizing.batch_lr_scale), (BATCH_REF * 4, 7, 2.0));
-        assert_eq!(Sizing::new(&d4, &d4, &SizingSettings { target_param_data_ratio: -1.0, ..s }), Err(SizingError::Ratio(-1.0)));
-        assert_eq!(Sizing::new(&d4, &d4, &SizingSettings { total_batch_size: Some(0), ..s }), Err(SizingError::BatchSize(0)));
-        assert_eq!(Sizing::new(&d4, &d4, &SizingSettings { num_iterations: Some(0), ..s }), Err(SizingError::Iterations(0)));
+        assert_eq!(
+            Sizing::new(&d4, &d4, &SizingSettings { target_param_data_ratio: -1.0, ..s }),
+            Err(SizingError::Ratio(-1.0))
+        );
+        assert_eq!(
+            Sizing::new(&d4, &d4, &SizingSettings { total_batch_size: Some(0), ..s }),
+            Err(SizingError::BatchSize(0))
+        );
+        assert_eq!(
+            Sizing::new(&d4, &d4, &SizingSettings { num_iterations: Some(0), ..s }),
+            Err(SizingError::Iterations(0))
+        );
     }
 
     #[test]

@@ -1,0 +1,451 @@
+//! The 92d63d4 optimizer, `MuonAdamW` of `nanochat/optim.py` (NANOCHAT.md §4.5, §12 items 7, 8, 10
+//! and 11), next to the late-2025 [`super::Muon`] and [`super::AdamW`]: one list of parameter groups,
+//! each AdamW (its own betas, eps and weight decay, fp32 arithmetic for bf16 parameters) or Muon (the
+//! matrices of one shape, stacked: Nesterov momentum, MuonEq row equilibration, Polar Express
+//! orthogonalisation, Muon+ renormalisation, NorMuon variance reduction and cautious weight decay).
+//!
+//! Like the reference's fused kernels, the hyperparameters enter as 0-D fp32 tensors (rounded to
+//! fp32 once per step), so the arithmetic on them is the reference's own.
+//! This implementation runs in one process; the reference's multi-rank communication (reduce-scatter,
+//! update the owned share, all-gather) is not part of it.
+use tch::{Kind, Tensor};
+
+use crate::model::Gpt;
+
+use super::LR_REFERENCE_DIM;
+
+/// Polar Express coefficients (a, b, c) per iteration, computed for 5 iterations, safety factor 2e-2,
+/// cushion 2 (arXiv 2505.16932).
+pub const POLAR_EXPRESS_COEFFICIENTS: [(f64, f64, f64); 5] = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MuonAdamWError {
+    #[error("Muon group of shape {shape:?}: parameter {index} has shape {other:?}")]
+    MixedShapes { shape: Vec<i64>, index: usize, other: Vec<i64> },
+    #[error("Muon handles 2-D matrices only; a parameter has shape {0:?}")]
+    NotAMatrix(Vec<i64>),
+    #[error("the parameter groups hold {grouped} tensors but the model has {total}")]
+    Ungrouped { grouped: usize, total: usize },
+    #[error("`{0}` has no gradient; every parameter needs one before a step")]
+    MissingGradient(String),
+}
+
+/// A 0-D fp32 CPU tensor holding `value`, as the reference's `_t` tensors after `fill_`.
+fn scalar(value: f64) -> Tensor {
+    Tensor::from(value as f32)
+}
+
+/// The Adam moments of one parameter.
+struct AdamState {
+    step: i64,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+}
+
+pub struct AdamWGroup {
+    pub name: &'static str,
+    pub params: Vec<Tensor>,
+    /// The LR the schedule multiplies (`initial_lr`).
+    pub initial_lr: f64,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    state: Vec<Option<AdamState>>,
+}
+
+/// The factored second moment and the momentum of a Muon group's stack.
+struct MuonState {
+    momentum_buffer: Tensor,
+    second_momentum_buffer: Tensor,
+}
+
+pub struct MuonGroup {
+    /// Matrices of one shape, stacked in this order.
+    pub params: Vec<Tensor>,
+    pub initial_lr: f64,
+    pub lr: f64,
+    pub momentum: f64,
+    pub ns_steps: usize,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    state: Option<MuonState>,
+}
+
+pub enum ParamGroup {
+    AdamW(AdamWGroup),
+    Muon(MuonGroup),
+}
+
+impl AdamWGroup {
+    pub fn new(
+        name: &'static str,
+        params: Vec<Tensor>,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+    ) -> Self {
+        let state = params.iter().map(|_| None).collect();
+        AdamWGroup { name, params, initial_lr: lr, lr, betas, eps, weight_decay, state }
+    }
+}
+
+impl MuonGroup {
+    /// Every parameter must be a matrix of the first one's shape.
+    pub fn new(
+        params: Vec<Tensor>,
+        lr: f64,
+        momentum: f64,
+        ns_steps: usize,
+        beta2: f64,
+        weight_decay: f64,
+    ) -> Result<Self, MuonAdamWError> {
+        let shape = params.first().map(Tensor::size).unwrap_or_default();
+        if shape.len() != 2 {
+            return Err(MuonAdamWError::NotAMatrix(shape));
+        }
+        if let Some((index, p)) = params.iter().enumerate().find(|(_, p)| p.size() != shape) {
+            return Err(MuonAdamWError::MixedShapes { shape, index, other: p.size() });
+        }
+        Ok(MuonGroup { params, initial_lr: lr, lr, momentum, ns_steps, beta2, weight_decay, state: None })
+    }
+}
+
+/// `adamw_step_fused`: decoupled weight decay, the moments' lerps, bias corrections and the update,
+/// in fp32 (bf16 parameters and moments are read as fp32 and written back).
+#[allow(clippy::too_many_arguments)]
+fn adamw_step(
+    p: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    step: i64,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) {
+    let (step_t, lr_t, beta1_t, beta2_t, eps_t, wd_t) =
+        (scalar(step as f64), scalar(lr), scalar(betas.0), scalar(betas.1), scalar(eps), scalar(weight_decay));
+    // A same-dtype `to_kind` is the tensor itself: for fp32 these update p and the moments in place.
+    let mut p32 = p.to_kind(Kind::Float);
+    let mut exp_avg32 = exp_avg.to_kind(Kind::Float);
+    let mut exp_avg_sq32 = exp_avg_sq.to_kind(Kind::Float);
+    let grad32 = grad.to_kind(Kind::Float);
+    // Weight decay (decoupled, applied before the update)
+    let _ = p32.g_mul_(&(-(&lr_t * &wd_t) + 1.0));
+    // Running averages
+    let _ = exp_avg32.lerp_tensor_(&grad32, &(-&beta1_t + 1.0));
+    let _ = exp_avg_sq32.lerp_tensor_(&grad32.square(), &(-&beta2_t + 1.0));
+    // Bias corrections
+    let bias1 = -beta1_t.pow(&step_t) + 1.0;
+    let bias2 = -beta2_t.pow(&step_t) + 1.0;
+    // Compute update and apply. The reference's `add_(x, alpha=-step_size)` rounds p + alpha·x once
+    // per element (a fused multiply-add), which tch cannot call: in fp64 the product of two fp32
+    // values is exact and the sum rounds to the same fp32 value (but for double-rounding ties).
+    let denom = (&exp_avg_sq32 / &bias2).sqrt() + &eps_t;
+    let step_size = (&lr_t / &bias1).double_value(&[]);
+    let update = (&exp_avg32 / &denom).to_kind(Kind::Double) * -step_size;
+    let _ = p32.copy_(&(p32.to_kind(Kind::Double) + update).to_kind(Kind::Float));
+    // Write back (no-ops where everything is fp32 already)
+    for (dst, src) in [(p, &p32), (exp_avg, &exp_avg32), (exp_avg_sq, &exp_avg_sq32)] {
+        dst.shallow_clone().copy_(src);
+    }
+}
+
+/// `muon_step_fused` on a stack (K, rows, cols) of gradients and parameters: Nesterov momentum,
+/// MuonEq, Polar Express, Muon+, NorMuon variance reduction and the cautious update, in place on
+/// `params`, `momentum_buffer` and `second_momentum_buffer` (and on `grads`, as the reference's lerp).
+#[allow(clippy::too_many_arguments)]
+fn muon_step(
+    grads: &mut Tensor,
+    params: &mut Tensor,
+    momentum_buffer: &mut Tensor,
+    second_momentum_buffer: &mut Tensor,
+    momentum: f64,
+    lr: f64,
+    weight_decay: f64,
+    beta2: f64,
+    ns_steps: usize,
+    red_dim: i64,
+) {
+    let (rows, cols) = (grads.size()[1], grads.size()[2]);
+    // Nesterov momentum
+    let momentum = scalar(momentum).to_kind(grads.kind());
+    let _ = momentum_buffer.lerp_tensor_(grads, &(-&momentum + 1.0));
+    let g = grads.lerp_tensor_(momentum_buffer, &momentum);
+    // On a CUDA device the reference orthogonalises in bf16 (its COMPUTE_DTYPE there), elsewhere in fp32.
+    let mut x = match g.device().is_cuda() {
+        true => g.to_kind(Kind::BFloat16),
+        false => g.shallow_clone(),
+    };
+    // MuonEq row equilibration: each row rescaled to the mean row norm
+    let dims = [-2i64, -1].as_slice();
+    let target = x.to_kind(Kind::Float).norm_scalaropt_dim(2, dims, true) / (rows as f64).powf(0.5);
+    let row_norm = x.to_kind(Kind::Float).norm_scalaropt_dim(2, [-1i64].as_slice(), true).clamp_min(1e-6);
+    x = &x * (target / row_norm).to_kind(x.kind());
+    // Polar Express orthogonalisation
+    x = &x / (x.norm_scalaropt_dim(2, dims, true) * 1.01 + 1e-6);
+    for &(a, b, c) in &POLAR_EXPRESS_COEFFICIENTS[..ns_steps] {
+        if rows > cols {
+            let a_mat = x.mt().matmul(&x);
+            let b_mat = a_mat.g_mul_scalar(b) + a_mat.matmul(&a_mat).g_mul_scalar(c);
+            x = x.g_mul_scalar(a) + x.matmul(&b_mat);
+        } else {
+            let a_mat = x.matmul(&x.mt());
+            let b_mat = a_mat.g_mul_scalar(b) + a_mat.matmul(&a_mat).g_mul_scalar(c);
+            x = x.g_mul_scalar(a) + b_mat.matmul(&x);
+        }
+    }
+    let g = x.to_kind(params.kind());
+    // Muon+ renormalisation: the Frobenius norm of a semi-orthogonal matrix, sqrt(min(rows, cols))
+    let target_norm = (rows.min(cols) as f64).powf(0.5);
+    let current_norm = g.to_kind(Kind::Float).norm_scalaropt_dim(2, dims, true).clamp_min(1e-6);
+    let g = &g * (current_norm.reciprocal() * target_norm).to_kind(g.kind());
+    // NorMuon variance reduction
+    let beta2 = scalar(beta2).to_kind(g.kind());
+    let v_mean = g.to_kind(Kind::Float).square().mean_dim([red_dim].as_slice(), true, None);
+    let red_dim_size = g.size()[(3 + red_dim) as usize] as f64;
+    let v_norm = (v_mean.sum_dim_intlist(dims, true, None) * red_dim_size).sqrt();
+    let _ = second_momentum_buffer.lerp_tensor_(&v_mean.to_kind(second_momentum_buffer.kind()), &(-&beta2 + 1.0));
+    let step_size = second_momentum_buffer.clamp_min(1e-10).rsqrt();
+    let scaled_sq_sum = (&v_mean * red_dim_size) * step_size.to_kind(Kind::Float).square();
+    let v_norm_new = scaled_sq_sum.sum_dim_intlist(dims, true, None).sqrt();
+    let final_scale = &step_size * (v_norm / v_norm_new.clamp_min(1e-10));
+    let g = &g * final_scale.to_kind(g.kind());
+    // Cautious weight decay + parameter update
+    let lr = scalar(lr).to_kind(g.kind());
+    let wd = scalar(weight_decay).to_kind(g.kind());
+    let mask = (&g * &*params).ge(0.0);
+    let _ = params.g_sub_(&(&lr * &g + &lr * &wd * &*params * mask));
+}
+
+impl AdamWGroup {
+    fn step(&mut self) -> Result<(), MuonAdamWError> {
+        for (i, (p, state)) in self.params.iter().zip(self.state.iter_mut()).enumerate() {
+            let grad = p.grad();
+            if !grad.defined() {
+                return Err(MuonAdamWError::MissingGradient(format!("{}[{i}]", self.name)));
+            }
+            let state =
+                state.get_or_insert_with(|| AdamState { step: 0, exp_avg: p.zeros_like(), exp_avg_sq: p.zeros_like() });
+            state.step += 1;
+            adamw_step(
+                p,
+                &grad,
+                &state.exp_avg,
+                &state.exp_avg_sq,
+                state.step,
+                self.lr,
+                self.betas,
+                self.eps,
+                self.weight_decay,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl MuonGroup {
+    fn step(&mut self) -> Result<(), MuonAdamWError> {
+        let (rows, cols) = (self.params[0].size()[0], self.params[0].size()[1]);
+        let mut grads = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let grad = p.grad();
+            if !grad.defined() {
+                return Err(MuonAdamWError::MissingGradient(format!("matrix {i} of shape [{rows}, {cols}]")));
+            }
+            grads.push(grad);
+        }
+        let mut grad_stack = Tensor::stack(&grads, 0);
+        let mut param_stack = Tensor::stack(&self.params, 0);
+        let k = self.params.len() as i64;
+        let state = self.state.get_or_insert_with(|| {
+            let options = (param_stack.kind(), param_stack.device());
+            let second_shape = if rows >= cols { [k, rows, 1] } else { [k, 1, cols] };
+            MuonState {
+                momentum_buffer: Tensor::zeros([k, rows, cols], options),
+                second_momentum_buffer: Tensor::zeros(second_shape, options),
+            }
+        });
+        let red_dim = if rows >= cols { -1 } else { -2 };
+        muon_step(
+            &mut grad_stack,
+            &mut param_stack,
+            &mut state.momentum_buffer,
+            &mut state.second_momentum_buffer,
+            self.momentum,
+            // Tall matrices step by sqrt(rows/cols) more.
+            self.lr * (rows as f64 / cols as f64).max(1.0).powf(0.5),
+            self.weight_decay,
+            self.beta2,
+            self.ns_steps,
+            red_dim,
+        );
+        for (i, p) in self.params.iter().enumerate() {
+            p.shallow_clone().copy_(&param_stack.get(i as i64));
+        }
+        Ok(())
+    }
+}
+
+/// The combined optimizer: AdamW groups and Muon groups, stepped in the order they are listed.
+pub struct MuonAdamW {
+    pub groups: Vec<ParamGroup>,
+}
+
+impl MuonAdamW {
+    pub fn new(groups: Vec<ParamGroup>) -> Self {
+        MuonAdamW { groups }
+    }
+
+    /// base_train.py's schedule: every group's LR is its initial LR times `lr_multiplier`; Muon
+    /// groups take the momentum and weight decay of the step.
+    pub fn set_schedule(&mut self, lr_multiplier: f64, muon_momentum: f64, muon_weight_decay: f64) {
+        for group in &mut self.groups {
+            match group {
+                ParamGroup::AdamW(g) => g.lr = g.initial_lr * lr_multiplier,
+                ParamGroup::Muon(g) => {
+                    g.lr = g.initial_lr * lr_multiplier;
+                    g.momentum = muon_momentum;
+                    g.weight_decay = muon_weight_decay;
+                }
+            }
+        }
+    }
+
+    /// One update from the parameters' `.grad()`, group by group.
+    pub fn step(&mut self) -> Result<(), MuonAdamWError> {
+        tch::no_grad(|| {
+            self.groups.iter_mut().try_for_each(|group| match group {
+                ParamGroup::AdamW(g) => g.step(),
+                ParamGroup::Muon(g) => g.step(),
+            })
+        })
+    }
+}
+
+/// The values `GPT.setup_optimizer` receives from base_train.py: the LRs already multiplied by the
+/// batch-size scale and Muon's weight decay already scaled ([`super::schedule_92d63d4::Sizing`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MuonAdamWSettings {
+    pub unembedding_lr: f64,
+    pub embedding_lr: f64,
+    pub matrix_lr: f64,
+    pub scalar_lr: f64,
+    pub weight_decay: f64,
+}
+
+impl MuonAdamWSettings {
+    /// base_train.py's defaults (`--unembedding-lr` 0.008, `--embedding-lr` 0.3, `--matrix-lr` 0.02,
+    /// `--scalar-lr` 0.5, `--weight-decay` 0.28), before any scaling.
+    pub fn reference() -> Self {
+        MuonAdamWSettings {
+            unembedding_lr: 0.008,
+            embedding_lr: 0.3,
+            matrix_lr: 0.02,
+            scalar_lr: 0.5,
+            weight_decay: 0.28,
+        }
+    }
+
+    /// The LRs times `batch_lr_scale` (in the reference's order of operations) and `weight_decay`.
+    pub fn scaled(&self, batch_lr_scale: f64, weight_decay: f64) -> Self {
+        MuonAdamWSettings {
+            unembedding_lr: self.unembedding_lr * batch_lr_scale,
+            embedding_lr: self.embedding_lr * batch_lr_scale,
+            matrix_lr: self.matrix_lr * batch_lr_scale,
+            scalar_lr: self.scalar_lr * batch_lr_scale,
+            weight_decay,
+        }
+    }
+}
+
+/// One AdamW group's hyperparameters as `setup_optimizer` sets them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWSpec {
+    pub name: &'static str,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+/// Muon's hyperparameters as `setup_optimizer` sets them (every shape group alike).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MuonSpec {
+    pub lr: f64,
+    pub momentum: f64,
+    pub ns_steps: usize,
+    pub beta2: f64,
+    pub weight_decay: f64,
+}
+
+/// `setup_optimizer`'s AdamW groups for a model of width `n_embd`, in its order: lm_head, wte,
+/// value_embeds, resid_lambdas, x0_lambdas, smear (smear_gate, smear_lambda, backout_lambda). The
+/// embedding and unembedding LRs scale by (n_embd/768)^−0.5; the smear group's LR is fixed.
+pub fn adamw_specs(n_embd: i64, s: &MuonAdamWSettings) -> [AdamWSpec; 6] {
+    let dmodel_lr_scale = (n_embd as f64 / LR_REFERENCE_DIM).powf(-0.5);
+    let spec = |name, lr, betas, weight_decay| AdamWSpec { name, lr, betas, eps: 1e-10, weight_decay };
+    [
+        spec("lm_head", s.unembedding_lr * dmodel_lr_scale, (0.8, 0.96), 0.01),
+        spec("wte", s.embedding_lr * dmodel_lr_scale, (0.8, 0.995), 0.001),
+        spec("value_embeds", s.embedding_lr * dmodel_lr_scale * 0.5, (0.8, 0.995), 0.01),
+        spec("resid_lambdas", s.scalar_lr * 0.01, (0.8, 0.95), 0.05),
+        // A higher beta1 for x0
+        spec("x0_lambdas", s.scalar_lr, (0.96, 0.95), 0.0),
+        spec("smear", 0.2, (0.8, 0.95), 0.0),
+    ]
+}
+
+/// `setup_optimizer`'s Muon hyperparameters.
+pub fn muon_spec(s: &MuonAdamWSettings) -> MuonSpec {
+    MuonSpec { lr: s.matrix_lr, momentum: 0.95, ns_steps: 5, beta2: 0.9, weight_decay: s.weight_decay }
+}
+
+/// `GPT.setup_optimizer`: the six AdamW groups of [`adamw_specs`] over the model's parameters, then
+/// one Muon group per shape of the block matrices (shapes in ascending order, matrices in block
+/// order within a shape). Groups of parameters the model lacks (a model without some 92d63d4
+/// option) are empty.
+pub fn setup_muon_adamw(model: &Gpt, s: &MuonAdamWSettings) -> Result<MuonAdamW, MuonAdamWError> {
+    let (resid, x0) = match model.resid_x0_lambdas() {
+        Some((resid, x0)) => (vec![resid], vec![x0]),
+        None => (vec![], vec![]),
+    };
+    let params = [vec![model.lm_head()], vec![model.wte()], model.value_embeds(), resid, x0, model.smear_params()];
+    let mut groups: Vec<ParamGroup> = adamw_specs(model.config.n_embd, s)
+        .into_iter()
+        .zip(params)
+        .map(|(spec, params)| {
+            ParamGroup::AdamW(AdamWGroup::new(spec.name, params, spec.lr, spec.betas, spec.eps, spec.weight_decay))
+        })
+        .collect();
+    let matrices = model.block_matrices();
+    let mut shapes: Vec<Vec<i64>> = matrices.iter().map(Tensor::size).collect();
+    shapes.sort();
+    shapes.dedup();
+    let m = muon_spec(s);
+    for shape in shapes {
+        let params = matrices.iter().filter(|p| p.size() == shape).map(Tensor::shallow_clone).collect();
+        groups.push(ParamGroup::Muon(MuonGroup::new(params, m.lr, m.momentum, m.ns_steps, m.beta2, m.weight_decay)?));
+    }
+    let grouped: usize = groups
+        .iter()
+        .map(|g| match g {
+            ParamGroup::AdamW(g) => g.params.len(),
+            ParamGroup::Muon(g) => g.params.len(),
+        })
+        .sum();
+    let total = model.parameters_in_reference_order().len();
+    if grouped != total {
+        return Err(MuonAdamWError::Ungrouped { grouped, total });
+    }
+    Ok(MuonAdamW::new(groups))
+}
