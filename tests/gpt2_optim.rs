@@ -10,9 +10,16 @@
 //! - Base training (loss, backward, schedule, step): the weights after steps 1, 5 and 20 and each
 //!   step's loss stay within twice the float-noise envelope the golden measured between reference
 //!   runs (every non-zero initial weight one ulp up, or down).
+//! - Across 2 and 4 processes (Gloo on 127.0.0.1), each with its own gradients: every rank ends with
+//!   the same weights, those one process reaches with the ranks' mean gradient.
+#[path = "support/rank_workers.rs"]
+mod rank_workers;
+
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
+use nanochat::dist::ReduceOp;
 use nanochat::model::{Gpt, GptConfig};
 use nanochat::optim::muon_adamw::{setup_muon_adamw, MuonAdamW, MuonAdamWSettings, ParamGroup};
 use nanochat::optim::schedule_92d63d4::{muon_weight_decay, LrSchedule};
@@ -141,7 +148,7 @@ fn the_optimizer_alone_gives_the_references_weights() {
             set_grad(&p, &Tensor::randn(p.size(), (Kind::Float, Device::Cpu)));
         }
         schedule_step(&golden, &mut optimizer, &schedule, weight_decay, step);
-        optimizer.step().unwrap();
+        optimizer.step(None).unwrap();
         model.zero_grad();
         if snapshots.contains(&(step + 1)) {
             let (max, name) = max_diff(&model, &golden, &format!("synthetic{}", step + 1));
@@ -172,7 +179,7 @@ fn base_training_stays_within_the_references_float_noise() {
         let loss = model.train_loss(&x, &y);
         loss.backward();
         schedule_step(&golden, &mut optimizer, &schedule, weight_decay, step);
-        optimizer.step().unwrap();
+        optimizer.step(None).unwrap();
         model.zero_grad();
         let loss_diff = (loss.double_value(&[]) - losses.double_value(&[step])).abs();
         eprintln!("step {step}: loss differs by {loss_diff:e}");
@@ -184,4 +191,74 @@ fn base_training_stays_within_the_references_float_noise() {
             assert!(max <= allowed, "after step {}: {name} differs by {max:e}", step + 1);
         }
     }
+}
+
+const ROLE: &str = "NANOCHAT_TEST_GPT2_OPTIM_RANK";
+
+/// Rank `rank`'s gradients at `step`, one per parameter in name order (the same on every process).
+fn rank_gradients(model: &Gpt, rank: usize, step: i64) -> Vec<Tensor> {
+    tch::manual_seed(10_000 * step + rank as i64);
+    model.named_parameters().iter().map(|(_, p)| Tensor::randn(p.size(), (Kind::Float, Device::Cpu))).collect()
+}
+
+fn distributed_steps_equal_one_process_on_the_mean_gradient(test_name: &str, world: usize) {
+    let Some((rank, world_size, pg)) = rank_workers::worker(ROLE, Duration::from_secs(120)) else {
+        return rank_workers::spawn_workers(ROLE, test_name, world);
+    };
+    let golden = Golden::load();
+    let (dist_model, single_model) = (golden.model(), golden.model());
+    let (mut dist, schedule, weight_decay) = golden.optimizer(&dist_model);
+    let (mut single, _, _) = golden.optimizer(&single_model);
+    let mut worst = 0.0f64;
+    for step in 0..4 {
+        let n = golden.steps();
+        let values = [
+            schedule.lr_multiplier(step, n),
+            schedule.muon_momentum(step, n),
+            muon_weight_decay(weight_decay, step, n),
+        ];
+        dist.set_schedule(values[0], values[1], values[2]);
+        single.set_schedule(values[0], values[1], values[2]);
+        for ((_, p), g) in dist_model.named_parameters().iter().zip(rank_gradients(&dist_model, rank, step)) {
+            set_grad(p, &g);
+        }
+        // The mean, summed in rank order.
+        let mut mean = rank_gradients(&single_model, 0, step);
+        for r in 1..world_size {
+            for (m, g) in mean.iter_mut().zip(rank_gradients(&single_model, r, step)) {
+                *m += g;
+            }
+        }
+        for ((_, q), m) in single_model.named_parameters().iter().zip(&mean) {
+            set_grad(q, &(m / world_size as f64));
+        }
+        dist.step(Some(&pg)).unwrap();
+        single.step(None).unwrap();
+        dist_model.zero_grad();
+        single_model.zero_grad();
+        for ((name, p), (_, q)) in dist_model.named_parameters().iter().zip(single_model.named_parameters()) {
+            let (mut hi, mut lo) = (p.detach().copy(), p.detach().copy());
+            pg.all_reduce(&mut hi, ReduceOp::Max).unwrap();
+            pg.all_reduce(&mut lo, ReduceOp::Min).unwrap();
+            assert!(hi.equal(&lo), "W={world_size} step {step}: {name} differs between ranks");
+            let diff = (p - &q).abs().max().double_value(&[]) / q.abs().max().double_value(&[]).max(1e-30);
+            worst = worst.max(diff);
+            // The averaged gradients differ from the local mean by the summation order (an ulp), which
+            // Adam and the orthogonalisation carry into the weights at that scale.
+            assert!(diff < 1e-5, "W={world_size} step {step}: {name} differs from one process by {diff:e} (relative)");
+        }
+    }
+    if rank == 0 {
+        eprintln!("MuonAdamW over {world_size} processes vs one on the mean gradient, 4 steps: max relative difference {worst:e}");
+    }
+}
+
+#[test]
+fn two_processes_equal_one_on_the_mean_gradient() {
+    distributed_steps_equal_one_process_on_the_mean_gradient("two_processes_equal_one_on_the_mean_gradient", 2);
+}
+
+#[test]
+fn four_processes_equal_one_on_the_mean_gradient() {
+    distributed_steps_equal_one_process_on_the_mean_gradient("four_processes_equal_one_on_the_mean_gradient", 4);
 }

@@ -6,10 +6,13 @@
 //!
 //! Like the reference's fused kernels, the hyperparameters enter as 0-D fp32 tensors (rounded to
 //! fp32 once per step), so the arithmetic on them is the reference's own.
-//! This implementation runs in one process; the reference's multi-rank communication (reduce-scatter,
-//! update the owned share, all-gather) is not part of it.
+//! One implementation for one and many processes, as the reference: with a process group the
+//! gradients are averaged inside the step (reduce-scatter or all-reduce), each rank updates its share
+//! of the parameters with optimizer state for that share only, and all-gathers them; in one process
+//! the same code runs without communication.
 use tch::{Kind, Tensor};
 
+use crate::dist::{DistError, ProcessGroup, ReduceOp, Work};
 use crate::model::Gpt;
 
 use super::LR_REFERENCE_DIM;
@@ -24,8 +27,16 @@ pub const POLAR_EXPRESS_COEFFICIENTS: [(f64, f64, f64); 5] = [
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 ];
 
+/// Across processes, AdamW parameters with fewer elements are all-reduced whole; larger ones are
+/// reduce-scattered along dim 0, which must divide by the number of processes.
+pub const SMALL_PARAM: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MuonAdamWError {
+    #[error(transparent)]
+    Dist(#[from] DistError),
+    #[error("`{param}` has {rows} rows, which do not split evenly over {world_size} processes")]
+    IndivisibleRows { param: String, rows: i64, world_size: usize },
     #[error("Muon group of shape {shape:?}: parameter {index} has shape {other:?}")]
     MixedShapes { shape: Vec<i64>, index: usize, other: Vec<i64> },
     #[error("Muon handles 2-D matrices only; a parameter has shape {0:?}")]
@@ -153,7 +164,7 @@ fn adamw_step(
     let denom = (&exp_avg_sq32 / &bias2).sqrt() + &eps_t;
     let step_size = (&lr_t / &bias1).double_value(&[]);
     let update = (&exp_avg32 / &denom).to_kind(Kind::Double) * -step_size;
-    let _ = p32.copy_(&(p32.to_kind(Kind::Double) + update).to_kind(Kind::Float));
+    p32.copy_(&(p32.to_kind(Kind::Double) + update).to_kind(Kind::Float));
     // Write back (no-ops where everything is fp32 already)
     for (dst, src) in [(p, &p32), (exp_avg, &exp_avg32), (exp_avg_sq, &exp_avg_sq32)] {
         dst.shallow_clone().copy_(src);
@@ -227,19 +238,104 @@ fn muon_step(
     let _ = params.g_sub_(&(&lr * &g + &lr * &wd * &*params * mask));
 }
 
+/// This process's rank and the number of processes (0 of 1 without a process group).
+fn place(pg: Option<&ProcessGroup>) -> (usize, usize) {
+    pg.map_or((0, 1), |pg| (pg.rank, pg.world_size))
+}
+
+/// A parameter's gradient after phase 1: the whole gradient (one process, or a small parameter
+/// being all-reduced in place) or this rank's rows of it (being reduce-scattered).
+struct AdamReduce<'pg> {
+    grad: Tensor,
+    work: Option<Work<'pg>>,
+    sharded: bool,
+}
+
+/// A Muon group's gradients after phase 1: this rank's chunk of the stack (all of it in one process)
+/// and, across processes, the padded stack that is reduce-scattered and later gathered into.
+struct MuonReduce<'pg> {
+    grad_chunk: Tensor,
+    stacked_grads: Option<Tensor>,
+    chunk_size: i64,
+    work: Option<Work<'pg>>,
+}
+
+enum Reduce<'pg> {
+    AdamW(Vec<AdamReduce<'pg>>),
+    Muon(MuonReduce<'pg>),
+}
+
+/// A gather started in phase 2; a Muon group's stack is copied back into its parameters in phase 3.
+struct Gather<'pg> {
+    work: Option<Work<'pg>>,
+    copy_back: Option<(Tensor, Vec<Tensor>)>,
+}
+
+fn gradient(p: &Tensor, what: impl FnOnce() -> String) -> Result<Tensor, MuonAdamWError> {
+    let grad = p.grad();
+    match grad.defined() {
+        true => Ok(grad),
+        false => Err(MuonAdamWError::MissingGradient(what())),
+    }
+}
+
 impl AdamWGroup {
-    fn step(&mut self) -> Result<(), MuonAdamWError> {
-        for (i, (p, state)) in self.params.iter().zip(self.state.iter_mut()).enumerate() {
-            let grad = p.grad();
-            if !grad.defined() {
-                return Err(MuonAdamWError::MissingGradient(format!("{}[{i}]", self.name)));
+    /// Phase 1: one process keeps the whole gradient; across processes a small parameter's gradient
+    /// is all-reduced (averaged) in place, a large one's reduce-scattered along dim 0.
+    fn reduce<'pg>(&self, pg: Option<&'pg ProcessGroup>) -> Result<Vec<AdamReduce<'pg>>, MuonAdamWError> {
+        let mut reduced = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let grad = gradient(p, || format!("{}[{i}]", self.name))?;
+            reduced.push(match pg {
+                Some(pg) if pg.world_size > 1 && p.numel() < SMALL_PARAM => {
+                    let work = pg.all_reduce_async(&grad, ReduceOp::Avg)?;
+                    AdamReduce { grad, work: Some(work), sharded: false }
+                }
+                Some(pg) if pg.world_size > 1 => {
+                    let rows = p.size()[0];
+                    if rows % pg.world_size as i64 != 0 {
+                        let param = format!("{}[{i}]", self.name);
+                        return Err(MuonAdamWError::IndivisibleRows { param, rows, world_size: pg.world_size });
+                    }
+                    let grad_slice = grad.narrow(0, 0, rows / pg.world_size as i64).empty_like();
+                    let work = pg.reduce_scatter_async(&grad_slice, &grad, ReduceOp::Avg)?;
+                    AdamReduce { grad: grad_slice, work: Some(work), sharded: true }
+                }
+                _ => AdamReduce { grad, work: None, sharded: false },
+            });
+        }
+        Ok(reduced)
+    }
+
+    /// Phase 2: wait for each reduce, update the parameter (or this rank's rows of it, with moments
+    /// for those rows only) and start the all-gather of a sharded one.
+    fn update<'pg>(
+        &mut self,
+        reduced: Vec<AdamReduce<'pg>>,
+        pg: Option<&'pg ProcessGroup>,
+        gathers: &mut Vec<Gather<'pg>>,
+    ) -> Result<(), MuonAdamWError> {
+        let (rank, world_size) = place(pg);
+        for ((p, state), r) in self.params.iter().zip(self.state.iter_mut()).zip(reduced) {
+            if let Some(work) = r.work {
+                work.wait()?;
             }
-            let state =
-                state.get_or_insert_with(|| AdamState { step: 0, exp_avg: p.zeros_like(), exp_avg_sq: p.zeros_like() });
+            let p_slice = match r.sharded {
+                true => {
+                    let rank_size = p.size()[0] / world_size as i64;
+                    p.narrow(0, rank as i64 * rank_size, rank_size)
+                }
+                false => p.shallow_clone(),
+            };
+            let state = state.get_or_insert_with(|| AdamState {
+                step: 0,
+                exp_avg: p_slice.zeros_like(),
+                exp_avg_sq: p_slice.zeros_like(),
+            });
             state.step += 1;
             adamw_step(
-                p,
-                &grad,
+                &p_slice,
+                &r.grad,
                 &state.exp_avg,
                 &state.exp_avg_sq,
                 state.step,
@@ -248,50 +344,100 @@ impl AdamWGroup {
                 self.eps,
                 self.weight_decay,
             );
+            if let (true, Some(pg)) = (r.sharded, pg) {
+                gathers.push(Gather { work: Some(pg.all_gather_async(p, &p_slice)?), copy_back: None });
+            }
         }
         Ok(())
     }
 }
 
 impl MuonGroup {
-    fn step(&mut self) -> Result<(), MuonAdamWError> {
-        let (rows, cols) = (self.params[0].size()[0], self.params[0].size()[1]);
-        let mut grads = Vec::with_capacity(self.params.len());
-        for (i, p) in self.params.iter().enumerate() {
-            let grad = p.grad();
-            if !grad.defined() {
-                return Err(MuonAdamWError::MissingGradient(format!("matrix {i} of shape [{rows}, {cols}]")));
-            }
-            grads.push(grad);
+    /// Phase 1: the gradients stacked; across W processes zero-padded to a multiple of W and
+    /// reduce-scattered (averaged), so each rank receives the chunk of ceil(K/W) matrices it owns.
+    fn reduce<'pg>(&self, pg: Option<&'pg ProcessGroup>) -> Result<MuonReduce<'pg>, MuonAdamWError> {
+        let shape = self.params[0].size();
+        let grads = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| gradient(p, || format!("matrix {i} of shape {shape:?}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let k = grads.len() as i64;
+        let grad_stack = Tensor::stack(&grads, 0);
+        let Some(pg) = pg.filter(|pg| pg.world_size > 1) else {
+            return Ok(MuonReduce { grad_chunk: grad_stack, stacked_grads: None, chunk_size: k, work: None });
+        };
+        let world_size = pg.world_size as i64;
+        let chunk_size = (k + world_size - 1) / world_size;
+        let options = (grad_stack.kind(), grad_stack.device());
+        let stacked_grads = Tensor::zeros([chunk_size * world_size, shape[0], shape[1]], options);
+        stacked_grads.narrow(0, 0, k).copy_(&grad_stack);
+        let grad_chunk = Tensor::empty([chunk_size, shape[0], shape[1]], options);
+        let work = pg.reduce_scatter_async(&grad_chunk, &stacked_grads, ReduceOp::Avg)?;
+        Ok(MuonReduce { grad_chunk, stacked_grads: Some(stacked_grads), chunk_size, work: Some(work) })
+    }
+
+    /// Phase 2: wait for the reduce, update the matrices this rank owns (the group's state holds the
+    /// buffers of its chunk) and start the all-gather of the chunk's updated matrices (zeros where the
+    /// chunk is short) into the padded stack.
+    fn update<'pg>(
+        &mut self,
+        reduced: MuonReduce<'pg>,
+        pg: Option<&'pg ProcessGroup>,
+        gathers: &mut Vec<Gather<'pg>>,
+    ) -> Result<(), MuonAdamWError> {
+        if let Some(work) = reduced.work {
+            work.wait()?;
         }
-        let mut grad_stack = Tensor::stack(&grads, 0);
-        let mut param_stack = Tensor::stack(&self.params, 0);
+        let MuonReduce { grad_chunk, stacked_grads, chunk_size, .. } = reduced;
+        let (rows, cols) = (self.params[0].size()[0], self.params[0].size()[1]);
+        let (rank, _) = place(pg);
+        // How many matrices this rank owns
         let k = self.params.len() as i64;
+        let start = rank as i64 * chunk_size;
+        let num_owned = chunk_size.min((k - start).max(0));
+        let options = (self.params[0].kind(), self.params[0].device());
         let state = self.state.get_or_insert_with(|| {
-            let options = (param_stack.kind(), param_stack.device());
-            let second_shape = if rows >= cols { [k, rows, 1] } else { [k, 1, cols] };
+            let second_shape = if rows >= cols { [chunk_size, rows, 1] } else { [chunk_size, 1, cols] };
             MuonState {
-                momentum_buffer: Tensor::zeros([k, rows, cols], options),
+                momentum_buffer: Tensor::zeros([chunk_size, rows, cols], options),
                 second_momentum_buffer: Tensor::zeros(second_shape, options),
             }
         });
         let red_dim = if rows >= cols { -1 } else { -2 };
-        muon_step(
-            &mut grad_stack,
-            &mut param_stack,
-            &mut state.momentum_buffer,
-            &mut state.second_momentum_buffer,
-            self.momentum,
-            // Tall matrices step by sqrt(rows/cols) more.
-            self.lr * (rows as f64 / cols as f64).max(1.0).powf(0.5),
-            self.weight_decay,
-            self.beta2,
-            self.ns_steps,
-            red_dim,
-        );
-        for (i, p) in self.params.iter().enumerate() {
-            p.shallow_clone().copy_(&param_stack.get(i as i64));
+        let mut stacked_owned = None;
+        if num_owned > 0 {
+            let mut owned = Tensor::stack(&self.params[start as usize..(start + num_owned) as usize], 0);
+            muon_step(
+                &mut grad_chunk.narrow(0, 0, num_owned),
+                &mut owned,
+                &mut state.momentum_buffer.narrow(0, 0, num_owned),
+                &mut state.second_momentum_buffer.narrow(0, 0, num_owned),
+                self.momentum,
+                // Tall matrices step by sqrt(rows/cols) more.
+                self.lr * (rows as f64 / cols as f64).max(1.0).powf(0.5),
+                self.weight_decay,
+                self.beta2,
+                self.ns_steps,
+                red_dim,
+            );
+            stacked_owned = Some(owned);
         }
+        let params = self.params.iter().map(Tensor::shallow_clone).collect();
+        let (Some(stacked_params), Some(pg)) = (stacked_grads, pg) else {
+            // One process: the updated stack maps directly onto the parameters.
+            let stacked = stacked_owned.expect("one process owns every matrix");
+            gathers.push(Gather { work: None, copy_back: Some((stacked, params)) });
+            return Ok(());
+        };
+        let updated = Tensor::zeros([chunk_size, rows, cols], options);
+        if let Some(owned) = &stacked_owned {
+            updated.narrow(0, 0, num_owned).copy_(owned);
+        }
+        // The stacked gradients' buffer receives the gathered matrices.
+        let work = pg.all_gather_async(&stacked_params, &updated)?;
+        gathers.push(Gather { work: Some(work), copy_back: Some((stacked_params, params)) });
         Ok(())
     }
 }
@@ -321,13 +467,40 @@ impl MuonAdamW {
         }
     }
 
-    /// One update from the parameters' `.grad()`, group by group.
-    pub fn step(&mut self) -> Result<(), MuonAdamWError> {
+    /// One update from the parameters' `.grad()`. With a process group of several ranks the
+    /// gradients are averaged here (the model is not wrapped in DDP) and the optimizer state is
+    /// sharded (ZeRO-2 style); every rank must hold a gradient for every parameter and call `step`
+    /// with the same groups. In three phases, as the reference: start every group's reduce; group by
+    /// group wait for it, update and start the gathers; wait for the gathers and copy back.
+    pub fn step(&mut self, pg: Option<&ProcessGroup>) -> Result<(), MuonAdamWError> {
         tch::no_grad(|| {
-            self.groups.iter_mut().try_for_each(|group| match group {
-                ParamGroup::AdamW(g) => g.step(),
-                ParamGroup::Muon(g) => g.step(),
-            })
+            let reduced = self
+                .groups
+                .iter()
+                .map(|group| match group {
+                    ParamGroup::AdamW(g) => g.reduce(pg).map(Reduce::AdamW),
+                    ParamGroup::Muon(g) => g.reduce(pg).map(Reduce::Muon),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut gathers = Vec::new();
+            for (group, reduced) in self.groups.iter_mut().zip(reduced) {
+                match (group, reduced) {
+                    (ParamGroup::AdamW(g), Reduce::AdamW(r)) => g.update(r, pg, &mut gathers)?,
+                    (ParamGroup::Muon(g), Reduce::Muon(r)) => g.update(r, pg, &mut gathers)?,
+                    _ => unreachable!("each group's reduce has the group's kind"),
+                }
+            }
+            for gather in gathers {
+                if let Some(work) = gather.work {
+                    work.wait()?;
+                }
+                if let Some((stacked, params)) = gather.copy_back {
+                    for (i, p) in params.iter().enumerate() {
+                        p.shallow_clone().copy_(&stacked.get(i as i64));
+                    }
+                }
+            }
+            Ok(())
         })
     }
 }
