@@ -10,7 +10,7 @@
 //! gradients are averaged inside the step (reduce-scatter or all-reduce), each rank updates its share
 //! of the parameters with optimizer state for that share only, and all-gathers them; in one process
 //! the same code runs without communication.
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::dist::{DistError, ProcessGroup, ReduceOp, Work};
 use crate::model::Gpt;
@@ -47,9 +47,10 @@ pub enum MuonAdamWError {
     MissingGradient(String),
 }
 
-/// A 0-D fp32 CPU tensor holding `value`, as the reference's `_t` tensors after `fill_`.
-fn scalar(value: f64) -> Tensor {
-    Tensor::from(value as f32)
+/// A 0-D fp32 tensor holding `value`, as the reference's `_t` tensors after `fill_` (which live on
+/// the CPU; here on the parameters' device, so that no operation mixes devices).
+fn scalar(value: f64, device: Device) -> Tensor {
+    Tensor::from(value as f32).to_device(device)
 }
 
 /// The Adam moments of one parameter.
@@ -143,8 +144,15 @@ fn adamw_step(
     eps: f64,
     weight_decay: f64,
 ) {
-    let (step_t, lr_t, beta1_t, beta2_t, eps_t, wd_t) =
-        (scalar(step as f64), scalar(lr), scalar(betas.0), scalar(betas.1), scalar(eps), scalar(weight_decay));
+    let d = p.device();
+    let (step_t, lr_t, beta1_t, beta2_t, eps_t, wd_t) = (
+        scalar(step as f64, d),
+        scalar(lr, d),
+        scalar(betas.0, d),
+        scalar(betas.1, d),
+        scalar(eps, d),
+        scalar(weight_decay, d),
+    );
     // A same-dtype `to_kind` is the tensor itself: for fp32 these update p and the moments in place.
     let mut p32 = p.to_kind(Kind::Float);
     let mut exp_avg32 = exp_avg.to_kind(Kind::Float);
@@ -162,8 +170,8 @@ fn adamw_step(
     // per element (a fused multiply-add), which tch cannot call: in fp64 the product of two fp32
     // values is exact and the sum rounds to the same fp32 value (but for double-rounding ties).
     let denom = (&exp_avg_sq32 / &bias2).sqrt() + &eps_t;
-    let step_size = (&lr_t / &bias1).double_value(&[]);
-    let update = (&exp_avg32 / &denom).to_kind(Kind::Double) * -step_size;
+    let step_size = &lr_t / &bias1;
+    let update = (&exp_avg32 / &denom).to_kind(Kind::Double) * (-step_size).to_kind(Kind::Double);
     p32.copy_(&(p32.to_kind(Kind::Double) + update).to_kind(Kind::Float));
     // Write back (no-ops where everything is fp32 already)
     for (dst, src) in [(p, &p32), (exp_avg, &exp_avg32), (exp_avg_sq, &exp_avg_sq32)] {
@@ -189,7 +197,8 @@ fn muon_step(
 ) {
     let (rows, cols) = (grads.size()[1], grads.size()[2]);
     // Nesterov momentum
-    let momentum = scalar(momentum).to_kind(grads.kind());
+    let d = grads.device();
+    let momentum = scalar(momentum, d).to_kind(grads.kind());
     let _ = momentum_buffer.lerp_tensor_(grads, &(-&momentum + 1.0));
     let g = grads.lerp_tensor_(momentum_buffer, &momentum);
     // On a CUDA device the reference orthogonalises in bf16 (its COMPUTE_DTYPE there), elsewhere in fp32.
@@ -221,7 +230,7 @@ fn muon_step(
     let current_norm = g.to_kind(Kind::Float).norm_scalaropt_dim(2, dims, true).clamp_min(1e-6);
     let g = &g * (current_norm.reciprocal() * target_norm).to_kind(g.kind());
     // NorMuon variance reduction
-    let beta2 = scalar(beta2).to_kind(g.kind());
+    let beta2 = scalar(beta2, d).to_kind(g.kind());
     let v_mean = g.to_kind(Kind::Float).square().mean_dim([red_dim].as_slice(), true, None);
     let red_dim_size = g.size()[(3 + red_dim) as usize] as f64;
     let v_norm = (v_mean.sum_dim_intlist(dims, true, None) * red_dim_size).sqrt();
@@ -232,8 +241,8 @@ fn muon_step(
     let final_scale = &step_size * (v_norm / v_norm_new.clamp_min(1e-10));
     let g = &g * final_scale.to_kind(g.kind());
     // Cautious weight decay + parameter update
-    let lr = scalar(lr).to_kind(g.kind());
-    let wd = scalar(weight_decay).to_kind(g.kind());
+    let lr = scalar(lr, d).to_kind(g.kind());
+    let wd = scalar(weight_decay, d).to_kind(g.kind());
     let mask = (&g * &*params).ge(0.0);
     let _ = params.g_sub_(&(&lr * &g + &lr * &wd * &*params * mask));
 }
@@ -621,4 +630,54 @@ pub fn setup_muon_adamw(model: &Gpt, s: &MuonAdamWSettings) -> Result<MuonAdamW,
         return Err(MuonAdamWError::Ungrouped { grouped, total });
     }
     Ok(MuonAdamW::new(groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An AdamW group of one parameter `p` with gradient `g`, stepped once.
+    fn adamw_once(p: &Tensor, g: &Tensor) -> MuonAdamW {
+        let p = p.shallow_clone().set_requires_grad(true);
+        (&p * g).sum(p.kind()).backward();
+        let group = AdamWGroup::new("p", vec![p], 0.3, (0.8, 0.995), 1e-10, 0.01);
+        let mut optimizer = MuonAdamW::new(vec![ParamGroup::AdamW(group)]);
+        optimizer.step(None).unwrap();
+        optimizer
+    }
+
+    #[test]
+    fn a_bf16_parameter_gets_the_fp32_update_rounded_once() {
+        // bf16 values, held once in bf16 and once in fp32, with the same (bf16-exact) gradient.
+        let values = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let grad = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let (p16, p32) = (values.copy(), values.to_kind(Kind::Float));
+        let o16 = adamw_once(&p16, &grad);
+        adamw_once(&p32, &grad.to_kind(Kind::Float));
+        // The arithmetic is fp32 for both; the bf16 parameter is its result rounded once.
+        assert_eq!(p16.kind(), Kind::BFloat16);
+        assert!(p16.equal(&p32.to_kind(Kind::BFloat16)));
+        assert!(!p16.equal(&values), "the parameter moved");
+        // The moments keep the parameter's dtype.
+        let ParamGroup::AdamW(group) = &o16.groups[0] else { unreachable!() };
+        let state = group.state[0].as_ref().unwrap();
+        assert_eq!((state.exp_avg.kind(), state.exp_avg_sq.kind()), (Kind::BFloat16, Kind::BFloat16));
+    }
+
+    #[test]
+    fn groups_refuse_mixed_shapes_and_non_matrices() {
+        let m = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        let mixed = MuonGroup::new(vec![m(&[4, 8]), m(&[8, 4])], 0.02, 0.95, 5, 0.9, 0.0);
+        assert!(matches!(mixed, Err(MuonAdamWError::MixedShapes { index: 1, .. })));
+        let vector = MuonGroup::new(vec![m(&[4])], 0.02, 0.95, 5, 0.9, 0.0);
+        assert!(matches!(vector, Err(MuonAdamWError::NotAMatrix(shape)) if shape == [4]));
+    }
+
+    #[test]
+    fn a_parameter_without_gradient_is_an_error() {
+        let p = Tensor::zeros([4, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let group = MuonGroup::new(vec![p], 0.02, 0.95, 5, 0.9, 0.0).unwrap();
+        let mut optimizer = MuonAdamW::new(vec![ParamGroup::Muon(group)]);
+        assert!(matches!(optimizer.step(None), Err(MuonAdamWError::MissingGradient(_))));
+    }
 }
