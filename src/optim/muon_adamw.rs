@@ -10,6 +10,8 @@
 //! gradients are averaged inside the step (reduce-scatter or all-reduce), each rank updates its share
 //! of the parameters with optimizer state for that share only, and all-gathers them; in one process
 //! the same code runs without communication.
+use std::collections::HashMap;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::dist::{DistError, ProcessGroup, ReduceOp, Work};
@@ -45,6 +47,10 @@ pub enum MuonAdamWError {
     Ungrouped { grouped: usize, total: usize },
     #[error("`{0}` has no gradient; every parameter needs one before a step")]
     MissingGradient(String),
+    #[error("optimizer state lacks `{0}`")]
+    MissingState(String),
+    #[error("optimizer state `{name}` has shape {shape:?}, expected {expected:?}")]
+    StateShape { name: String, shape: Vec<i64>, expected: Vec<i64> },
 }
 
 /// A 0-D fp32 tensor holding `value`, as the reference's `_t` tensors after `fill_` (which live on
@@ -514,6 +520,85 @@ impl MuonAdamW {
     }
 }
 
+impl MuonAdamW {
+    /// This rank's optimizer state as named tensors, for `optim_XXXXXX_rankR` (the moments of its
+    /// rows of each AdamW parameter with their step, the buffers of its chunk of each Muon group);
+    /// `muon_adamw.G.…` for group G. Parameters not stepped yet have none.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (gi, group) in self.groups.iter().enumerate() {
+            match group {
+                ParamGroup::AdamW(g) => {
+                    for (i, state) in g.state.iter().enumerate() {
+                        if let Some(s) = state {
+                            out.push((format!("muon_adamw.{gi}.{i}.step"), Tensor::from(s.step)));
+                            out.push((format!("muon_adamw.{gi}.{i}.exp_avg"), s.exp_avg.shallow_clone()));
+                            out.push((format!("muon_adamw.{gi}.{i}.exp_avg_sq"), s.exp_avg_sq.shallow_clone()));
+                        }
+                    }
+                }
+                ParamGroup::Muon(g) => {
+                    if let Some(s) = &g.state {
+                        out.push((format!("muon_adamw.{gi}.momentum_buffer"), s.momentum_buffer.shallow_clone()));
+                        let second = s.second_momentum_buffer.shallow_clone();
+                        out.push((format!("muon_adamw.{gi}.second_momentum_buffer"), second));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores what [`MuonAdamW::state_tensors`] saved for the same groups and process count; state
+    /// that is absent stays unset (made at the next step). Tensors move to the parameters' device
+    /// and dtype.
+    pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>) -> Result<(), MuonAdamWError> {
+        let load = |name: String, like: &Tensor, shape: &[i64]| -> Result<Option<Tensor>, MuonAdamWError> {
+            match state.get(&name) {
+                None => Ok(None),
+                Some(t) if t.size() != shape => {
+                    Err(MuonAdamWError::StateShape { name, shape: t.size(), expected: shape.to_vec() })
+                }
+                Some(t) => Ok(Some(t.to_device(like.device()).to_kind(like.kind()))),
+            }
+        };
+        for (gi, group) in self.groups.iter_mut().enumerate() {
+            match group {
+                ParamGroup::AdamW(g) => {
+                    for (i, (p, slot)) in g.params.iter().zip(g.state.iter_mut()).enumerate() {
+                        let Some(step) = state.get(&format!("muon_adamw.{gi}.{i}.step")) else { continue };
+                        // A sharded parameter's moments cover this rank's rows.
+                        let rows = state.get(&format!("muon_adamw.{gi}.{i}.exp_avg")).map_or(0, |t| t.size()[0]);
+                        let mut shape = p.size();
+                        shape[0] = rows;
+                        let moment = |kind: &str| {
+                            let name = format!("muon_adamw.{gi}.{i}.{kind}");
+                            load(name.clone(), p, &shape)?.ok_or(MuonAdamWError::MissingState(name))
+                        };
+                        let (exp_avg, exp_avg_sq) = (moment("exp_avg")?, moment("exp_avg_sq")?);
+                        *slot = Some(AdamState { step: step.int64_value(&[]), exp_avg, exp_avg_sq });
+                    }
+                }
+                ParamGroup::Muon(g) => {
+                    let name = |kind: &str| format!("muon_adamw.{gi}.{kind}");
+                    let Some(momentum) = state.get(&name("momentum_buffer")) else { continue };
+                    let (p, chunk) = (&g.params[0], momentum.size()[0]);
+                    let (rows, cols) = (p.size()[0], p.size()[1]);
+                    let second_shape = if rows >= cols { [chunk, rows, 1] } else { [chunk, 1, cols] };
+                    let momentum_buffer = load(name("momentum_buffer"), p, &[chunk, rows, cols])?;
+                    let second_momentum_buffer = load(name("second_momentum_buffer"), p, &second_shape)?;
+                    if let (Some(momentum_buffer), Some(second_momentum_buffer)) =
+                        (momentum_buffer, second_momentum_buffer)
+                    {
+                        g.state = Some(MuonState { momentum_buffer, second_momentum_buffer });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The values `GPT.setup_optimizer` receives from base_train.py: the LRs already multiplied by the
 /// batch-size scale and Muon's weight decay already scaled ([`super::schedule_92d63d4::Sizing`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -662,6 +747,49 @@ mod tests {
         let ParamGroup::AdamW(group) = &o16.groups[0] else { unreachable!() };
         let state = group.state[0].as_ref().unwrap();
         assert_eq!((state.exp_avg.kind(), state.exp_avg_sq.kind()), (Kind::BFloat16, Kind::BFloat16));
+    }
+
+    #[test]
+    fn state_tensors_resume_the_same_trajectory() {
+        // Two AdamW parameters (one small), two Muon matrices of one shape, one wide.
+        let shapes: [&[i64]; 4] = [&[16, 8], &[3], &[6, 10], &[6, 10]];
+        let initial: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu))).collect();
+        let grads: Vec<Vec<Tensor>> = (0..3).map(|_| initial.iter().map(Tensor::randn_like).collect()).collect();
+        let build = || {
+            let ps: Vec<Tensor> = initial.iter().map(|p| p.copy().set_requires_grad(true)).collect();
+            let adamw =
+                AdamWGroup::new("a", vec![ps[0].shallow_clone(), ps[1].shallow_clone()], 0.1, (0.8, 0.95), 1e-10, 0.01);
+            let muon =
+                MuonGroup::new(vec![ps[2].shallow_clone(), ps[3].shallow_clone()], 0.02, 0.95, 5, 0.9, 0.1).unwrap();
+            (ps, MuonAdamW::new(vec![ParamGroup::AdamW(adamw), ParamGroup::Muon(muon)]))
+        };
+        let step = |ps: &[Tensor], o: &mut MuonAdamW, g: &[Tensor]| {
+            for (p, g) in ps.iter().zip(g) {
+                let mut p = p.shallow_clone();
+                p.zero_grad();
+                (&p * g).sum(Kind::Float).backward();
+            }
+            o.step(None).unwrap();
+        };
+        let (ps, mut original) = build();
+        step(&ps, &mut original, &grads[0]);
+        step(&ps, &mut original, &grads[1]);
+        // A fresh optimizer over copies of the parameters, with the saved state.
+        let (qs, mut resumed) = build();
+        tch::no_grad(|| qs.iter().zip(&ps).for_each(|(q, p)| q.shallow_clone().copy_(p)));
+        let saved: HashMap<String, Tensor> = original.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        assert_eq!(saved.len(), 2 * 3 + 2);
+        resumed.load_state_tensors(&saved).unwrap();
+        step(&ps, &mut original, &grads[2]);
+        step(&qs, &mut resumed, &grads[2]);
+        for (p, q) in ps.iter().zip(&qs) {
+            assert!(p.equal(q));
+        }
+        // A buffer of another shape is refused.
+        let (_, mut other) = build();
+        let mut wrong: HashMap<String, Tensor> = saved.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        wrong.insert("muon_adamw.1.momentum_buffer".into(), Tensor::zeros([1, 6, 10], (Kind::Float, Device::Cpu)));
+        assert!(matches!(other.load_state_tensors(&wrong), Err(MuonAdamWError::StateShape { .. })));
     }
 
     #[test]
