@@ -6,8 +6,10 @@ pub mod adamw;
 pub mod dist_adamw;
 pub mod dist_muon;
 pub mod muon;
+pub mod muon_adamw;
 pub mod optimizer_pair;
 pub mod schedule;
+pub mod schedule_92d63d4;
 
 use tch::Tensor;
 
@@ -15,6 +17,7 @@ pub use adamw::{AdamEps, AdamGroup, AdamHyper, AdamUpdate, AdamW};
 pub use dist_adamw::DistAdamW;
 pub use dist_muon::DistMuon;
 pub use muon::{Muon, MuonUpdate};
+pub use muon_adamw::{setup_muon_adamw, MuonAdamW, MuonAdamWError, MuonAdamWSettings};
 pub use optimizer_pair::Optimizers;
 
 use crate::dist::DistError;
