@@ -19,7 +19,7 @@ What it records (all on CPU, fp32):
     of 12, 100 and 230 tokens (the last two reach past the short and the long window while decoding),
     and one seeded top-k sampling case with 3 samples (the prefill's smear state copied to each row)
 """
-import hashlib, json, math, os, struct, sys, types
+import hashlib, json, math, os, sys, types
 
 ref = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "gpt2_tiny.safetensors")
@@ -28,6 +28,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 for stub in ("rustbpe", "tiktoken"):
     sys.modules.setdefault(stub, types.ModuleType(stub))
 import torch
+from safetensors_writer import write_safetensors
 from nanochat.common import COMPUTE_DTYPE
 from nanochat.gpt import GPT, GPTConfig
 from nanochat.engine import Engine
@@ -110,15 +111,5 @@ for name, p in dense_weights.items():
 meta = {"config": json.dumps(CFG), "init_sha256": json.dumps(init_sha), "reference": "karpathy/nanochat 92d63d4",
         "torch": torch.__version__, "engine": json.dumps(cases)}
 
-DT = {torch.float32: ("F32", "f"), torch.int64: ("I64", "q")}
-header, blobs, offset = {"__metadata__": meta}, [], 0
-for name, t in tensors.items():
-    dt, fmt = DT[t.dtype]
-    flat = t.contiguous().flatten().tolist()
-    blob = struct.pack("<%d%s" % (len(flat), fmt), *flat)
-    header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-    blobs.append(blob); offset += len(blob)
-h = json.dumps(header).encode(); h += b" " * ((8 - len(h) % 8) % 8)
-with open(out, "wb") as f:
-    f.write(struct.pack("<Q", len(h))); f.write(h); f.write(b"".join(blobs))
+write_safetensors(out, tensors, meta)
 print("wrote", out, "loss", loss_mean.item(), "greedy", [c["rows"][0][:8] for c in cases])

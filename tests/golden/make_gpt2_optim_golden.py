@@ -25,7 +25,7 @@ the metadata. It is wide in the weights (about 0.07 after step 1, 1.8 after step
 Adam's step is scale-free, so an ulp in a gradient that is itself near float noise (x0_lambdas at
 step 1, rarely used embedding rows) changes the step by up to the LR. The losses stay within ~1e-4.
 """
-import json, os, struct, sys, types
+import json, os, sys, types
 
 ref = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "gpt2_optim.safetensors")
@@ -35,6 +35,7 @@ for stub in ("rustbpe", "tiktoken"):
     sys.modules.setdefault(stub, types.ModuleType(stub))
 import math
 import torch
+from safetensors_writer import write_safetensors
 from nanochat.common import COMPUTE_DTYPE
 from nanochat.gpt import GPT, GPTConfig
 
@@ -172,15 +173,5 @@ meta = {"config": json.dumps(CFG), "schedule": json.dumps(SCHEDULE), "steps": st
         "groups": json.dumps(groups), "envelope": json.dumps(envelope),
         "threads": str(threads), "reference": "karpathy/nanochat 92d63d4", "torch": torch.__version__}
 
-DT = {torch.float32: ("F32", "f"), torch.float64: ("F64", "d"), torch.int64: ("I64", "q")}
-header, blobs, offset = {"__metadata__": meta}, [], 0
-for name, t in tensors.items():
-    dt, fmt = DT[t.dtype]
-    flat = t.contiguous().flatten().tolist()
-    blob = struct.pack("<%d%s" % (len(flat), fmt), *flat)
-    header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-    blobs.append(blob); offset += len(blob)
-h = json.dumps(header).encode(); h += b" " * ((8 - len(h) % 8) % 8)
-with open(out, "wb") as f:
-    f.write(struct.pack("<Q", len(h))); f.write(h); f.write(b"".join(blobs))
+write_safetensors(out, tensors, meta)
 print("wrote", out, "losses", [round(l, 4) for l in losses])

@@ -8,13 +8,14 @@ What it records (all on CPU, fp32):
   - logits and losses of a forward pass with dense random weights (seeded, drawn in sorted-name order)
   - the loss of each of STEPS training steps (AdamW + Muon from setup_optimizers) from the seed-42 init
 """
-import hashlib, json, math, os, struct, sys
+import hashlib, json, math, os, sys
 
 ref = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "gpt_tiny.safetensors")
 sys.path.insert(0, ref)
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch
+from safetensors_writer import write_safetensors
 from nanochat.gpt import GPT, GPTConfig
 
 CFG = dict(sequence_len=32, vocab_size=300, n_layer=2, n_head=2, n_kv_head=1, n_embd=128)
@@ -94,15 +95,5 @@ for name, p in final.items():
 meta = {"config": json.dumps(CFG), "init_sha256": json.dumps(init_sha), "reference": "karpathy/nanochat 10231df",
         "torch": torch.__version__, "steps": str(STEPS)}
 
-DT = {torch.float32: ("F32", "f"), torch.int64: ("I64", "q")}
-header, blobs, offset = {"__metadata__": meta}, [], 0
-for name, t in tensors.items():
-    dt, fmt = DT[t.dtype]
-    flat = t.contiguous().flatten().tolist()
-    blob = struct.pack("<%d%s" % (len(flat), fmt), *flat)
-    header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-    blobs.append(blob); offset += len(blob)
-h = json.dumps(header).encode(); h += b" " * ((8 - len(h) % 8) % 8)
-with open(out, "wb") as f:
-    f.write(struct.pack("<Q", len(h))); f.write(h); f.write(b"".join(blobs))
+write_safetensors(out, tensors, meta)
 print("wrote", out, "losses", losses)
