@@ -1,35 +1,16 @@
 //! The distributed dataloader: the reference's token order (row groups strided over ranks, BOS before
 //! every document, B·T+1 tokens per batch, endless epochs), and exact resume from any batch.
+#[path = "support/memory_shards.rs"]
+mod memory_shards;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use nanochat::data::batch_source::{BatchError, BatchSource};
-use nanochat::data::dataloader::{DistributedLoader, DocumentEncoder, DocumentSource, LoaderConfig, LoaderPosition};
+use memory_shards::{Bytes, MemoryShards};
+use nanochat::data::batch_source::BatchSource;
+use nanochat::data::dataloader::{DistributedLoader, DocumentEncoder, LoaderConfig, LoaderPosition};
 use tch::Device;
-
-const BOS: u32 = 0;
-
-/// Shards held in memory: path -> row groups -> documents.
-struct MemoryShards(HashMap<PathBuf, Vec<Vec<String>>>);
-
-impl DocumentSource for MemoryShards {
-    fn num_row_groups(&self, shard: &Path) -> Result<usize, BatchError> {
-        Ok(self.0.get(shard).ok_or("no such shard")?.len())
-    }
-    fn read_row_group(&self, shard: &Path, rg: usize) -> Result<Vec<String>, BatchError> {
-        Ok(self.0.get(shard).ok_or("no such shard")?[rg].clone())
-    }
-}
-
-/// Byte-level stand-in for the BPE tokenizer: BOS, then byte + 1.
-struct Bytes;
-
-impl DocumentEncoder for Bytes {
-    fn encode_with_bos(&self, docs: &[String]) -> Result<Vec<Vec<u32>>, BatchError> {
-        Ok(docs.iter().map(|d| std::iter::once(BOS).chain(d.bytes().map(|b| b as u32 + 1)).collect()).collect())
-    }
-}
 
 /// 3 shards with 5, 3 and 4 row groups of 150 short documents of varying length.
 fn corpus() -> (Vec<PathBuf>, Arc<MemoryShards>) {

@@ -1,37 +1,18 @@
 //! The BOS-aligned best-fit loader against the reference's own (nanochat 92d63d4,
 //! tests/golden/bestfit/batches.json made by tests/golden/make_bestfit_golden.py): the first 50
 //! batches of each rank, on the same in-memory corpus and byte-level tokenizer.
+#[path = "support/memory_shards.rs"]
+mod memory_shards;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use nanochat::data::batch_source::{BatchError, BatchSource};
+use memory_shards::{Bytes, MemoryShards, BOS};
+use nanochat::data::batch_source::BatchSource;
 use nanochat::data::bestfit_loader::{BestFitLoader, BestFitState};
-use nanochat::data::dataloader::{DocumentEncoder, DocumentSource, LoaderConfig};
+use nanochat::data::dataloader::LoaderConfig;
 use tch::{Device, Tensor};
-
-const BOS: u32 = 0;
-
-/// Shards held in memory: path -> row groups -> documents.
-struct MemoryShards(HashMap<PathBuf, Vec<Vec<String>>>);
-
-impl DocumentSource for MemoryShards {
-    fn num_row_groups(&self, shard: &Path) -> Result<usize, BatchError> {
-        Ok(self.0.get(shard).ok_or("no such shard")?.len())
-    }
-    fn read_row_group(&self, shard: &Path, rg: usize) -> Result<Vec<String>, BatchError> {
-        Ok(self.0.get(shard).ok_or("no such shard")?[rg].clone())
-    }
-}
-
-/// The golden's tokenizer: BOS, then byte + 1.
-struct Bytes;
-
-impl DocumentEncoder for Bytes {
-    fn encode_with_bos(&self, docs: &[String]) -> Result<Vec<Vec<u32>>, BatchError> {
-        Ok(docs.iter().map(|d| std::iter::once(BOS).chain(d.bytes().map(|b| b as u32 + 1)).collect()).collect())
-    }
-}
 
 fn golden() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/bestfit/batches.json");

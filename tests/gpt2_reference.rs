@@ -16,37 +16,27 @@ use tch::{Device, Reduction, Tensor};
 /// libtorch's generator is global: tests that seed it and draw from it take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The golden file and how its config and model read.
-struct Golden(GoldenTensors);
-
-impl std::ops::Deref for Golden {
-    type Target = GoldenTensors;
-    fn deref(&self) -> &GoldenTensors {
-        &self.0
-    }
+fn load_golden() -> GoldenTensors {
+    GoldenTensors::load("gpt2_tiny.safetensors")
 }
 
-impl Golden {
-    fn load() -> Self {
-        Golden(GoldenTensors::load("gpt2_tiny.safetensors"))
-    }
-    /// The reference's GPTConfig (dimensions and window_pattern) with the options 92d63d4 hard-codes.
-    fn config(&self) -> GptConfig {
-        let c = self.meta_json("config");
-        let n = |k: &str| c[k].as_i64().unwrap();
-        GptConfig::new(n("sequence_len"), n("vocab_size"), n("n_layer"), n("n_head"), n("n_kv_head"), n("n_embd"))
-            .with_92d63d4_options(c["window_pattern"].as_str().unwrap().parse().unwrap())
-    }
-    /// A model holding the golden's dense weights.
-    fn dense_model(&self) -> Gpt {
-        let model = Gpt::new(self.config(), Device::Cpu).unwrap();
-        self.load_into(&model, "dense.");
-        model
-    }
+/// The reference's GPTConfig (dimensions and window_pattern) with the options 92d63d4 hard-codes.
+fn config(golden: &GoldenTensors) -> GptConfig {
+    let c = golden.meta_json("config");
+    let n = |k: &str| c[k].as_i64().unwrap();
+    GptConfig::new(n("sequence_len"), n("vocab_size"), n("n_layer"), n("n_head"), n("n_kv_head"), n("n_embd"))
+        .with_92d63d4_options(c["window_pattern"].as_str().unwrap().parse().unwrap())
+}
+
+/// A model holding the golden's dense weights.
+fn dense_model(golden: &GoldenTensors) -> Gpt {
+    let model = Gpt::new(config(golden), Device::Cpu).unwrap();
+    golden.load_into(&model, "dense.");
+    model
 }
 
 /// The forward's inputs: tokens (B, T), targets (B, T) with the first 5 of row 0 ignored.
-fn inputs(golden: &Golden) -> (Tensor, Tensor) {
+fn inputs(golden: &GoldenTensors) -> (Tensor, Tensor) {
     let tokens = golden.get("tokens");
     let t = tokens.size()[1] - 1;
     let y = tokens.narrow(1, 1, t).contiguous();
@@ -56,10 +46,10 @@ fn inputs(golden: &Golden) -> (Tensor, Tensor) {
 
 #[test]
 fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(42);
-    let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    let mut model = Gpt::new(config(&golden), Device::Cpu).unwrap();
     model.init_weights();
     let expected = golden.meta_json("init_sha256");
     let expected = expected.as_object().unwrap();
@@ -72,8 +62,8 @@ fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
 
 #[test]
 fn forward_matches_the_reference_logits_and_losses() {
-    let golden = Golden::load();
-    let model = golden.dense_model();
+    let golden = load_golden();
+    let model = dense_model(&golden);
     let (x, y) = inputs(&golden);
     let logits = tch::no_grad(|| model.forward(&x, None));
     let diff = max_abs_diff(&logits, golden.get("logits"));
@@ -95,10 +85,10 @@ fn forward_matches_the_reference_logits_and_losses() {
 fn the_short_window_masks_the_golden_forward_past_position_128() {
     // The golden's positions run past the short window (128 at sequence_len 256): without windows the
     // first 129 positions keep their logits and the later ones change.
-    let golden = Golden::load();
+    let golden = load_golden();
     let (x, _) = inputs(&golden);
-    let windowed = golden.dense_model();
-    let full = Gpt::new(GptConfig { window_pattern: None, ..golden.config() }, Device::Cpu).unwrap();
+    let windowed = dense_model(&golden);
+    let full = Gpt::new(GptConfig { window_pattern: None, ..config(&golden) }, Device::Cpu).unwrap();
     tch::no_grad(|| {
         for ((_, mut to), (_, from)) in full.named_parameters().into_iter().zip(windowed.named_parameters()) {
             to.copy_(&from);
@@ -111,8 +101,8 @@ fn the_short_window_masks_the_golden_forward_past_position_128() {
 
 #[test]
 fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
-    let golden = Golden::load();
-    let model = golden.dense_model();
+    let golden = load_golden();
+    let model = dense_model(&golden);
     let tokens = golden.get("tokens").narrow(0, 1, 1).narrow(1, 0, 150);
     let full = tch::no_grad(|| model.forward(&tokens, None));
     // A prefill of 100 tokens, a chunk of 35 (prefix, causal and window mask, smear from the cached
@@ -131,8 +121,8 @@ fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
 
 #[test]
 fn engine_generations_match_the_reference_engine() {
-    let golden = Golden::load();
-    let model = golden.dense_model();
+    let golden = load_golden();
+    let model = dense_model(&golden);
     // As the golden's engine run: the lm_head rows of ids 256 and up (specials, unused) zeroed.
     tch::no_grad(|| {
         let _ = model.lm_head().narrow(0, 256, model.config.padded_vocab_size() - 256).zero_();
@@ -165,9 +155,9 @@ fn engine_generations_match_the_reference_engine() {
 
 #[test]
 fn the_server_is_told_which_options_its_packed_forward_lacks() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let late_2025 = Gpt::new(GptConfig::from_depth(1, 300, 16), Device::Cpu).unwrap();
     assert!(late_2025.options_without_packed_decoding().is_empty());
-    let lacking = golden.dense_model().options_without_packed_decoding();
+    let lacking = dense_model(&golden).options_without_packed_decoding();
     assert_eq!(lacking, ["window_pattern", "value_embeds", "smear", "backout", "resid_x0_lambdas", "qk_scale"]);
 }

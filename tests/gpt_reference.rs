@@ -11,31 +11,20 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// libtorch's generator is global: tests that seed it and draw from it take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The golden file and how its config reads.
-struct Golden(GoldenTensors);
-
-impl std::ops::Deref for Golden {
-    type Target = GoldenTensors;
-    fn deref(&self) -> &GoldenTensors {
-        &self.0
-    }
+fn load_golden() -> GoldenTensors {
+    GoldenTensors::load("gpt_tiny.safetensors")
 }
 
-impl Golden {
-    fn load() -> Self {
-        Golden(GoldenTensors::load("gpt_tiny.safetensors"))
-    }
-    fn config(&self) -> GptConfig {
-        serde_json::from_value(self.meta_json("config")).unwrap()
-    }
+fn config(golden: &GoldenTensors) -> GptConfig {
+    serde_json::from_value(golden.meta_json("config")).unwrap()
 }
 
 #[test]
 fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(42);
-    let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    let mut model = Gpt::new(config(&golden), Device::Cpu).unwrap();
     model.init_weights();
     let expected = golden.meta_json("init_sha256");
     let expected = expected.as_object().unwrap();
@@ -48,8 +37,8 @@ fn same_seed_gives_the_reference_initial_weights_bit_for_bit() {
 
 #[test]
 fn forward_matches_the_reference_logits_and_losses() {
-    let golden = Golden::load();
-    let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    let golden = load_golden();
+    let model = Gpt::new(config(&golden), Device::Cpu).unwrap();
     golden.load_into(&model, "dense.");
     let tokens = golden.get("tokens");
     let t = tokens.size()[1] - 1;
@@ -72,12 +61,12 @@ fn forward_matches_the_reference_logits_and_losses() {
 
 #[test]
 fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
-    let golden = Golden::load();
-    let model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    let golden = load_golden();
+    let model = Gpt::new(config(&golden), Device::Cpu).unwrap();
     golden.load_into(&model, "dense.");
     let tokens = golden.get("tokens").narrow(0, 0, 1).narrow(1, 0, 20);
     let full = tch::no_grad(|| model.forward(&tokens, None));
-    let mut cache = KvCache::new(golden.config().n_layer as usize);
+    let mut cache = KvCache::new(config(&golden).n_layer as usize);
     // A prefill of 12 tokens, a chunk of 3 (prefix + causal mask), then one token at a time.
     let mut pieces = vec![tch::no_grad(|| model.forward(&tokens.narrow(1, 0, 12), Some(&mut cache)))];
     pieces.push(tch::no_grad(|| model.forward(&tokens.narrow(1, 12, 3), Some(&mut cache))));
@@ -89,7 +78,7 @@ fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
     let diff = max_abs_diff(&cached, &full);
     assert!(diff < 1e-5, "cached vs uncached logits differ by {diff:e}");
     // Generation's last-position logits are the full forward's last row.
-    let mut cache = KvCache::new(golden.config().n_layer as usize);
+    let mut cache = KvCache::new(config(&golden).n_layer as usize);
     let last = tch::no_grad(|| model.forward_last(&tokens, Some(&mut cache)));
     assert_eq!(last.size(), [1, 1, full.size()[2]]);
     let diff = max_abs_diff(&last, &full.narrow(1, 19, 1));
@@ -110,10 +99,10 @@ fn initial_loss_is_ln_vocab_because_lm_head_starts_at_zero() {
 
 #[test]
 fn optimizer_steps_follow_the_reference_loss_curve() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(42);
-    let mut model = Gpt::new(golden.config(), Device::Cpu).unwrap();
+    let mut model = Gpt::new(config(&golden), Device::Cpu).unwrap();
     model.init_weights();
     let (mut adamw, mut muon) =
         nanochat::optim::setup_optimizers(&model, &nanochat::optim::OptimizerSettings::reference());
@@ -149,7 +138,7 @@ fn set_grad(p: &Tensor, g: &Tensor) {
 
 #[test]
 fn adamw_step_matches_torch_fused_adamw() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let p = golden.get("adam_p0").copy().set_requires_grad(true);
     let group =
         nanochat::optim::AdamGroup { name: "p".into(), params: vec![p.shallow_clone()], initial_lr: 0.01, lr: 0.01 };
@@ -166,7 +155,7 @@ fn adamw_step_matches_torch_fused_adamw() {
 
 #[test]
 fn newton_schulz_matches_the_reference_in_bf16() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let ours = nanochat::optim::muon::newton_schulz(golden.get("ns_in"), 5).to_kind(Kind::Float);
     let reference = golden.get("ns_out");
     // Outputs are bf16 (8 bits of mantissa): agree to bf16 resolution, almost all bit for bit.
@@ -179,7 +168,7 @@ fn newton_schulz_matches_the_reference_in_bf16() {
 
 #[test]
 fn muon_steps_match_the_reference() {
-    let golden = Golden::load();
+    let golden = load_golden();
     let p = golden.get("muon_p0").copy().set_requires_grad(true);
     let mut opt = nanochat::optim::Muon::new(vec![p.shallow_clone()], 0.02, 0.95, 5);
     let grads = golden.get("muon_grads");

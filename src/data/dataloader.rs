@@ -110,11 +110,11 @@ impl DistributedLoader {
         let needed = self.config.batch_size * self.config.seq_len + 1;
         while self.buffer.len() < needed {
             let chunk = self.chunks.recv().map_err(|_| "the dataloader thread stopped")??;
-            let tokens = chunk.docs.concat();
+            let len = chunk.docs.iter().map(Vec::len).sum();
             // A resumed first chunk starts `offset` tokens in; every other chunk at 0.
-            let skip = chunk.position.offset.min(tokens.len());
-            self.buffer.extend(&tokens[skip..]);
-            self.pending.push_back((LoaderPosition { offset: skip, ..chunk.position }, tokens.len()));
+            let skip = chunk.position.offset.min(len);
+            self.buffer.extend(chunk.docs.iter().flatten().skip(skip));
+            self.pending.push_back((LoaderPosition { offset: skip, ..chunk.position }, len));
         }
         let tokens: Vec<i64> = self.buffer.drain(..needed).map(i64::from).collect();
         self.advance_position(needed);
