@@ -1,5 +1,6 @@
 //! A base-training run interrupted after a checkpoint and resumed from it ends with bit-identical
-//! weights, optimizer state and metrics to a run that was never interrupted (CPU).
+//! weights, optimizer state and metrics to a run that was never interrupted (CPU), with late 2025's
+//! model, optimizers and schedule, and with 92d63d4's (every model option, `MuonAdamW`, its schedule).
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -7,8 +8,9 @@ use nanochat::checkpoint::{self, LoopState};
 use nanochat::data::batch_source::{BatchError, BatchSource};
 use nanochat::dist::{Cluster, DistContext};
 use nanochat::model::{Gpt, GptConfig};
+use nanochat::optim::schedule_92d63d4::LrSchedule;
 use nanochat::optim::{OptimizerSettings, Optimizers};
-use nanochat::train::base::{BaseLoop, LoopOutcome, LoopSettings};
+use nanochat::train::base::{BaseLoop, BaseSchedule, LoopOutcome, LoopSettings};
 use nanochat::train::TrainError;
 use tch::{Device, Kind, Tensor};
 
@@ -41,17 +43,26 @@ impl BatchSource for Synthetic {
 /// What a resumed run restores: optimizer state, loop state, last val bpb, data position.
 type Resume<'a> = (&'a HashMap<String, Tensor>, LoopState, Option<f64>, i64);
 
-fn settings(dir: &Path) -> LoopSettings {
+fn settings(dir: &Path, model: &Gpt) -> LoopSettings {
+    let schedule = match model.config.has_92d63d4_parameters() {
+        true => BaseSchedule::Recipe92d63d4 {
+            lr: LrSchedule { warmup_steps: 2, warmdown_ratio: 0.5, final_lr_frac: 0.05 },
+            weight_decay: 0.2,
+        },
+        false => BaseSchedule::Late2025 {
+            warmup_ratio: 0.0,
+            warmdown_ratio: 0.5,
+            final_lr_frac: 0.0,
+            muon_momentum_start: 0.85,
+            muon_momentum_end: 0.95,
+            muon_momentum_warmup_steps: 300,
+        },
+    };
     LoopSettings {
         num_iterations: 8,
         grad_accum_steps: 2,
         total_batch_size: 2 * B * T,
-        warmup_ratio: 0.0,
-        warmdown_ratio: 0.5,
-        final_lr_frac: 0.0,
-        muon_momentum_start: 0.85,
-        muon_momentum_end: 0.95,
-        muon_momentum_warmup_steps: 300,
+        schedule,
         grad_clip: 1.0,
         eval_every: 3,
         eval_steps: 2,
@@ -70,10 +81,15 @@ fn settings(dir: &Path) -> LoopSettings {
 /// libtorch's generator is global: models are initialised one at a time.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn fresh_model() -> Gpt {
+/// A d1 model of late 2025, or (`gpt2`) a d2 model with every 92d63d4 option.
+fn fresh_model(gpt2: bool) -> Gpt {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(42);
-    let mut model = Gpt::new(GptConfig::from_depth(1, VOCAB, T), Device::Cpu).unwrap();
+    let config = match gpt2 {
+        false => GptConfig::from_depth(1, VOCAB, T),
+        true => GptConfig::from_depth(2, VOCAB, T).with_92d63d4_options("SL".parse().unwrap()),
+    };
+    let mut model = Gpt::new(config, Device::Cpu).unwrap();
     model.init_weights();
     model
 }
@@ -105,7 +121,7 @@ fn run(
         train: vec![Box::new(Synthetic { next, fail_at }), Box::new(Synthetic { next: next + 500, fail_at: None })],
         make_val: Box::new(|| Ok(vec![Box::new(Synthetic { next: 1000, fail_at: None }) as Box<dyn BatchSource>])),
         token_bytes: token_bytes(),
-        settings: settings(dir),
+        settings: settings(dir, model),
         sampler: None,
         core: None,
         cluster: &cluster,
@@ -119,8 +135,17 @@ fn weights(model: &Gpt) -> Vec<(String, Tensor)> {
 
 #[test]
 fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    resumed_run_is_bit_identical(false);
+}
+
+#[test]
+fn resumed_92d63d4_run_is_bit_identical_to_an_uninterrupted_one() {
+    resumed_run_is_bit_identical(true);
+}
+
+fn resumed_run_is_bit_identical(gpt2: bool) {
     let straight_dir = tempfile::tempdir().unwrap();
-    let model = fresh_model();
+    let model = fresh_model(gpt2);
     let straight = run(&model, straight_dir.path(), 0, None, None).unwrap();
     let straight_weights = weights(&model);
     assert_eq!(straight.final_step, 8);
@@ -128,12 +153,12 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
 
     // The second run dies while reading data for step 6 (batch 6 of stream 0), after the checkpoint of step 4.
     let dir = tempfile::tempdir().unwrap();
-    let crashed = fresh_model();
+    let crashed = fresh_model(gpt2);
     let err = run(&crashed, dir.path(), 0, Some(6), None).unwrap_err();
     assert!(matches!(err, TrainError::Data(_)), "{err}");
     assert_eq!(checkpoint::latest_step(dir.path()), Some(4));
 
-    let resumed = fresh_model();
+    let resumed = fresh_model(gpt2);
     let meta = checkpoint::load_meta(dir.path(), 4).unwrap();
     checkpoint::load_weights(
         &resumed,
@@ -156,6 +181,8 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     let final_straight = checkpoint::read_tensors(&checkpoint::optim_path(straight_dir.path(), 8, 0)).unwrap();
     let final_resumed = checkpoint::read_tensors(&checkpoint::optim_path(dir.path(), 8, 0)).unwrap();
     assert_eq!(final_straight.len(), final_resumed.len());
+    let muon_adamw_state = final_straight.keys().any(|k| k.starts_with("muon_adamw."));
+    assert_eq!(muon_adamw_state, gpt2, "92d63d4's model trains with MuonAdamW, late 2025's with the pair");
     for (name, t) in &final_straight {
         assert!(t.equal(&final_resumed[name]), "optimizer state {name} differs");
     }
@@ -179,7 +206,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
 #[test]
 fn checkpoint_files_are_complete_and_strictly_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let model = fresh_model();
+    let model = fresh_model(false);
     run(&model, dir.path(), 0, None, None).unwrap();
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -201,7 +228,7 @@ fn checkpoint_files_are_complete_and_strictly_loaded() {
 
     let mut weights = checkpoint::read_tensors(&checkpoint::model_path(dir.path(), 8)).unwrap();
     weights.remove("lm_head.weight");
-    let err = checkpoint::load_weights(&fresh_model(), &weights, dir.path()).unwrap_err();
+    let err = checkpoint::load_weights(&fresh_model(false), &weights, dir.path()).unwrap_err();
     assert!(err.to_string().contains("missing tensor `lm_head.weight`"), "{err}");
     let other = Gpt::new(GptConfig::from_depth(2, VOCAB, T), Device::Cpu).unwrap();
     let all = checkpoint::read_tensors(&checkpoint::model_path(dir.path(), 8)).unwrap();

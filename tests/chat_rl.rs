@@ -100,7 +100,7 @@ fn the_policy_gradient_step_matches_the_reference_on_fixed_rollouts() {
         assert!(norm > 0.0, "{name} gets a gradient");
     }
     let mut optimizers = fresh_optimizers(&model);
-    optimizers.set_schedule(reference["lrm"].as_f64().unwrap(), 0.95);
+    optimizers.set_schedule(reference["lrm"].as_f64().unwrap(), 0.95, None);
     optimizers.step(None).unwrap();
     for (name, p) in model.named_parameters() {
         let norm = p.to_kind(Kind::Double).norm().double_value(&[]);
@@ -126,7 +126,7 @@ fn equal_rewards_leave_the_weights_unchanged() {
         let losses = backward_passes(&model, &r.collate(pad, Device::Cpu).unwrap(), 2, rollouts.len()).unwrap();
         assert!(losses.iter().all(|&l| l == 0.0), "{losses:?}");
     }
-    optimizers.set_schedule(1.0, 0.95);
+    optimizers.set_schedule(1.0, 0.95, None);
     optimizers.step(None).unwrap();
     for ((name, p), b) in model.named_parameters().iter().zip(&before) {
         assert!(p.equal(b), "{name} moved although every advantage is 0");

@@ -10,6 +10,8 @@ pub const BUILTIN_PRESETS: &[(&str, &str)] = &[
     ("d20", include_str!("../../manifests/runs/d20.toml")),
     ("d26", include_str!("../../manifests/runs/d26.toml")),
     ("d32", include_str!("../../manifests/runs/d32.toml")),
+    ("gpt2", include_str!("../../manifests/runs/gpt2.toml")),
+    ("gpt2-smoke", include_str!("../../manifests/runs/gpt2-smoke.toml")),
 ];
 
 pub fn builtin_names() -> Vec<&'static str> {

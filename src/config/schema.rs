@@ -86,6 +86,7 @@ pub struct BaseTrainConfig {
     pub depth: u32,
     pub max_seq_len: u32,
     pub device_batch_size: u32,
+    /// Tokens per optimizer step; 0 with `recipe_92d63d4`: its auto batch size (§12, B_opt ∝ D^0.383).
     pub total_batch_size: u64,
     /// Horizon precedence: num_iterations > target_flops > target_param_data_ratio; -1 disables (§4.4).
     pub num_iterations: i64,
@@ -115,6 +116,28 @@ pub struct BaseTrainConfig {
     /// Compute dtype (§3.5): "auto" (bfloat16 on a GPU, float32 on CPU), "bfloat16" or "float32".
     #[serde(default = "auto_dtype")]
     pub dtype: String,
+    /// nanochat 92d63d4's recipe (the `gpt2` presets, §12). Present: base training builds the model
+    /// with every 92d63d4 option, sizes the horizon, batch and weight decay from the scaling
+    /// parameters, steps `MuonAdamW` on 92d63d4's schedules (no gradient clipping), and reads the
+    /// shards with the best-fit loader; `adam_*`, `muon_momentum_*`, `muon_ns_steps` and
+    /// `warmup_ratio` are then unused (92d63d4 fixes them per parameter group). Absent: late 2025.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe_92d63d4: Option<Recipe92d63d4>,
+}
+
+/// base_train.py's arguments at 92d63d4 that late 2025 did not have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe92d63d4 {
+    /// model_dim = depth · aspect_ratio, rounded up to a multiple of head_dim.
+    pub aspect_ratio: u32,
+    pub head_dim: u32,
+    /// Sliding windows tiled over the layers: L = full context, S = half (the last layer always L).
+    pub window_pattern: String,
+    /// AdamW's LR for the resid/x0 lambdas.
+    pub scalar_lr: f64,
+    /// Linear LR warm-up, in steps.
+    pub warmup_steps: u32,
 }
 
 fn auto_dtype() -> String {

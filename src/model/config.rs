@@ -250,6 +250,12 @@ impl GptConfig {
         }
     }
 
+    /// Whether the model has parameters late 2025's had not (value embeddings and their gates, smear,
+    /// backout, the resid/x0 lambdas): such a model trains with 92d63d4's `MuonAdamW`.
+    pub fn has_92d63d4_parameters(&self) -> bool {
+        self.value_embeds || self.smear || self.backout || self.resid_x0_lambdas
+    }
+
     pub fn head_dim(&self) -> i64 {
         self.n_embd / self.n_head
     }

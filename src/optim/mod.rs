@@ -28,6 +28,8 @@ use crate::model::Gpt;
 pub enum DistOptimError {
     #[error(transparent)]
     Dist(#[from] DistError),
+    #[error(transparent)]
+    MuonAdamW(#[from] MuonAdamWError),
     #[error(
         "DistAdamW shards `{param}` (shape {shape:?}) along dim 0, but its {rows} rows do not split evenly over \
          {world_size} ranks; use a number of processes that divides {rows}"

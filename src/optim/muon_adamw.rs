@@ -483,17 +483,32 @@ impl MuonAdamW {
     }
 
     /// base_train.py's schedule: every group's LR is its initial LR times `lr_multiplier`; Muon
-    /// groups take the momentum and weight decay of the step.
-    pub fn set_schedule(&mut self, lr_multiplier: f64, muon_momentum: f64, muon_weight_decay: f64) {
+    /// groups take the momentum of the step, and its weight decay where one is given (SFT keeps
+    /// the one it was built with).
+    pub fn set_schedule(&mut self, lr_multiplier: f64, muon_momentum: f64, muon_weight_decay: Option<f64>) {
         for group in &mut self.groups {
             match group {
                 ParamGroup::AdamW(g) => g.lr = g.initial_lr * lr_multiplier,
                 ParamGroup::Muon(g) => {
                     g.lr = g.initial_lr * lr_multiplier;
                     g.momentum = muon_momentum;
-                    g.weight_decay = muon_weight_decay;
+                    if let Some(wd) = muon_weight_decay {
+                        g.weight_decay = wd;
+                    }
                 }
             }
+        }
+    }
+
+    /// Every group's initial LR (and LR) times `frac` (chat_sft.py's `init_lr_frac`).
+    pub fn scale_initial_lrs(&mut self, frac: f64) {
+        for group in &mut self.groups {
+            let (initial, lr) = match group {
+                ParamGroup::AdamW(g) => (&mut g.initial_lr, &mut g.lr),
+                ParamGroup::Muon(g) => (&mut g.initial_lr, &mut g.lr),
+            };
+            *initial *= frac;
+            *lr = *initial;
         }
     }
 
@@ -807,25 +822,6 @@ mod tests {
         let mut wrong: HashMap<String, Tensor> = saved.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
         wrong.insert("muon_adamw.1.momentum_buffer".into(), Tensor::zeros([1, 6, 10], (Kind::Float, Device::Cpu)));
         assert!(matches!(other.load_state_tensors(&wrong), Err(MuonAdamWError::StateShape { .. })));
-    }
-
-    #[test]
-    fn bf16_orthogonalisation_is_the_fp32_update_to_bf16_precision() {
-        let initial = Tensor::randn([24, 40], (Kind::Float, Device::Cpu));
-        let grad = Tensor::randn([24, 40], (Kind::Float, Device::Cpu));
-        let step = |bf16: bool| {
-            let p = initial.copy().set_requires_grad(true);
-            (&p * &grad).sum(Kind::Float).backward();
-            let mut group = MuonGroup::new(vec![p.shallow_clone()], 0.02, 0.95, 5, 0.9, 0.0).unwrap();
-            group.bf16_orthogonalisation = bf16;
-            MuonAdamW::new(vec![ParamGroup::Muon(group)]).step(None).unwrap();
-            p.detach() - &initial
-        };
-        let (update32, update16) = (step(false), step(true));
-        let relative = (&update16 - &update32).norm().double_value(&[]) / update32.norm().double_value(&[]);
-        // bf16 keeps 8 significant bits (0.4 %); the five iterations' products in bf16 leave the
-        // update a few per cent away in norm, never a different direction.
-        assert!(relative > 0.0 && relative < 0.05, "relative difference {relative:e}");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! The `base-train` stage (NANOCHAT.md §4): the GPT pretrained on the shards with Muon + AdamW.
+//! The `base-train` stage (NANOCHAT.md §4): the GPT pretrained on the shards with Muon + AdamW, as
+//! late 2025's `base_train.py` (10231df) or, with `base_train.recipe_92d63d4`, as 92d63d4's (§12).
 //!
-//! Reads top to bottom like the reference's `base_train.py`: settings (the horizon from the
-//! tokens:params ratio or FLOPs, the gradient accumulation); the model (seeded init, or `--init-from`
-//! weights); optimizers; the data (one shard stream per micro-batch: virtual rank r·A + m of W·A,
-//! so k processes and one process with k× accumulation see the same tokens); `--resume`; the loop
-//! ([`BaseLoop`]: validation bpb every `eval_every` steps, CORE every `core_metric_every` steps on
-//! `core_metric_max_per_task` examples per task, samples, checkpoints, the step with clipping and the
-//! warm-down schedule); the report section "Base model training".
+//! Reads top to bottom like the reference's `base_train.py`: settings and the model (seeded init, or
+//! `--init-from` weights); the horizon (from the tokens:params ratio or FLOPs; at 92d63d4 also the
+//! auto batch size and the scaled LRs and weight decay); optimizers; `--resume`; the gradient
+//! accumulation; the data (late 2025: one shard stream per micro-batch, virtual rank r·A + m of W·A,
+//! so k processes and one process with k× accumulation see the same tokens; 92d63d4: one best-fit
+//! stream per process, as the reference); the loop ([`BaseLoop`]: validation bpb every `eval_every`
+//! steps, CORE every `core_metric_every` steps on `core_metric_max_per_task` examples per task,
+//! samples, checkpoints, the step with the recipe's schedules); the report section "Base model
+//! training".
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +24,9 @@ use super::{
     TrainError, UNTIMED_STEPS,
 };
 use crate::checkpoint::{self, CheckpointMeta, LoopState};
-use crate::config::{BaseTrainConfig, RunConfig};
+use crate::config::{BaseTrainConfig, Recipe92d63d4, RunConfig};
 use crate::data::batch_source::{BatchError, BatchSource};
+use crate::data::bestfit_loader::{BestFitLoader, BestFitState};
 use crate::data::dataloader::{DistributedLoader, LoaderConfig, LoaderPosition};
 use crate::data::parquet_shards::{shards_for, Split};
 use crate::data::shard_source::ParquetDocuments;
@@ -35,7 +39,8 @@ use crate::eval::bpb::{self, BpbTotals};
 use crate::eval::core::evaluator::default_batch_tokens;
 use crate::eval::core::{evaluate_bundle, CoreBundle, CoreResults};
 use crate::model::{Gpt, GptConfig};
-use crate::optim::{schedule, OptimizerSettings, Optimizers};
+use crate::optim::schedule_92d63d4::{self, LrSchedule, Sizing, SizingSettings};
+use crate::optim::{schedule, MuonAdamWSettings, OptimizerSettings, Optimizers};
 use crate::paths::Paths;
 use crate::progress::{suspend_bars, Progress, Unit};
 use crate::report_section::ReportSection;
@@ -74,6 +79,36 @@ pub fn optimizer_settings(bt: &BaseTrainConfig) -> OptimizerSettings {
     }
 }
 
+/// The model 92d63d4's base_train.py builds at `depth` (`build_model_meta`): every option on.
+pub fn model_config_92d63d4(
+    depth: i64,
+    r: &Recipe92d63d4,
+    vocab_size: i64,
+    sequence_len: i64,
+) -> Result<GptConfig, TrainError> {
+    let pattern = r.window_pattern.parse()?;
+    let dims =
+        GptConfig::from_depth_and_aspect(depth, r.aspect_ratio.into(), r.head_dim.into(), vocab_size, sequence_len);
+    Ok(dims.with_92d63d4_options(pattern))
+}
+
+/// 92d63d4's horizon, batch size and scaled weight decay (base_train.py's steps 1-4); the horizon
+/// precedence is late 2025's: num_iterations > target_flops > target_param_data_ratio.
+fn sizing_92d63d4(bt: &BaseTrainConfig, model: &GptConfig, d12: &GptConfig) -> Result<Sizing, TrainError> {
+    let settings = SizingSettings {
+        target_param_data_ratio: bt.target_param_data_ratio,
+        total_batch_size: (bt.total_batch_size > 0).then_some(bt.total_batch_size as i64),
+        num_iterations: (bt.num_iterations > 0).then_some(bt.num_iterations),
+        weight_decay: bt.weight_decay,
+    };
+    let mut sizing = Sizing::new(model, d12, &settings)?;
+    if bt.num_iterations <= 0 && bt.target_flops > 0.0 {
+        let tokens_per_step = model.flops_per_token() as f64 * sizing.total_batch_size as f64;
+        sizing.num_iterations = (bt.target_flops / tokens_per_step).round_ties_even() as i64;
+    }
+    Ok(sizing)
+}
+
 fn peak_flops(device: Device, local_rank: usize, world: usize) -> Option<f64> {
     if !device.is_cuda() {
         return None;
@@ -89,7 +124,11 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     let encoder = Arc::new(artifacts::load(&paths.tokenizer())?);
     let token_bytes = token_bytes_tensor(&paths.tokenizer(), device)?;
     let mut bt = config.base_train.clone();
-    let model_config = GptConfig::from_depth(bt.depth as i64, encoder.vocab_size() as i64, bt.max_seq_len as i64);
+    let (depth, vocab_size, seq_len) = (bt.depth as i64, encoder.vocab_size() as i64, bt.max_seq_len as i64);
+    let model_config = match &bt.recipe_92d63d4 {
+        None => GptConfig::from_depth(depth, vocab_size, seq_len),
+        Some(r) => model_config_92d63d4(depth, r, vocab_size, seq_len)?,
+    };
 
     // The model: every rank seeds and initialises identically, no parameter broadcast (§3.4).
     tch::manual_seed(config.run.seed as i64);
@@ -100,8 +139,36 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     model.init_weights();
     let checkpoint_dir = paths.checkpoints(PHASE, bt.depth);
 
-    // Optimizers: with several processes DistAdamW + DistMuon (sharded state, §4.2-4.3).
-    let mut optimizers = Optimizers::new(&model, &optimizer_settings(&bt), cluster.group)?;
+    // The horizon; at 92d63d4 also the batch size, the LR scale and Muon's weight decay.
+    let num_params = model_config.num_params();
+    let flops_per_token = model_config.flops_per_token();
+    let sizing = match &bt.recipe_92d63d4 {
+        Some(r) => Some(sizing_92d63d4(&bt, &model_config, &model_config_92d63d4(12, r, vocab_size, seq_len)?)?),
+        None => None,
+    };
+    let iterations = match &sizing {
+        Some(sizing) => {
+            bt.total_batch_size = sizing.total_batch_size as u64;
+            sizing.num_iterations
+        }
+        None => num_iterations(&bt, num_params, flops_per_token)?,
+    };
+
+    // Optimizers: late 2025's pair (with several processes DistAdamW + DistMuon, sharded state,
+    // §4.2-4.3), or 92d63d4's MuonAdamW with the batch-scaled LRs.
+    let mut optimizers = match (&bt.recipe_92d63d4, &sizing) {
+        (Some(r), Some(sizing)) => {
+            let settings = MuonAdamWSettings {
+                unembedding_lr: bt.unembedding_lr,
+                embedding_lr: bt.embedding_lr,
+                matrix_lr: bt.matrix_lr,
+                scalar_lr: r.scalar_lr,
+                weight_decay: bt.weight_decay,
+            };
+            Optimizers::muon_adamw(&model, &settings.scaled(sizing.batch_lr_scale, sizing.weight_decay))?
+        }
+        _ => Optimizers::new(&model, &optimizer_settings(&bt), cluster.group)?,
+    };
 
     let mut start_step = 0i64;
     let mut loop_state = LoopState::default();
@@ -116,9 +183,6 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
         log::info!("initialised the weights from {}", init.display());
     }
 
-    let num_params = model_config.num_params();
-    let flops_per_token = model_config.flops_per_token();
-    let iterations = num_iterations(&bt, num_params, flops_per_token)?;
     // On a GPU the device batch shrinks until a step fits in memory on every process (more
     // accumulation, same total batch); the checkpoints record the fit for the later stages.
     let batch = batch_fit::fit_stage_batch(
@@ -135,7 +199,9 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     bt.device_batch_size = batch.rows;
     let bt = &bt;
     let accum = grad_accum_steps(bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, cluster.world_size())?;
-    let streams = cluster.world_size() * accum;
+    // Data streams per process: one per micro-batch (late 2025), or one (92d63d4).
+    let rank_streams = if bt.recipe_92d63d4.is_some() { 1 } else { accum };
+    let streams = cluster.world_size() * rank_streams;
     let eval_steps =
         (bt.eval_tokens / (bt.device_batch_size as u64 * bt.max_seq_len as u64 * streams as u64)).max(1) as i64;
     if cluster.is_master() {
@@ -149,39 +215,52 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
             bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, cluster.world_size(), iterations as u64 * bt.total_batch_size, (iterations as f64 * bt.total_batch_size as f64) / num_params as f64);
     }
 
-    // Data: micro-batch m of rank r reads the shard stream of virtual rank r·A + m of W·A.
+    // Data: stream m of rank r reads the shard stream of virtual rank r·S + m of W·S.
     let shards_dir = paths.shards(&config.data.manifest);
     let shards = |split| {
         shards_for(&shards_dir, split).map_err(|source| TrainError::Shards { source, preset: config.run.name.clone() })
     };
     let (train_shards, val_shards) = (shards(Split::Train)?, shards(Split::Val)?);
     let loader_configs = |shards: Vec<PathBuf>| -> Vec<LoaderConfig> {
-        (0..accum)
+        (0..rank_streams)
             .map(|m| LoaderConfig {
                 shards: shards.clone(),
                 batch_size: bt.device_batch_size as usize,
                 seq_len: bt.max_seq_len as usize,
-                rank: cluster.rank() * accum + m,
+                rank: cluster.rank() * rank_streams + m,
                 world_size: streams,
                 device,
             })
             .collect()
     };
     let source = Arc::new(ParquetDocuments);
-    let resume_positions: Option<Vec<LoaderPosition>> =
-        resume_positions.map(|stored| stream_positions(&stored, &checkpoint_dir, accum)).transpose()?;
+    let best_fit = bt.recipe_92d63d4.is_some();
     let mut train: Vec<Box<dyn BatchSource>> = Vec::new();
     for (m, cfg) in loader_configs(train_shards).into_iter().enumerate() {
-        let position = resume_positions.as_ref().map(|p| p[m]);
-        let loader = DistributedLoader::new(cfg, source.clone(), encoder.clone(), position)?;
-        train.push(Box::new(loader));
+        let stored = resume_positions.as_ref();
+        train.push(match best_fit {
+            false => {
+                let position = stored.map(|p| stream_positions::<LoaderPosition>(p, &checkpoint_dir, rank_streams));
+                let position = position.transpose()?.map(|p| p[m]);
+                Box::new(DistributedLoader::new(cfg, source.clone(), encoder.clone(), position)?)
+            }
+            true => {
+                let state = stored.map(|p| stream_positions::<BestFitState>(p, &checkpoint_dir, rank_streams));
+                let state = state.transpose()?.map(|p| p[m]);
+                Box::new(BestFitLoader::new(cfg, source.clone(), encoder.clone(), state)?)
+            }
+        });
     }
     let make_val = {
         let (encoder, source, val_configs) = (encoder.clone(), source.clone(), loader_configs(val_shards));
         move || -> Result<Vec<Box<dyn BatchSource>>, BatchError> {
             let mut loaders: Vec<Box<dyn BatchSource>> = Vec::new();
             for cfg in &val_configs {
-                loaders.push(Box::new(DistributedLoader::new(cfg.clone(), source.clone(), encoder.clone(), None)?));
+                let (cfg, source, encoder) = (cfg.clone(), source.clone(), encoder.clone());
+                loaders.push(match best_fit {
+                    false => Box::new(DistributedLoader::new(cfg, source, encoder, None)?),
+                    true => Box::new(BestFitLoader::new(cfg, source, encoder, None)?),
+                });
             }
             Ok(loaders)
         }
@@ -206,12 +285,24 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
         num_iterations: iterations,
         grad_accum_steps: accum as i64,
         total_batch_size: bt.total_batch_size as i64,
-        warmup_ratio: bt.warmup_ratio,
-        warmdown_ratio: bt.warmdown_ratio,
-        final_lr_frac: bt.final_lr_frac,
-        muon_momentum_start: bt.muon_momentum_start,
-        muon_momentum_end: bt.muon_momentum_end,
-        muon_momentum_warmup_steps: bt.muon_momentum_warmup_steps,
+        schedule: match (&bt.recipe_92d63d4, &sizing) {
+            (Some(r), Some(sizing)) => BaseSchedule::Recipe92d63d4 {
+                lr: LrSchedule {
+                    warmup_steps: r.warmup_steps.into(),
+                    warmdown_ratio: bt.warmdown_ratio,
+                    final_lr_frac: bt.final_lr_frac,
+                },
+                weight_decay: sizing.weight_decay,
+            },
+            _ => BaseSchedule::Late2025 {
+                warmup_ratio: bt.warmup_ratio,
+                warmdown_ratio: bt.warmdown_ratio,
+                final_lr_frac: bt.final_lr_frac,
+                muon_momentum_start: bt.muon_momentum_start,
+                muon_momentum_end: bt.muon_momentum_end,
+                muon_momentum_warmup_steps: bt.muon_momentum_warmup_steps,
+            },
+        },
         grad_clip: bt.grad_clip,
         eval_every: bt.eval_every,
         eval_steps,
@@ -281,12 +372,8 @@ pub struct LoopSettings {
     pub grad_accum_steps: i64,
     /// Tokens per optimizer step over all ranks.
     pub total_batch_size: i64,
-    pub warmup_ratio: f64,
-    pub warmdown_ratio: f64,
-    pub final_lr_frac: f64,
-    pub muon_momentum_start: f64,
-    pub muon_momentum_end: f64,
-    pub muon_momentum_warmup_steps: u32,
+    pub schedule: BaseSchedule,
+    /// Clip each process's gradient to this norm (≤ 0: no clipping).
     pub grad_clip: f64,
     pub eval_every: i64,
     /// Validation batches per evaluation from each validation stream (eval_tokens / (B·T·W·A)).
@@ -302,6 +389,61 @@ pub struct LoopSettings {
     /// The device batch fitting settled on, for the checkpoint meta (None where nothing was fitted).
     pub fitted_device_batch_size: Option<u32>,
     pub max_seq_len: u32,
+}
+
+/// The LR multiplier, Muon momentum and Muon weight decay of each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BaseSchedule {
+    /// 10231df (§4.4): warm-up and warm-down by ratio, momentum 0.85 → 0.95 over the first steps.
+    Late2025 {
+        warmup_ratio: f64,
+        warmdown_ratio: f64,
+        final_lr_frac: f64,
+        muon_momentum_start: f64,
+        muon_momentum_end: f64,
+        muon_momentum_warmup_steps: u32,
+    },
+    /// 92d63d4 (§12): warm-up in steps, momentum up to 0.97 and down to 0.90 in the warm-down,
+    /// Muon's (scaled) weight decay decayed to 0 along half a cosine.
+    Recipe92d63d4 { lr: LrSchedule, weight_decay: f64 },
+}
+
+impl BaseSchedule {
+    pub fn at(&self, step: i64, num_iterations: i64, grad_clip: f64) -> StepSchedule {
+        let grad_clip = (grad_clip > 0.0).then_some(grad_clip);
+        match *self {
+            BaseSchedule::Late2025 {
+                warmup_ratio,
+                warmdown_ratio,
+                final_lr_frac,
+                muon_momentum_start,
+                muon_momentum_end,
+                muon_momentum_warmup_steps,
+            } => StepSchedule {
+                lr_multiplier: schedule::lr_multiplier(
+                    step,
+                    num_iterations,
+                    warmup_ratio,
+                    warmdown_ratio,
+                    final_lr_frac,
+                ),
+                muon_momentum: schedule::muon_momentum(
+                    step,
+                    muon_momentum_start,
+                    muon_momentum_end,
+                    muon_momentum_warmup_steps,
+                ),
+                muon_weight_decay: None,
+                grad_clip,
+            },
+            BaseSchedule::Recipe92d63d4 { lr, weight_decay } => StepSchedule {
+                lr_multiplier: lr.lr_multiplier(step, num_iterations),
+                muon_momentum: lr.muon_momentum(step, num_iterations),
+                muon_weight_decay: Some(schedule_92d63d4::muon_weight_decay(weight_decay, step, num_iterations)),
+                grad_clip,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -332,7 +474,7 @@ pub struct CoreMetric<'a> {
 pub struct BaseLoop<'a> {
     pub model: &'a Gpt,
     pub optimizers: Optimizers,
-    /// One stream per micro-batch of a step (grad_accum_steps of them).
+    /// The data streams: one per micro-batch of a step (late 2025), or one for them all (92d63d4).
     pub train: Vec<Box<dyn BatchSource + 'a>>,
     pub make_val: ValLoaderFactory<'a>,
     pub token_bytes: Tensor,
@@ -397,30 +539,17 @@ impl<'a> BaseLoop<'a> {
             // As the reference (§4.4, §14.11): each rank clips its own gradient; the distributed
             // optimizers average afterwards (so with clipping active, k processes are not exactly
             // 1 process with k× accumulation; the reference's log notes the clip never triggered).
-            let schedule = StepSchedule {
-                lr_multiplier: schedule::lr_multiplier(
-                    step,
-                    s.num_iterations,
-                    s.warmup_ratio,
-                    s.warmdown_ratio,
-                    s.final_lr_frac,
-                ),
-                muon_momentum: schedule::muon_momentum(
-                    step,
-                    s.muon_momentum_start,
-                    s.muon_momentum_end,
-                    s.muon_momentum_warmup_steps,
-                ),
-                grad_clip: (s.grad_clip > 0.0).then_some(s.grad_clip),
-            };
+            let schedule = s.schedule.at(step, s.num_iterations, s.grad_clip);
+            // With fewer streams than micro-batches (92d63d4: one), a stream gives several in a row.
             let train = &mut self.train;
+            let streams = train.len();
             let outcome = optimizer_step(
                 self.model,
                 &mut self.optimizers,
                 self.cluster,
                 step,
                 s.grad_accum_steps as usize,
-                |m| Ok(train[m].next_batch()?),
+                |m| Ok(train[m % streams].next_batch()?),
                 schedule,
             )?;
             let dt = t0.elapsed().as_secs_f64();

@@ -203,6 +203,7 @@ pub fn run(
                 c.muon_momentum_end,
                 c.muon_momentum_warmup_steps,
             ),
+            muon_weight_decay: None,
             grad_clip: None,
         };
         let outcome = optimizer_step(

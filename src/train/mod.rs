@@ -52,6 +52,8 @@ pub enum TrainError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelConfigError),
+    #[error("base_train sizing: {0}")]
+    Sizing(#[from] crate::optim::schedule_92d63d4::SizingError),
     #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]

@@ -16,6 +16,8 @@ use crate::optim::{self, Optimizers};
 pub struct StepSchedule {
     pub lr_multiplier: f64,
     pub muon_momentum: f64,
+    /// Muon's weight decay of this step (92d63d4's cosine decay); None keeps the configured one.
+    pub muon_weight_decay: Option<f64>,
     /// Clip this rank's gradient to this L2 norm (§4.4: 1.0 in base training; None in mid/SFT).
     pub grad_clip: Option<f64>,
 }
@@ -100,7 +102,7 @@ fn queue_update(
 ) -> Result<Option<Tensor>, TrainError> {
     let grad_norm =
         schedule.grad_clip.map(|max| optim::clip_grad_norm_queued(&model.parameters_in_reference_order(), max));
-    optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum);
+    optimizers.set_schedule(schedule.lr_multiplier, schedule.muon_momentum, schedule.muon_weight_decay);
     optimizers.step(cluster.group)?;
     model.zero_grad();
     Ok(grad_norm)

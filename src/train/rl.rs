@@ -360,8 +360,12 @@ pub fn run_on(
         let local = [reward_sum / examples_per_rank as f64, length_sum / sequences as f64, loss_sum];
         let means: Vec<f64> = cluster.reduce(&local, ReduceOp::Sum)?.iter().map(|v| v / world as f64).collect();
         let (reward, sequence_length, loss) = (means[0], means[1], means[2]);
-        let schedule =
-            StepSchedule { lr_multiplier: lr_multiplier(step, steps), muon_momentum: momentum, grad_clip: None };
+        let schedule = StepSchedule {
+            lr_multiplier: lr_multiplier(step, steps),
+            muon_momentum: momentum,
+            muon_weight_decay: None,
+            grad_clip: None,
+        };
         apply_update(&model, &mut optimizers, cluster, schedule)?;
         let dt = t0.elapsed().as_secs_f64();
         if step + 1 > UNTIMED_STEPS {

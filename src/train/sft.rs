@@ -281,8 +281,12 @@ pub fn run(
         }
 
         let t0 = Instant::now();
-        let schedule =
-            StepSchedule { lr_multiplier: lr_multiplier(step, iterations), muon_momentum: momentum, grad_clip: None };
+        let schedule = StepSchedule {
+            lr_multiplier: lr_multiplier(step, iterations),
+            muon_momentum: momentum,
+            muon_weight_decay: None,
+            grad_clip: None,
+        };
         let outcome =
             optimizer_step(&model, &mut optimizers, cluster, step, accum, |m| Ok(train[m].next_batch()?), schedule)?;
         let dt = t0.elapsed().as_secs_f64();

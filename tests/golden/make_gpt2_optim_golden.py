@@ -17,8 +17,12 @@ Recorded: the tokens, the initial weights, the weights after steps 1, 5 and 20, 
 its (LR multiplier, Muon momentum, Muon weight decay).
 And the optimizer alone (run_synthetic): the same 20 steps from the same weights with seeded random
 gradients instead of the loss's, the weights after steps 1, 5 and 20.
+The CPU model goes into the metadata: libtorch's vectorized kernels round differently on other
+instruction sets (the optimizer-alone weights after 20 steps differ by up to 1.9e-6 between an AMD EPYC
+with AVX512-BF16 and an Intel Xeon with AVX512-FP16), so the Rust test holds them bit for bit only on
+the CPU model that made the golden.
 The float-noise envelope: the same run with 1 thread instead of the default (summation order of the
-matmuls and reductions; bit-identical at these sizes on the machine that made the golden), and the
+matmuls and reductions), and the
 same run from initial weights each moved by one ulp (every non-zero weight up, and in a third run
 down). The largest difference from the recorded run at each snapshot, and over the losses, goes into
 the metadata. It is wide in the weights (about 0.07 after step 1, 1.8 after step 5 at width 32):
@@ -35,7 +39,7 @@ for stub in ("rustbpe", "tiktoken"):
     sys.modules.setdefault(stub, types.ModuleType(stub))
 import math
 import torch
-from safetensors_writer import write_safetensors
+from safetensors_writer import cpu_model, write_safetensors
 from nanochat.common import COMPUTE_DTYPE
 from nanochat.gpt import GPT, GPTConfig
 
@@ -171,7 +175,7 @@ for s in SNAPSHOTS:
         tensors[f"synthetic{s}.{name}"] = p
 meta = {"config": json.dumps(CFG), "schedule": json.dumps(SCHEDULE), "steps": str(STEPS), "snapshots": json.dumps(SNAPSHOTS),
         "groups": json.dumps(groups), "envelope": json.dumps(envelope),
-        "threads": str(threads), "reference": "karpathy/nanochat 92d63d4", "torch": torch.__version__}
+        "threads": str(threads), "reference": "karpathy/nanochat 92d63d4", "torch": torch.__version__, "cpu": cpu_model()}
 
 write_safetensors(out, tensors, meta)
 print("wrote", out, "losses", [round(l, 4) for l in losses])

@@ -7,6 +7,15 @@ import torch
 DTYPES = {torch.float32: ("F32", "f"), torch.float64: ("F64", "d"), torch.int64: ("I64", "q")}
 
 
+def cpu_model():
+    """This machine's CPU model name (/proc/cpuinfo), recorded by goldens whose bits depend on it: libtorch's
+    vectorized CPU kernels round differently on different instruction sets."""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def write_safetensors(path, tensors, meta):
     header, blobs, offset = {"__metadata__": meta}, [], 0
     for name, t in tensors.items():

@@ -34,6 +34,17 @@ impl GoldenTensors {
         serde_json::from_str(self.meta[key].as_str().unwrap()).unwrap()
     }
 
+    /// Whether this machine's CPU is the one the golden recorded in its `cpu` metadata (see
+    /// tests/golden/safetensors_writer.py `cpu_model`): libtorch's vectorized kernels round differently
+    /// on other instruction sets, so bit-for-bit claims hold on that CPU model only.
+    pub fn made_on_this_cpu(&self) -> bool {
+        let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split_once(':')?.1.trim().to_string())
+        });
+        model.is_some() && self.meta.get("cpu").and_then(|c| c.as_str()) == model.as_deref()
+    }
+
     /// Copies the golden tensors `<prefix><parameter name>` into `model`'s parameters.
     pub fn load_into(&self, model: &Gpt, prefix: &str) {
         tch::no_grad(|| {

@@ -107,6 +107,7 @@ pub fn run(global: &GlobalOptions, args: &BenchRlArgs) -> anyhow::Result<()> {
         let schedule = StepSchedule {
             lr_multiplier: 1.0,
             muon_momentum: OptimizerSettings::reference().muon_momentum,
+            muon_weight_decay: None,
             grad_clip: None,
         };
         apply_update(&model, &mut optimizers, &cluster, schedule)?;
