@@ -7,7 +7,10 @@ SETUP_STAMP := $(VENV)/.setup-done
 TEST_STAMP := $(VENV)/.test-setup-done
 BIN := $(CURDIR)/target/release/nanochat
 PRESET ?= d20
-SMOKE_DIR ?= $(CURDIR)/target/smoke
+# `make smoke` runs the smoke preset, or the one given on the command line (`make smoke PRESET=gpt2-smoke`),
+# each in its own base dir.
+SMOKE_PRESET := $(if $(filter command line environment,$(origin PRESET)),$(PRESET),smoke)
+SMOKE_DIR ?= $(CURDIR)/target/$(SMOKE_PRESET)
 IMAGE ?= nanochat:latest
 # Pin of the image's base: leave empty to debootstrap Debian 12 locally (no registry needed) and pin its id.
 BASE_IMAGE ?=
@@ -128,7 +131,7 @@ image: build
 # DEVICE=cuda runs the smoke pipeline on one GPU in bf16 instead of the CPU.
 DEVICE ?= cpu
 smoke: build
-	$(if $(filter cuda,$(DEVICE)),CUDA_VISIBLE_DEVICES=$${CUDA_VISIBLE_DEVICES:-0}) $(BIN) speedrun --preset smoke --base-dir $(SMOKE_DIR) \
+	$(if $(filter cuda,$(DEVICE)),CUDA_VISIBLE_DEVICES=$${CUDA_VISIBLE_DEVICES:-0}) $(BIN) speedrun --preset $(SMOKE_PRESET) --base-dir $(SMOKE_DIR) \
 	  $(if $(filter cuda,$(DEVICE)),--set hardware.device=cuda --set hardware.gpus=1)
 	cp $(SMOKE_DIR)/report/report.md $(SMOKE_DIR)/report/*.svg $(CURDIR)/
 	@echo "report: $(CURDIR)/report.md"

@@ -23,7 +23,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp),
-/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp), the CUDA device probe
+/// the model's fused pointwise autograd functions (src/model/fused_ops.cpp), the fp8 matmul
+/// (src/model/fp8.cpp), the CUDA device probe
 /// (src/hw/cuda_device.cpp) and the operator counter (src/op_count.cpp), all with one error
 /// convention (src/shim_guard.h). Gloo headers come from src/dist/vendor/gloo (Debian's libgloo-dev, see its README; NANOCHAT_GLOO_INCLUDE overrides), CUDA and NCCL
 /// headers from the pip wheels next to torch (DESIGN.md lists the flags).
@@ -51,6 +52,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
         .file("src/dist/c10d_shim.cpp")
         .file("src/optim/fused_adamw.cpp")
         .file("src/model/fused_ops.cpp")
+        .file("src/model/fp8.cpp")
         .file("src/hw/cuda_device.cpp")
         .file("src/op_count.cpp")
         .std("c++17")
@@ -68,6 +70,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=src/dist/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/optim/fused_adamw.cpp");
     println!("cargo:rerun-if-changed=src/model/fused_ops.cpp");
+    println!("cargo:rerun-if-changed=src/model/fp8.cpp");
     println!("cargo:rerun-if-changed=src/hw/cuda_device.cpp");
     println!("cargo:rerun-if-changed=src/op_count.cpp");
     println!("cargo:rerun-if-changed=src/shim_guard.h");

@@ -246,3 +246,62 @@ fn base_train_fits_its_device_batch_and_records_the_fit() {
     let meta = checkpoint::load_meta(&dir.path().join("base_d1"), 2).unwrap();
     assert_eq!((meta.device_batch_size, meta.fitted_device_batch_size), (4, Some(4)));
 }
+
+#[test]
+fn the_92d63d4_recipe_trains_its_model_with_muon_adamw_on_best_fit_batches() {
+    // gpt2-smoke's base_train at depth 2 on the test shards: every 92d63d4 model option, the sizing,
+    // MuonAdamW and its schedules, one best-fit stream feeding 2 micro-batches a step.
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let args = [
+        "--preset",
+        "gpt2-smoke",
+        "--set",
+        "tok_train.vocab_size=512",
+        "--set",
+        "base_train.device_batch_size=2",
+        "--set",
+        "base_train.total_batch_size=1024",
+        "--set",
+        "base_train.num_iterations=24",
+        "--set",
+        "base_train.eval_every=12",
+        "--set",
+        "base_train.eval_tokens=1024",
+        "--set",
+        "base_train.save_every=-1",
+        "base-train",
+    ];
+    let out = run_ok(dir.path(), &args);
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("92d63d4 sizing:") && log.contains("total batch 1024 tokens,"), "{log}");
+    assert!(log.contains("2 micro-batch(es) of 2x256"), "{log}");
+    let ckpt = dir.path().join("base_d2");
+    let meta = checkpoint::load_meta(&ckpt, 24).unwrap();
+    let c = meta.model_config;
+    assert!(c.value_embeds && c.smear && c.backout && c.resid_x0_lambdas, "{c:?}");
+    assert_eq!(c.window_pattern.map(|p| p.to_string()), Some("SSSL".to_string()));
+    assert_eq!(
+        c.window_sizes(),
+        [Some(128), Some(256)],
+        "short: a quarter of 256 rounded up to 128; the last layer long"
+    );
+    // One best-fit stream per process: its position is where the last document batch came from.
+    let streams = meta.dataloader_state_dict.as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert!(streams[0]["pq_idx"].is_u64() && streams[0]["rg_idx"].is_u64() && streams[0]["epoch"].is_u64());
+    let state = checkpoint::read_tensors(&checkpoint::optim_path(&ckpt, 24, 0)).unwrap();
+    assert!(state.keys().all(|k| k.starts_with("muon_adamw.")), "{:?}", state.keys());
+    let bpbs: Vec<f64> = std::fs::read_to_string(ckpt.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_bpb"].as_f64())
+        .collect();
+    assert_eq!(bpbs.len(), 3, "evaluations at steps 0, 12 and 24");
+    // Slower than late 2025's at this size (4 warm-up steps, weight decay, the tiny lm_head init).
+    assert!(bpbs[1] < bpbs[0] && bpbs[2] < bpbs[1] && bpbs[2] < bpbs[0] * 0.95, "validation bpb should fall: {bpbs:?}");
+    let section = std::fs::read_to_string(dir.path().join("report/base-model-training.json")).unwrap();
+    for key in ["Scaling parameters", "Total batch size", "Muon weight decay (scaled)"] {
+        assert!(section.contains(key), "{key} in {section}");
+    }
+}

@@ -132,12 +132,16 @@ pub struct Recipe92d63d4 {
     /// model_dim = depth · aspect_ratio, rounded up to a multiple of head_dim.
     pub aspect_ratio: u32,
     pub head_dim: u32,
-    /// Sliding windows tiled over the layers: L = full context, S = half (the last layer always L).
+    /// Sliding windows tiled over the layers: L = the full context, S = a quarter of it rounded up to
+    /// 128 (the last layer always L).
     pub window_pattern: String,
     /// AdamW's LR for the resid/x0 lambdas.
     pub scalar_lr: f64,
     /// Linear LR warm-up, in steps.
     pub warmup_steps: u32,
+    /// `--fp8`: the block matrices' training matmuls in fp8 with tensorwise scaling (GPUs of compute
+    /// capability 8.9 or newer only; evaluation stays in the compute dtype).
+    pub fp8: bool,
 }
 
 fn auto_dtype() -> String {

@@ -12,7 +12,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::config::{GptConfig, RotaryDtype, WeightInit, SMEAR_CHANNELS, VE_GATE_CHANNELS};
 use super::kv_cache::KvCache;
 use super::precision::Precision;
-use super::{chunked_loss, fused_ops, rotary};
+use super::{chunked_loss, fp8, fused_ops, rotary};
 
 /// Logits are squashed into (−SOFTCAP, SOFTCAP) (§3.3).
 pub const SOFTCAP: f64 = 15.0;
@@ -88,6 +88,11 @@ pub struct Gpt {
     value_embeds: Vec<Option<Tensor>>,
     /// Per layer, the attention's left window (None: the whole context).
     window_sizes: Vec<Option<i64>>,
+    /// 92d63d4's `--fp8`: [`Gpt::train_loss`] runs the block matrices' matmuls in fp8 (those passing
+    /// [`fp8::takes_fp8`]); every other forward, evaluation's included, stays in the compute dtype, as
+    /// the reference's `disable_fp8` around its evaluations. The head stays in the compute dtype: the
+    /// chunked loss never holds the whole logits tensor whose gradient fp8.py scales as one.
+    pub fp8_training: bool,
     cos: Tensor,
     sin: Tensor,
 }
@@ -104,6 +109,16 @@ fn linear(x: &Tensor, w: &Tensor) -> Tensor {
         x.linear(w, None::<Tensor>)
     } else {
         x.linear(&w.to_kind(x.kind()), None::<Tensor>)
+    }
+}
+
+/// A block matrix's y = x·Wᵀ: in fp8 where `fp8` is set and the layer passes 92d63d4's filter
+/// ([`fp8::takes_fp8`]), else [`linear`].
+fn project(x: &Tensor, w: &Tensor, fp8: bool) -> Tensor {
+    let (out_features, in_features) = (w.size()[0], w.size()[1]);
+    match fp8 && fp8::takes_fp8(in_features, out_features) {
+        true => fp8::linear(x, w),
+        false => linear(x, w),
     }
 }
 
@@ -238,6 +253,7 @@ impl Gpt {
             backout_lambda,
             value_embeds,
             window_sizes,
+            fp8_training: false,
             cos,
             sin,
         })
@@ -312,13 +328,13 @@ impl Gpt {
 
     /// Logits (B, T, vocab_size) in fp32. With a cache, positions continue from `cache.pos()`.
     pub fn forward(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
-        self.head(&self.hidden(idx, cache))
+        self.head(&self.hidden(idx, cache, false))
     }
 
     /// Logits (B, 1, vocab_size) of the last position only: what generation samples from, without
     /// the classifier's work for the prompt's other positions.
     pub fn forward_last(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
-        let x = self.hidden(idx, cache);
+        let x = self.hidden(idx, cache, false);
         let t = x.size()[1];
         self.head_rows(&x.select(1, t - 1)).unsqueeze(1)
     }
@@ -326,7 +342,7 @@ impl Gpt {
     /// Logits (N, vocab_size) at N chosen (row, position) pairs of `idx` (int64 tensors `rows`,
     /// `positions`): the classifier on just the positions a caller scores (CORE's answer spans).
     pub fn forward_at(&self, idx: &Tensor, rows: &Tensor, positions: &Tensor) -> Tensor {
-        let x = self.hidden(idx, None);
+        let x = self.hidden(idx, None, false);
         let picked = x.index(&[Some(rows), Some(positions)]);
         self.head(&picked.unsqueeze(0)).squeeze_dim(0)
     }
@@ -340,11 +356,12 @@ impl Gpt {
     /// The residual stream after the last block (B, T, n_embd), before the final norm, in the
     /// compute dtype.
     pub fn hidden_states(&self, idx: &Tensor) -> Tensor {
-        self.hidden(idx, None)
+        self.hidden(idx, None, false)
     }
 
-    /// The hidden states after the last block (and backout), before the final norm.
-    fn hidden(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+    /// The hidden states after the last block (and backout), before the final norm; with `fp8`, the
+    /// block matrices' matmuls in fp8 ([`Gpt::fp8_training`]).
+    fn hidden(&self, idx: &Tensor, mut cache: Option<&mut KvCache>, fp8: bool) -> Tensor {
         let t = idx.size()[1];
         let t0 = cache.as_ref().map_or(0, |c| c.pos());
         // Positions past the cached table (10× sequence_len) get the same values computed on demand
@@ -371,9 +388,9 @@ impl Gpt {
             let ve = self.value_embeds[layer]
                 .as_ref()
                 .map(|w| Tensor::embedding(w, idx, -1, false, false).to_kind(x.kind()));
-            x = &x + self.attention(block, layer, &norm(&x), ve.as_ref(), &cos, &sin, cache.as_deref_mut());
-            let hidden = fused_ops::relu_square(&linear(&norm(&x), &block.c_fc));
-            x = &x + linear(&hidden, &block.mlp_proj);
+            x = &x + self.attention(block, layer, &norm(&x), ve.as_ref(), (&cos, &sin), cache.as_deref_mut(), fp8);
+            let hidden = fused_ops::relu_square(&project(&norm(&x), &block.c_fc, fp8));
+            x = &x + project(&hidden, &block.mlp_proj, fp8);
             if self.backout_lambda.is_some() && layer as i64 == self.config.backout_layer() {
                 x_backout = Some(x.shallow_clone());
             }
@@ -456,7 +473,7 @@ impl Gpt {
     /// ([`chunked_loss`]); when gradients are recorded, the head's gradient is computed in the same
     /// pass. Same value as [`Gpt::loss`] with `Reduction::Mean` within float rounding.
     pub fn train_loss(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
-        self.train_loss_from_hidden(&self.hidden_states(idx), targets)
+        self.train_loss_from_hidden(&self.hidden(idx, None, self.fp8_training), targets)
     }
 
     /// [`Gpt::train_loss`] from the blocks' output ([`Gpt::hidden_states`]): the final norm, the head
@@ -495,15 +512,15 @@ impl Gpt {
         layer: usize,
         x: &Tensor,
         ve: Option<&Tensor>,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         cache: Option<&mut KvCache>,
+        fp8: bool,
     ) -> Tensor {
         let (bsz, t) = (x.size()[0], x.size()[1]);
         let (h, h_kv, hd) = (self.config.n_head, self.config.n_kv_head, self.config.head_dim());
-        let q = linear(x, &b.c_q).view([bsz, t, h, hd]);
-        let k = linear(x, &b.c_k).view([bsz, t, h_kv, hd]);
-        let mut v = linear(x, &b.c_v).view([bsz, t, h_kv, hd]);
+        let q = project(x, &b.c_q, fp8).view([bsz, t, h, hd]);
+        let k = project(x, &b.c_k, fp8).view([bsz, t, h_kv, hd]);
+        let mut v = project(x, &b.c_v, fp8).view([bsz, t, h_kv, hd]);
         if let (Some(ve), Some(ve_gate)) = (ve, &b.ve_gate) {
             // Value residual: v + 3·sigmoid(ve_gate(x[..., :12])) · ve, one gate per KV head.
             let gate = linear(&x.narrow(2, 0, VE_GATE_CHANNELS), ve_gate).sigmoid() * VE_GATE_RANGE;
@@ -521,7 +538,7 @@ impl Gpt {
             None => (k, v),
         };
         let y = causal_attention(&q, &k, &v, self.window_sizes[layer], h != h_kv);
-        linear(&y.transpose(1, 2).contiguous().view([bsz, t, h * hd]), &b.attn_proj)
+        project(&y.transpose(1, 2).contiguous().view([bsz, t, h * hd]), &b.attn_proj, fp8)
     }
 
     /// Parameters by state_dict name, sorted (a stable order for optimizers and collectives).

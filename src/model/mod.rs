@@ -2,6 +2,7 @@
 //! its KV cache.
 pub mod chunked_loss;
 pub mod config;
+pub mod fp8;
 pub mod fused_ops;
 pub mod gpt;
 pub mod kv_cache;

@@ -109,6 +109,22 @@ fn sizing_92d63d4(bt: &BaseTrainConfig, model: &GptConfig, d12: &GptConfig) -> R
     Ok(sizing)
 }
 
+/// fp8 matmuls need a GPU of compute capability 8.9 or newer (Ada, Hopper): elsewhere a clear error.
+fn check_fp8(device: Device, local_rank: usize) -> Result<(), TrainError> {
+    let gpu = device.is_cuda().then(|| crate::hw::GpuInventory::probe().gpus.into_iter().nth(local_rank)).flatten();
+    match gpu {
+        Some(gpu) if gpu.compute_capability >= (8, 9) => Ok(()),
+        found => Err(TrainError::Config(format!(
+            "base_train.recipe_92d63d4.fp8 needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); this \
+             run is on {}; use `--set base_train.recipe_92d63d4.fp8=false`",
+            match found {
+                Some(gpu) => format!("{} ({}.{})", gpu.name, gpu.compute_capability.0, gpu.compute_capability.1),
+                None => format!("{device:?}"),
+            }
+        ))),
+    }
+}
+
 fn peak_flops(device: Device, local_rank: usize, world: usize) -> Option<f64> {
     if !device.is_cuda() {
         return None;
@@ -137,6 +153,11 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     log::info!("compute dtype: {precision}");
     super::check_attention_kernel(&model)?;
     model.init_weights();
+    if bt.recipe_92d63d4.as_ref().is_some_and(|r| r.fp8) {
+        check_fp8(device, cluster.ctx.local_rank)?;
+        model.fp8_training = true;
+        log::info!("fp8 training matmuls in the blocks (tensorwise scaling)");
+    }
     let checkpoint_dir = paths.checkpoints(PHASE, bt.depth);
 
     // The horizon; at 92d63d4 also the batch size, the LR scale and Muon's weight decay.
@@ -211,6 +232,16 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
             model_config.n_embd,
             model_config.n_head
         );
+        if let Some(s) = &sizing {
+            log::info!(
+                "92d63d4 sizing: {} scaling parameters, total batch {} tokens{}, LR scale {:.4}, Muon weight decay {:.6}",
+                s.scaling_params,
+                s.total_batch_size,
+                if config.base_train.total_batch_size == 0 { " (auto)" } else { "" },
+                s.batch_lr_scale,
+                s.weight_decay
+            );
+        }
         log::info!("{iterations} steps of {} tokens ({accum} micro-batch(es) of {}x{} on each of {} process(es)) = {} tokens, {:.2} tokens/param",
             bt.total_batch_size, bt.device_batch_size, bt.max_seq_len, cluster.world_size(), iterations as u64 * bt.total_batch_size, (iterations as f64 * bt.total_batch_size as f64) / num_params as f64);
     }
@@ -334,13 +365,22 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     // The report section.
     if cluster.is_master() {
         let tokens = iterations as u64 * bt.total_batch_size;
-        ReportSection::new("Base model training")
+        let mut section = ReportSection::new("Base model training")
             .settings(bt)
             .value("Number of parameters", num_params)
             .value("Number of FLOPs per token", format!("{flops_per_token:e}"))
             .value("Calculated number of iterations", iterations)
             .value("Number of training tokens", tokens)
-            .value("Tokens : Params ratio", tokens as f64 / num_params as f64)
+            .value("Tokens : Params ratio", tokens as f64 / num_params as f64);
+        if let Some(sizing) = &sizing {
+            section = section
+                .value("Scaling parameters", sizing.scaling_params)
+                .value("Tokens : Scaling params ratio", tokens as f64 / sizing.scaling_params as f64)
+                .value("Total batch size", sizing.total_batch_size)
+                .value("LR scale for the batch size", sizing.batch_lr_scale)
+                .value("Muon weight decay (scaled)", sizing.weight_decay);
+        }
+        section
             .value("DDP world size", cluster.world_size() as i64)
             .value("Minimum validation bpb", outcome.loop_state.min_val_bpb)
             .value("Final validation bpb", outcome.val_bpb.unwrap_or(f64::NAN))
