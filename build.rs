@@ -24,8 +24,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The C++ shims: c10d (src/dist/c10d_shim.cpp), the fused AdamW kernel (src/optim/fused_adamw.cpp),
 /// the model's fused pointwise autograd functions (src/model/fused_ops.cpp), the fp8 matmul
-/// (src/model/fp8.cpp), the CUDA device probe
-/// (src/hw/cuda_device.cpp) and the operator counter (src/op_count.cpp), all with one error
+/// (src/model/fp8.cpp), the CUDA device probe (src/hw/cuda_device.cpp), the operator counter
+/// (src/op_count.cpp) and the `.pt` writer (src/checkpoint/torch_pt.cpp), all with one error
 /// convention (src/shim_guard.h). Gloo headers come from src/dist/vendor/gloo (Debian's libgloo-dev, see its README; NANOCHAT_GLOO_INCLUDE overrides), CUDA and NCCL
 /// headers from the pip wheels next to torch (DESIGN.md lists the flags).
 fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
@@ -55,6 +55,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
         .file("src/model/fp8.cpp")
         .file("src/hw/cuda_device.cpp")
         .file("src/op_count.cpp")
+        .file("src/checkpoint/torch_pt.cpp")
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)
@@ -73,6 +74,7 @@ fn compile_shims(torch_lib: &Path) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=src/model/fp8.cpp");
     println!("cargo:rerun-if-changed=src/hw/cuda_device.cpp");
     println!("cargo:rerun-if-changed=src/op_count.cpp");
+    println!("cargo:rerun-if-changed=src/checkpoint/torch_pt.cpp");
     println!("cargo:rerun-if-changed=src/shim_guard.h");
     println!("cargo:rerun-if-changed={}", gloo_include.join("gloo").display());
     // The shim's own dependencies, after it on the link line.

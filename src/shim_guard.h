@@ -1,6 +1,6 @@
 // The error convention of nanochat's C++ shims (src/dist/c10d_shim.cpp, src/optim/fused_adamw.cpp,
 // src/model/fused_ops.cpp, src/hw/cuda_device.cpp,
-// src/op_count.cpp): an exported function runs its body through `nc_shim::guarded`, which catches
+// src/op_count.cpp, src/checkpoint/torch_pt.cpp): an exported function runs its body through `nc_shim::guarded`, which catches
 // every exception, copies its message (c10::Error without backtrace) into the caller's buffer and returns
 // non-zero; 0 means success. The Rust side reads the buffer back (src/shim.rs).
 #pragma once

@@ -4,15 +4,15 @@
 //! A write that runs out of space says how much it needed ([`crate::fsutil::NoSpace`]); the
 //! checkpoints already written stay as they were.
 pub mod source;
+pub mod torch_pt;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::model::{Gpt, GptConfig};
-use crate::torch_pickle::{self, DType, RawTensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -220,49 +220,18 @@ pub fn load_meta(dir: &Path, step: u64) -> Result<CheckpointMeta, CheckpointErro
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
     let read_err = |message: String| CheckpointError::Read { path: path.to_path_buf(), message };
     let tensors: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "pt") {
-        let raw = torch_pickle::read_state_dict(path).map_err(|e| read_err(e.to_string()))?;
-        raw.iter().map(|t| Ok((t.name.clone(), raw_to_tensor(t)?))).collect::<Result<_, String>>().map_err(read_err)?
+        torch_pt::read(path).map_err(|e| read_err(e.to_string()))?
     } else {
         Tensor::read_safetensors(path).map_err(|e| read_err(e.to_string()))?
     };
     Ok(tensors.into_iter().map(|(name, t)| (name.strip_prefix("_orig_mod.").unwrap_or(&name).to_string(), t)).collect())
 }
 
-fn kind_of(dtype: DType) -> Kind {
-    match dtype {
-        DType::F32 => Kind::Float,
-        DType::BF16 => Kind::BFloat16,
-        DType::F16 => Kind::Half,
-        DType::F64 => Kind::Double,
-        DType::I64 => Kind::Int64,
-        DType::I32 => Kind::Int,
-        DType::U8 => Kind::Uint8,
-        DType::Bool => Kind::Bool,
-    }
-}
-
-fn dtype_of(kind: Kind) -> Result<DType, String> {
-    DType::ALL.into_iter().find(|d| kind_of(*d) == kind).ok_or_else(|| format!("no .pt dtype for {kind:?}"))
-}
-
-fn raw_to_tensor(t: &RawTensor) -> Result<Tensor, String> {
-    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Tensor::f_from_data_size(&t.data, &shape, kind_of(t.dtype)).map_err(|e| format!("tensor {}: {e}", t.name))
-}
-
 /// Writes named tensors as a PyTorch `.pt` state_dict that `torch.load` (and so the reference's
 /// checkpoint loader) reads.
 pub fn write_pt(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
-    let err = |message: String| CheckpointError::Write { path: path.to_path_buf(), message };
-    let mut raw = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let t = t.detach().to_device(tch::Device::Cpu).contiguous();
-        let dtype = dtype_of(t.kind()).map_err(err)?;
-        let mut data = vec![0u8; t.numel() * dtype.size()];
-        t.f_copy_data_u8(&mut data, t.numel()).map_err(|e| err(e.to_string()))?;
-        raw.push(RawTensor { name: name.clone(), dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data });
-    }
-    torch_pickle::write_state_dict(path, &raw).map_err(|e| err(e.to_string()))
+    torch_pt::write(path, tensors)
+        .map_err(|e| CheckpointError::Write { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Writes named tensors as `.pt` or `.safetensors` by the file extension.

@@ -1,14 +1,13 @@
 //! The reference's `tokenizer.pkl` (NANOCHAT.md §1.5): a pickled `tiktoken.core.Encoding` whose
 //! state holds `mergeable_ranks` (bytes → rank) and `special_tokens` (string → id). Read without
-//! executing anything (the project's own unpickler); the special tokens must be nanochat's nine,
+//! executing anything (src/pickle.rs); the special tokens must be nanochat's nine,
 //! right after the mergeable ranks, so ids mean the same in both implementations.
 use std::path::Path;
 
 use super::bpe_encoder::BpeEncoder;
 use super::error::{Result, TokenizerError};
 use super::special_tokens::SPECIAL_TOKENS;
-use crate::torch_pickle::pickle_reader::unpickle;
-use crate::torch_pickle::value::Value;
+use crate::pickle::{unpickle, Value};
 
 fn dict_entries(value: &Value) -> Option<Vec<(Value, Value)>> {
     match value {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nanochat::torch_pickle::{DType, RawTensor};
+use tch::{Kind, Tensor};
 
 /// The project venv (make setup) has torch.
 pub const DEFAULT_PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
@@ -34,12 +34,69 @@ pub fn run_python(script_name: &str, args: &[&Path]) -> String {
     stdout
 }
 
+/// The kinds `.pt` files hold, by torch dtype name.
+pub const KINDS: [(&str, Kind); 8] = [
+    ("float32", Kind::Float),
+    ("bfloat16", Kind::BFloat16),
+    ("float16", Kind::Half),
+    ("float64", Kind::Double),
+    ("int64", Kind::Int64),
+    ("int32", Kind::Int),
+    ("uint8", Kind::Uint8),
+    ("bool", Kind::Bool),
+];
+
+pub fn torch_name(kind: Kind) -> &'static str {
+    KINDS.iter().find(|(_, k)| *k == kind).unwrap_or_else(|| panic!("no dtype name for {kind:?}")).0
+}
+
+/// One tensor as contiguous row-major little-endian bytes: what sidecars hold and tests compare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub name: String,
+    pub kind: Kind,
+    pub shape: Vec<i64>,
+    pub data: Vec<u8>,
+}
+
+impl RawTensor {
+    pub fn new(name: &str, kind: Kind, shape: &[i64], data: Vec<u8>) -> Self {
+        RawTensor { name: name.to_string(), kind, shape: shape.to_vec(), data }
+    }
+
+    /// The bytes of `t` in row-major order (a view is read through its strides).
+    pub fn of(name: &str, t: &Tensor) -> Self {
+        let t = t.detach().contiguous();
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.copy_data_u8(&mut data, numel);
+        RawTensor { name: name.to_string(), kind: t.kind(), shape: t.size(), data }
+    }
+
+    pub fn tensor(&self) -> Tensor {
+        Tensor::f_from_data_size(&self.data, &self.shape, self.kind).unwrap()
+    }
+}
+
+pub fn tensors(raw: &[RawTensor]) -> Vec<(String, Tensor)> {
+    raw.iter().map(|r| (r.name.clone(), r.tensor())).collect()
+}
+
+/// Reads a `.pt` with nanochat's reader; every tensor must come back contiguous on the CPU.
+pub fn read_raw(path: &Path) -> Vec<RawTensor> {
+    let read = nanochat::checkpoint::torch_pt::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (name, t) in &read {
+        assert!(t.is_contiguous() && t.device() == tch::Device::Cpu, "{name}");
+    }
+    read.iter().map(|(name, t)| RawTensor::of(name, t)).collect()
+}
+
 pub fn write_expected(path: &Path, tensors: &[RawTensor]) {
     let mut text = String::new();
     for t in tensors {
         let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
         let hex: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
-        text.push_str(&format!("{}\t{}\t{}\t{}\n", t.name, t.dtype.torch_name(), shape.join(","), hex));
+        text.push_str(&format!("{}\t{}\t{}\t{}\n", t.name, torch_name(t.kind), shape.join(","), hex));
     }
     std::fs::write(path, text).unwrap();
 }
@@ -50,7 +107,7 @@ pub fn read_expected(path: &Path) -> Vec<RawTensor> {
         .map(|line| {
             let fields: Vec<&str> = line.split('\t').collect();
             assert_eq!(fields.len(), 4, "bad sidecar line {line:?}");
-            let dtype = DType::from_torch_name(fields[1]).unwrap_or_else(|| panic!("dtype {}", fields[1]));
+            let kind = KINDS.iter().find(|(n, _)| *n == fields[1]).unwrap_or_else(|| panic!("dtype {}", fields[1])).1;
             let shape = if fields[2].is_empty() {
                 Vec::new()
             } else {
@@ -59,7 +116,7 @@ pub fn read_expected(path: &Path) -> Vec<RawTensor> {
             let hex = fields[3].as_bytes();
             let data =
                 hex.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect();
-            RawTensor { name: fields[0].to_string(), dtype, shape, data }
+            RawTensor { name: fields[0].to_string(), kind, shape, data }
         })
         .collect()
 }
@@ -70,7 +127,7 @@ pub fn assert_same(got: &[RawTensor], want: &[RawTensor], what: &str) {
     let want_names: Vec<&str> = want.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(got_names, want_names, "{what}: names/order");
     for (g, w) in got.iter().zip(want) {
-        assert_eq!(g.dtype, w.dtype, "{what}: dtype of {}", w.name);
+        assert_eq!(g.kind, w.kind, "{what}: dtype of {}", w.name);
         assert_eq!(g.shape, w.shape, "{what}: shape of {}", w.name);
         assert!(g.data == w.data, "{what}: bytes of {} differ ({} vs {} bytes)", w.name, g.data.len(), w.data.len());
     }

@@ -1,19 +1,155 @@
-// Minimal, non-executing unpickler for the pickles torch.save writes (protocol 2, plus the few
-// protocol 3/4 opcodes a newer Python may emit). Globals are never imported: the handful torch
-// uses for state_dicts (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`,
-// `_rebuild_parameter`, `torch.Size`, `_codecs.encode`) are interpreted, anything else becomes an
-// opaque `Value::Object`. Persistent ids `('storage', torch.XStorage, key, location, numel)`
-// become `Value::Storage`.
+//! A non-executing unpickler for the two pickles nanochat reads: the reference's `tokenizer.pkl`
+//! (src/tokenizer/tiktoken_pickle.rs) and the `data.pkl` of a `torch.save` file
+//! (src/checkpoint/torch_pt.rs; libtorch's own unpickler cannot read `model.state_dict()`, see there).
+//! Protocol 2 plus the protocol 3/4 opcodes a newer Python emits. Globals are never imported:
+//! `collections.OrderedDict` becomes a dict and `_codecs.encode` bytes, the result of calling any
+//! other global is kept as an opaque `Value::Object` (with the state a BUILD gave it), and a
+//! persistent id (BINPERSID) as `Value::PersistentId`; their readers interpret them.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::dtype::DType;
-use super::error::PtError;
-use super::value::{Items, StorageRef, TensorRef, Value};
+/// Why a pickle could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PickleError {
+    /// The stream ended early or is structurally invalid.
+    #[error("malformed pickle at byte {offset}: {msg}")]
+    Malformed { offset: usize, msg: String },
+    /// An opcode this reader does not implement.
+    #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset}")]
+    UnknownOpcode { opcode: u8, offset: usize },
+}
+
+/// Elements of a tuple, list or call-argument tuple. Dropped iteratively (see [`Items::drop`]).
+#[derive(Debug, Default)]
+pub struct Items(pub Vec<Value>);
+
+/// Key/value pairs of a dict in insertion order (duplicates are not merged here).
+#[derive(Debug, Default)]
+pub struct Pairs(pub Vec<(Value, Value)>);
+
+/// Shared, mutable dict.
+pub type DictRef = Rc<RefCell<Pairs>>;
+/// Shared, mutable list.
+pub type ListRef = Rc<RefCell<Items>>;
+
+/// An unpickled value. Cloning is shallow (containers are reference counted).
+#[derive(Debug, Clone)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Rc<Items>),
+    List(ListRef),
+    Dict(DictRef),
+    /// A `module.name` reference pushed by GLOBAL / STACK_GLOBAL.
+    Global {
+        module: String,
+        name: String,
+    },
+    /// The persistent id a BINPERSID popped (one item; torch.save's are storage tuples).
+    PersistentId(Rc<Items>),
+    /// The result of calling a global the reader does not interpret (kept opaque, never executed),
+    /// with the state a BUILD gave it (one item), e.g. a pickled `tiktoken.core.Encoding`'s dict.
+    Object {
+        module: String,
+        name: String,
+        args: Rc<Items>,
+        state: Option<Rc<Items>>,
+    },
+}
+
+impl Value {
+    /// Short type description for error messages.
+    pub fn kind(&self) -> String {
+        match self {
+            Value::None => "None".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Int(_) => "int".into(),
+            Value::Float(_) => "float".into(),
+            Value::Str(_) => "str".into(),
+            Value::Bytes(_) => "bytes".into(),
+            Value::Tuple(_) => "tuple".into(),
+            Value::List(_) => "list".into(),
+            Value::Dict(_) => "dict".into(),
+            Value::Global { module, name } => format!("global {module}.{name}"),
+            Value::PersistentId(_) => "persistent id".into(),
+            Value::Object { module, name, .. } => format!("object {module}.{name}(...)"),
+        }
+    }
+
+    pub fn tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(Rc::new(Items(items)))
+    }
+
+    pub fn new_dict(pairs: Vec<(Value, Value)>) -> Value {
+        Value::Dict(Rc::new(RefCell::new(Pairs(pairs))))
+    }
+
+    pub fn new_list(items: Vec<Value>) -> Value {
+        Value::List(Rc::new(RefCell::new(Items(items))))
+    }
+}
+
+// Dropping a deeply nested value with the compiler's recursive drop glue can overflow the stack
+// on a hostile pickle (e.g. a million nested 1-tuples). These Drop impls flatten the tree into a
+// work list instead; containers still shared elsewhere are only decremented.
+impl Drop for Items {
+    fn drop(&mut self) {
+        drop_iteratively(std::mem::take(&mut self.0));
+    }
+}
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        let mut work = Vec::with_capacity(self.0.len() * 2);
+        for (k, v) in self.0.drain(..) {
+            work.push(k);
+            work.push(v);
+        }
+        drop_iteratively(work);
+    }
+}
+
+fn drop_iteratively(mut work: Vec<Value>) {
+    while let Some(value) = work.pop() {
+        match value {
+            Value::Tuple(rc) | Value::PersistentId(rc) => {
+                if let Ok(mut items) = Rc::try_unwrap(rc) {
+                    work.append(&mut items.0);
+                }
+            }
+            Value::Object { args, state, .. } => {
+                for rc in std::iter::once(args).chain(state) {
+                    if let Ok(mut items) = Rc::try_unwrap(rc) {
+                        work.append(&mut items.0);
+                    }
+                }
+            }
+            Value::List(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    work.append(&mut cell.into_inner().0);
+                }
+            }
+            Value::Dict(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    for (k, v) in cell.into_inner().0.drain(..) {
+                        work.push(k);
+                        work.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Parses a complete pickle stream and returns the object left by STOP.
-pub fn unpickle(data: &[u8]) -> Result<Value, PtError> {
+pub fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
     Unpickler { data, pos: 0, op_pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
 }
 
@@ -29,11 +165,11 @@ struct Unpickler<'a> {
 }
 
 impl Unpickler<'_> {
-    fn err(&self, msg: impl Into<String>) -> PtError {
-        PtError::Pickle { offset: self.op_pos, msg: msg.into() }
+    fn err(&self, msg: impl Into<String>) -> PickleError {
+        PickleError::Malformed { offset: self.op_pos, msg: msg.into() }
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], PtError> {
+    fn take(&mut self, n: usize) -> Result<&[u8], PickleError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         match end {
             Some(end) => {
@@ -45,31 +181,31 @@ impl Unpickler<'_> {
         }
     }
 
-    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], PtError> {
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], PickleError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, PtError> {
+    fn u8(&mut self) -> Result<u8, PickleError> {
         Ok(self.take_array::<1>()?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, PtError> {
+    fn u32(&mut self) -> Result<u32, PickleError> {
         Ok(u32::from_le_bytes(self.take_array()?))
     }
 
-    fn len_u32(&mut self) -> Result<usize, PtError> {
+    fn len_u32(&mut self) -> Result<usize, PickleError> {
         usize::try_from(self.u32()?).map_err(|_| self.err("length does not fit usize"))
     }
 
-    fn len_u64(&mut self) -> Result<usize, PtError> {
+    fn len_u64(&mut self) -> Result<usize, PickleError> {
         let n = u64::from_le_bytes(self.take_array()?);
         usize::try_from(n).map_err(|_| self.err("length does not fit usize"))
     }
 
     /// Reads up to and excluding the next `\n` (text-mode operands such as GLOBAL's).
-    fn line(&mut self) -> Result<String, PtError> {
+    fn line(&mut self) -> Result<String, PickleError> {
         let rest = &self.data[self.pos..];
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             return Err(self.err("truncated: missing newline"));
@@ -79,7 +215,7 @@ impl Unpickler<'_> {
         Ok(text)
     }
 
-    fn utf8(&mut self, n: usize) -> Result<String, PtError> {
+    fn utf8(&mut self, n: usize) -> Result<String, PickleError> {
         let bytes = self.take(n)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_string()),
@@ -91,7 +227,7 @@ impl Unpickler<'_> {
         self.stack.push(v);
     }
 
-    fn pop(&mut self) -> Result<Value, PtError> {
+    fn pop(&mut self) -> Result<Value, PickleError> {
         let floor = self.marks.last().copied().unwrap_or(0);
         if self.stack.len() <= floor {
             return Err(self.err("stack underflow"));
@@ -99,39 +235,39 @@ impl Unpickler<'_> {
         self.stack.pop().ok_or_else(|| self.err("stack underflow"))
     }
 
-    fn top_mut(&mut self) -> Result<&mut Value, PtError> {
+    fn top_mut(&mut self) -> Result<&mut Value, PickleError> {
         let floor = self.marks.last().copied().unwrap_or(0);
         if self.stack.len() <= floor {
             return Err(self.err("stack underflow"));
         }
         let op_pos = self.op_pos;
-        self.stack.last_mut().ok_or(PtError::Pickle { offset: op_pos, msg: "stack underflow".into() })
+        self.stack.last_mut().ok_or(PickleError::Malformed { offset: op_pos, msg: "stack underflow".into() })
     }
 
     /// Pops everything above the most recent MARK (and the mark itself).
-    fn pop_mark(&mut self) -> Result<Vec<Value>, PtError> {
+    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
         let Some(at) = self.marks.pop() else {
             return Err(self.err("no MARK on the stack"));
         };
         Ok(self.stack.split_off(at))
     }
 
-    fn memo_get(&self, idx: u64) -> Result<Value, PtError> {
+    fn memo_get(&self, idx: u64) -> Result<Value, PickleError> {
         self.memo.get(&idx).cloned().ok_or_else(|| self.err(format!("memo key {idx} not defined")))
     }
 
-    fn memo_put(&mut self, idx: u64) -> Result<(), PtError> {
+    fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
         let v = self.top_any()?.clone();
         self.memo.insert(idx, v);
         Ok(())
     }
 
     /// Top of the current frame (above the last MARK), like Python's `stack[-1]`.
-    fn top_any(&mut self) -> Result<&Value, PtError> {
+    fn top_any(&mut self) -> Result<&Value, PickleError> {
         Ok(&*self.top_mut()?)
     }
 
-    fn run(mut self) -> Result<Value, PtError> {
+    fn run(mut self) -> Result<Value, PickleError> {
         loop {
             self.op_pos = self.pos;
             let op = self.u8().map_err(|_| self.err("truncated: stream ended without STOP"))?;
@@ -306,7 +442,7 @@ impl Unpickler<'_> {
                 }
                 // BUILD: sets object state. An opaque object keeps it (a pickled tiktoken Encoding
                 // is all state); on anything else (e.g. the `_metadata` attribute of a state_dict's
-                // OrderedDict) it carries no tensor data and is dropped.
+                // OrderedDict) it is dropped.
                 b'b' => {
                     let state = self.pop()?;
                     if let Value::Object { state: slot @ None, .. } = self.top_mut()? {
@@ -316,8 +452,7 @@ impl Unpickler<'_> {
                 // BINPERSID
                 b'Q' => {
                     let pid = self.pop()?;
-                    let v = self.persistent_load(pid)?;
-                    self.push(v);
+                    self.push(Value::PersistentId(Rc::new(Items(vec![pid]))));
                 }
                 // BINPUT, LONG_BINPUT, MEMOIZE, PUT
                 b'q' => {
@@ -354,13 +489,13 @@ impl Unpickler<'_> {
                     let v = self.memo_get(idx)?;
                     self.push(v);
                 }
-                opcode => return Err(PtError::UnknownOpcode { opcode, offset: self.op_pos }),
+                opcode => return Err(PickleError::UnknownOpcode { opcode, offset: self.op_pos }),
             }
         }
     }
 
     /// Little-endian two's-complement integer of `n` bytes (LONG1/LONG4); must fit in i64.
-    fn long(&mut self, n: usize) -> Result<Value, PtError> {
+    fn long(&mut self, n: usize) -> Result<Value, PickleError> {
         let bytes = self.take(n)?;
         if n == 0 {
             return Ok(Value::Int(0));
@@ -379,7 +514,7 @@ impl Unpickler<'_> {
         Ok(Value::Int(i64::from_le_bytes(buf)))
     }
 
-    fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PtError> {
+    fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for a dict"));
         }
@@ -391,7 +526,7 @@ impl Unpickler<'_> {
         Ok(pairs)
     }
 
-    fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> Result<(), PtError> {
+    fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> Result<(), PickleError> {
         match self.top_mut()? {
             Value::Dict(d) => {
                 d.borrow_mut().0.extend(pairs);
@@ -404,7 +539,7 @@ impl Unpickler<'_> {
         }
     }
 
-    fn append(&mut self, items: Vec<Value>) -> Result<(), PtError> {
+    fn append(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
         match self.top_mut()? {
             Value::List(l) => {
                 l.borrow_mut().0.extend(items);
@@ -417,8 +552,9 @@ impl Unpickler<'_> {
         }
     }
 
-    /// REDUCE/NEWOBJ: interprets the few callables torch uses, keeps others opaque.
-    fn call(&self, callable: Value, args: Value) -> Result<Value, PtError> {
+    /// REDUCE/NEWOBJ: `OrderedDict(...)` and `_codecs.encode(...)` are evaluated, any other call is
+    /// kept opaque.
+    fn call(&self, callable: Value, args: Value) -> Result<Value, PickleError> {
         let Value::Global { module, name } = callable else {
             return Err(self.err(format!("REDUCE on a {}, expected a global", callable.kind())));
         };
@@ -433,31 +569,6 @@ impl Unpickler<'_> {
                 [Value::Tuple(t)] => self.pairs_from_seq(&t.0),
                 _ => Err(self.err("unsupported OrderedDict(...) arguments")),
             },
-            ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-                if a.len() < 4 {
-                    return Err(self.err(format!("{name} called with {} arguments", a.len())));
-                }
-                let Value::Storage(storage) = &a[0] else {
-                    return Err(self.err(format!("{name}: first argument is a {}, not a storage", a[0].kind())));
-                };
-                let offset = self.non_negative(&a[1], "storage offset")?;
-                let shape = self.int_tuple(&a[2], "size")?;
-                let stride = self.int_tuple(&a[3], "stride")?;
-                if shape.len() != stride.len() {
-                    return Err(self.err(format!("size has {} dims but stride has {}", shape.len(), stride.len())));
-                }
-                Ok(Value::Tensor(Box::new(TensorRef { storage: storage.clone(), offset, shape, stride })))
-            }
-            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-                match a.first() {
-                    Some(t @ Value::Tensor(_)) => Ok(t.clone()),
-                    _ => Err(self.err(format!("{name}: first argument is not a tensor"))),
-                }
-            }
-            ("torch", "Size") => match a.as_slice() {
-                [t @ Value::Tuple(_)] => Ok(t.clone()),
-                _ => Err(self.err("unsupported torch.Size(...) arguments")),
-            },
             ("_codecs", "encode") => match a.as_slice() {
                 [Value::Str(s), Value::Str(enc)] if enc == "latin1" || enc == "latin-1" => {
                     let bytes: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
@@ -469,7 +580,7 @@ impl Unpickler<'_> {
         }
     }
 
-    fn pairs_from_seq(&self, seq: &[Value]) -> Result<Value, PtError> {
+    fn pairs_from_seq(&self, seq: &[Value]) -> Result<Value, PickleError> {
         let mut pairs = Vec::with_capacity(seq.len());
         for item in seq {
             match item {
@@ -482,57 +593,6 @@ impl Unpickler<'_> {
             }
         }
         Ok(Value::new_dict(pairs))
-    }
-
-    fn non_negative(&self, v: &Value, what: &str) -> Result<u64, PtError> {
-        match v {
-            Value::Int(i) => u64::try_from(*i).map_err(|_| self.err(format!("negative {what} {i}"))),
-            other => Err(self.err(format!("{what} is a {}, expected int", other.kind()))),
-        }
-    }
-
-    fn int_tuple(&self, v: &Value, what: &str) -> Result<Vec<u64>, PtError> {
-        match v {
-            Value::Tuple(t) => t.0.iter().map(|x| self.non_negative(x, what)).collect(),
-            Value::List(l) => l.borrow().0.iter().map(|x| self.non_negative(x, what)).collect(),
-            other => Err(self.err(format!("{what} is a {}, expected a tuple", other.kind()))),
-        }
-    }
-
-    /// `('storage', torch.XStorage, key, location, numel)` -> `Value::Storage`.
-    fn persistent_load(&self, pid: Value) -> Result<Value, PtError> {
-        let Value::Tuple(t) = &pid else {
-            return Err(self.err(format!("persistent id is a {}, expected a tuple", pid.kind())));
-        };
-        let items: &Items = t;
-        match items.0.as_slice() {
-            [Value::Str(tag), class, key, location, numel] if tag == "storage" => {
-                let dtype = match class {
-                    Value::Global { module, name } if module == "torch" => DType::from_storage_class(name)
-                        .ok_or_else(|| PtError::UnsupportedDtype(format!("{module}.{name}")))?,
-                    Value::Global { module, name } => {
-                        return Err(PtError::UnsupportedDtype(format!("{module}.{name}")))
-                    }
-                    other => return Err(self.err(format!("storage type is a {}, expected a global", other.kind()))),
-                };
-                let key = match key {
-                    Value::Str(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    other => return Err(self.err(format!("storage key is a {}", other.kind()))),
-                };
-                if key.is_empty() || key.contains('/') || key.contains("..") {
-                    return Err(self.err(format!("invalid storage key {key:?}")));
-                }
-                let location = match location {
-                    Value::Str(s) => s.clone(),
-                    _ => String::new(),
-                };
-                let numel = self.non_negative(numel, "storage numel")?;
-                Ok(Value::Storage(StorageRef { dtype, key, location, numel }))
-            }
-            [Value::Str(tag), ..] => Err(PtError::Unsupported(format!("persistent id of type {tag:?}"))),
-            _ => Err(self.err("malformed persistent id")),
-        }
     }
 }
 
@@ -558,7 +618,7 @@ mod tests {
     #[test]
     fn long1_too_big_is_an_error() {
         let p = [0x80, 2, 0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'.'];
-        assert!(matches!(unpickle(&p), Err(PtError::Pickle { .. })));
+        assert!(matches!(unpickle(&p), Err(PickleError::Malformed { .. })));
     }
 
     #[test]
@@ -577,17 +637,22 @@ mod tests {
         p.extend(std::iter::repeat_n(0x85u8, 1_000_000));
         p.push(b'.');
         assert!(matches!(unpickle(&p), Ok(Value::Tuple(_))));
+        // The same through a million nested persistent ids (BINPERSID).
+        let mut p = vec![0x80, 2, b')'];
+        p.extend(std::iter::repeat_n(b'Q', 1_000_000));
+        p.push(b'.');
+        assert!(matches!(unpickle(&p), Ok(Value::PersistentId(_))));
     }
 
     #[test]
     fn errors_not_panics() {
-        assert!(matches!(unpickle(b""), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02"), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02\xff."), Err(PtError::UnknownOpcode { opcode: 0xff, offset: 2 })));
-        assert!(matches!(unpickle(b"\x80\x02."), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02h\x05."), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02X\xff\xff\xff\xffab."), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02K\x01K\x02s."), Err(PtError::Pickle { .. })));
-        assert!(matches!(unpickle(b"\x80\x02(K\x01u."), Err(PtError::Pickle { .. })));
+        assert!(matches!(unpickle(b""), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02"), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02\xff."), Err(PickleError::UnknownOpcode { opcode: 0xff, offset: 2 })));
+        assert!(matches!(unpickle(b"\x80\x02."), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02h\x05."), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02X\xff\xff\xff\xffab."), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02K\x01K\x02s."), Err(PickleError::Malformed { .. })));
+        assert!(matches!(unpickle(b"\x80\x02(K\x01u."), Err(PickleError::Malformed { .. })));
     }
 }
