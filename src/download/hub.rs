@@ -443,6 +443,17 @@ impl HubDataset {
     }
 }
 
+/// Why a `files` pattern of a dataset is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("`*` may only appear in the file name")]
+    StarInDir,
+    #[error("must be a relative path of plain names (no `..`, nothing hidden)")]
+    NotPlain,
+    #[error("names a file the downloader keeps for itself")]
+    Reserved,
+}
+
 /// A `dir/glob` pattern: the files directly inside `dir` whose name matches `glob` (`*` = any run of
 /// characters). `dir` may be nested or empty (the top of the repository).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -452,18 +463,18 @@ pub struct FilePattern {
 }
 
 impl FilePattern {
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
         let (dir, glob) = pattern.rsplit_once('/').unwrap_or(("", pattern));
         if dir.contains('*') {
-            return Err("`*` may only appear in the file name".into());
+            return Err(PatternError::StarInDir);
         }
         if !is_plain_relative_path(pattern) {
-            return Err("must be a relative path of plain names (no `..`, nothing hidden)".into());
+            return Err(PatternError::NotPlain);
         }
         if glob.ends_with(PARTIAL_SUFFIX)
             || (dir.is_empty() && [REVISION_RECORD_FILE, LEDGER_FILE_NAME].contains(&glob))
         {
-            return Err("names a file the downloader keeps for itself".into());
+            return Err(PatternError::Reserved);
         }
         Ok(Self { dir: dir.to_string(), glob: glob.to_string() })
     }
