@@ -11,7 +11,7 @@
 //! extras, kept in manifests/data/chat_smoke/ and compiled into the binary by build.rs from its
 //! SOURCES.toml (path, sha256, size of every file), so the container needs nothing else. For the smoke
 //! preset they are written into a local Hub-shaped directory, which
-//! [`LocalMirror`](super::local_mirror::LocalMirror) serves on 127.0.0.1: the revision API, the tree
+//! [`LocalMirror`] serves on 127.0.0.1: the revision API, the tree
 //! API and the resolve URLs are answered there and the real downloader fetches every file and
 //! verifies it against the sha256 of SOURCES.toml (the tree listing's LFS ids are those sha256s).
 use std::path::{Path, PathBuf};
