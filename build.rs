@@ -4,7 +4,7 @@
 //! (git commit, rustc, libtorch version) for `--version` and the report header, and embeds the smoke
 //! stand-ins of the chat datasets (manifests/data/chat_smoke/) and of the CORE eval bundle
 //! (manifests/data/core_smoke/), each listed in its SOURCES.toml, so the binary alone can serve them
-//! (src/data/chat_smoke.rs, src/data/eval_bundle.rs).
+//! (src/download/chat_data.rs, src/download/eval_bundle.rs).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

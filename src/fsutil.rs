@@ -130,6 +130,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     commit_temporary(&tmp, path, bytes.len() as u64)
 }
 
+/// [`write_atomic`] unless `path` already holds exactly `bytes` (then it is left alone, mtime and all).
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
+}
+
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     text.push('\n');

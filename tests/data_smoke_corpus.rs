@@ -7,9 +7,12 @@ use std::path::Path;
 mod fault_server;
 use fault_server::FaultServer;
 use nanochat::data::{list_shards, ParquetShard};
-use nanochat::download::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SourcePackage};
-use nanochat::download::{DownloadError, DownloadOptions, Sha256Digest, ShardDownloader, SmokeCorpusManifest};
-use nanochat::smoke::{build_smoke_corpus, smoke_corpus_is_present, SmokeCorpusError, SMOKE_CORPUS_MANIFEST};
+use nanochat::download::bundled_manifests::bundled_smoke_corpus;
+use nanochat::download::{
+    CorpusLayout, DownloadError, DownloadOptions, ExpectedShard, Sha256Digest, ShardDownloader, SmokeCorpusManifest,
+    SourcePackage,
+};
+use nanochat::smoke::{build_smoke_corpus, smoke_corpus_is_present, SmokeCorpusError};
 
 fn tar_gz(files: &[(String, String)]) -> Vec<u8> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -163,8 +166,7 @@ fn too_little_text_for_the_shard_count_is_a_clear_error() {
 
 #[test]
 fn the_real_manifest_pins_every_package_and_records_its_shards() {
-    let manifest =
-        SmokeCorpusManifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(SMOKE_CORPUS_MANIFEST)).unwrap();
+    let manifest = bundled_smoke_corpus().unwrap();
     assert!(manifest.packages.len() >= 10);
     for package in &manifest.packages {
         assert!(package.url.starts_with("https://files.pythonhosted.org/"), "{}", package.url);

@@ -119,8 +119,17 @@ impl ContainerSpec {
     }
 }
 
+/// A size that [`parse_byte_size`] cannot read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ByteSizeError {
+    #[error("`{0}` is not a size: use e.g. 16g, 512m or a number of bytes")]
+    NotASize(String),
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+}
+
 /// `16g`, `512m`, `64k` or a plain byte count (binary units, as `docker run --shm-size`).
-pub fn parse_byte_size(text: &str) -> Result<i64, String> {
+pub fn parse_byte_size(text: &str) -> Result<i64, ByteSizeError> {
     let lower = text.trim().to_ascii_lowercase();
     let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (number, unit) = lower.split_at(digits_end);
@@ -129,10 +138,10 @@ pub fn parse_byte_size(text: &str) -> Result<i64, String> {
         "k" => 10,
         "m" => 20,
         "g" => 30,
-        _ => return Err(format!("`{text}` is not a size: use e.g. 16g, 512m or a number of bytes")),
+        _ => return Err(ByteSizeError::NotASize(text.to_string())),
     };
-    let value: i64 = number.parse().map_err(|_| format!("`{text}` is not a size: use e.g. 16g, 512m"))?;
-    value.checked_mul(1 << shift).filter(|v| *v > 0).ok_or_else(|| format!("`{text}` is out of range"))
+    let value: i64 = number.parse().map_err(|_| ByteSizeError::NotASize(text.to_string()))?;
+    value.checked_mul(1 << shift).filter(|v| *v > 0).ok_or_else(|| ByteSizeError::OutOfRange(text.to_string()))
 }
 
 #[cfg(test)]

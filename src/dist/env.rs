@@ -15,6 +15,17 @@ pub struct DistContext {
 
 pub const DEFAULT_MASTER_PORT: u16 = 29500;
 
+/// A distributed environment that cannot be right.
+#[derive(Debug, thiserror::Error)]
+pub enum DistEnvError {
+    #[error("environment variable {name}={value} is not a number")]
+    NotANumber { name: String, value: String },
+    #[error("MASTER_PORT={0} is not a port number")]
+    BadPort(String),
+    #[error("inconsistent distributed environment: rank {rank} of {world}, local rank {local_rank} of {local_world}")]
+    Inconsistent { rank: usize, world: usize, local_rank: usize, local_world: usize },
+}
+
 impl DistContext {
     /// A single process (no distribution).
     pub fn single() -> Self {
@@ -36,17 +47,16 @@ impl DistContext {
         self.rank == 0
     }
 
-    pub fn from_process_env() -> Result<Self, String> {
+    pub fn from_process_env() -> Result<Self, DistEnvError> {
         Self::from_vars(&std::env::vars().collect())
     }
 
     /// torchrun-style variables first, then SLURM, then PET_* (PyTorchJob); none means one process.
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, String> {
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, DistEnvError> {
         let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let num = |k: &str| -> Result<Option<usize>, String> {
-            get(k)
-                .map(|v| v.parse::<usize>().map_err(|_| format!("environment variable {k}={v} is not a number")))
-                .transpose()
+        let num = |k: &str| -> Result<Option<usize>, DistEnvError> {
+            let bad = |v: &str| DistEnvError::NotANumber { name: k.to_string(), value: v.to_string() };
+            get(k).map(|v| v.parse::<usize>().map_err(|_| bad(v))).transpose()
         };
         let master_addr = get("MASTER_ADDR")
             .or(get("PET_MASTER_ADDR"))
@@ -54,7 +64,7 @@ impl DistContext {
             .unwrap_or("127.0.0.1")
             .to_string();
         let master_port = match get("MASTER_PORT").or(get("PET_MASTER_PORT")) {
-            Some(p) => p.parse().map_err(|_| format!("MASTER_PORT={p} is not a port number"))?,
+            Some(p) => p.parse().map_err(|_| DistEnvError::BadPort(p.to_string()))?,
             None => DEFAULT_MASTER_PORT,
         };
         let (rank, world, local_rank, local_world) =
@@ -68,7 +78,7 @@ impl DistContext {
                 return Ok(DistContext { master_addr, master_port, ..Self::single() });
             };
         if rank >= world || local_rank >= local_world.max(1) {
-            return Err(format!("inconsistent distributed environment: rank {rank} of {world}, local rank {local_rank} of {local_world}"));
+            return Err(DistEnvError::Inconsistent { rank, world, local_rank, local_world });
         }
         Ok(DistContext { rank, local_rank, world_size: world, local_world_size: local_world, master_addr, master_port })
     }
@@ -133,10 +143,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(DistContext::from_vars(&vars(&[("RANK", "x"), ("WORLD_SIZE", "2")])).unwrap_err().contains("RANK=x"));
-        assert!(DistContext::from_vars(&vars(&[("RANK", "2"), ("WORLD_SIZE", "2")]))
-            .unwrap_err()
-            .contains("inconsistent"));
-        assert!(DistContext::from_vars(&vars(&[("MASTER_PORT", "99999")])).unwrap_err().contains("MASTER_PORT"));
+        let error = |pairs: &[(&str, &str)]| DistContext::from_vars(&vars(pairs)).unwrap_err().to_string();
+        assert!(error(&[("RANK", "x"), ("WORLD_SIZE", "2")]).contains("RANK=x"));
+        assert!(error(&[("RANK", "2"), ("WORLD_SIZE", "2")]).contains("inconsistent"));
+        assert!(error(&[("MASTER_PORT", "99999")]).contains("MASTER_PORT"));
     }
 }

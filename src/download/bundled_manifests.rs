@@ -1,18 +1,34 @@
 //! The data manifests shipped inside the binary (manifests/data/*.toml, via `include_str!`), so a
 //! copied binary or the container needs no checkout to know what to download and which sha256s to
-//! expect (DESIGN.md "Data and artifacts"). Also: the download list of the smoke shards (built
-//! locally, pinned by the corpus manifest), the mirror rewrite (`data.mirror_url`: every file from
-//! `<mirror>/<file name>`), and where each manifest's files live under the base directory. The chat
-//! datasets' manifest (manifests/data/chat_datasets.toml, NANOCHAT.md §5.2) lists repositories rather
-//! than files: see [`hub_dataset_manifest`](super::hub_dataset_manifest).
+//! expect (DESIGN.md "Data and artifacts"). Also: the manifest of the pretraining shards, computed
+//! rather than typed (NANOCHAT.md §2.1: `karpathy/fineweb-edu-100b-shuffle`, `shard_{index:05d}.parquet`,
+//! `MAX_SHARD = 1822`; URLs name a fixed dataset revision instead of `main`, so a rewritten dataset can
+//! never change what a pinned run trains on); the offline smoke corpus manifest (which pinned PyPI
+//! sdists supply text, how documents are packed into shards, the shard sha256s a build produced) and
+//! the download list of its shards (built locally); the mirror rewrite (`data.mirror_url`: every file
+//! from `<mirror>/<file name>`); and where each manifest's files live under the base directory. The
+//! chat datasets' manifest (manifests/data/chat_datasets.toml, NANOCHAT.md §5.2) lists repositories
+//! rather than files: see [`HubDatasetManifest`].
 use std::path::PathBuf;
 
-use super::dataset_revision::hub_endpoint;
-use super::fineweb_edu_manifest::fineweb_edu_manifest;
-use super::hub_dataset_manifest::HubDatasetManifest;
-use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError};
-use super::smoke_corpus_manifest::SmokeCorpusManifest;
+use serde::{Deserialize, Serialize};
+
+use super::hub::{hub_endpoint, HubDatasetManifest};
+use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError, Sha256Digest};
 use crate::paths::Paths;
+
+/// HuggingFace dataset repository of the shuffled, re-sharded FineWeb-Edu sample (§2.1).
+pub const FINEWEB_EDU_REPO: &str = "karpathy/fineweb-edu-100b-shuffle";
+/// Number of shards, `shard_00000.parquet` … `shard_01822.parquet` (§2.1, `MAX_SHARD = 1822`).
+pub const FINEWEB_EDU_SHARD_COUNT: usize = 1823;
+/// The dataset commit the URLs point at. Placeholder until someone with network access reads the
+/// dataset's commit hash (HuggingFace "Files and versions") and pins it here; until then each base
+/// dir resolves `main` once and records the commit (see [`fineweb_edu_revision`](super::hub::fineweb_edu_revision)),
+/// never following `main` from one shard to the next.
+pub const FINEWEB_EDU_REVISION: &str = "REVISION-NOT-PINNED-YET";
+/// License note carried by every shard entry (FineWeb-Edu is published under ODC-By 1.0).
+const FINEWEB_EDU_LICENSE: &str =
+    "ODC-By 1.0 (HuggingFaceFW/fineweb-edu, re-sharded by karpathy); subject to CommonCrawl terms of use";
 
 /// Name of the data manifest of the generated FineWeb-Edu shard list (NANOCHAT.md §2.1).
 pub const FINEWEB_EDU_MANIFEST_NAME: &str = "fineweb-edu-100b";
@@ -24,26 +40,17 @@ pub const TOKENIZERS_MANIFEST_NAME: &str = "tokenizers";
 pub const CHAT_EXTRAS_MANIFEST_NAME: &str = "chat-data";
 
 /// (name, TOML text) of the manifests listed as files, in the order `data pin` names them.
-pub const BUNDLED_MANIFESTS: &[(&str, &str)] = &[
+const BUNDLED_MANIFESTS: &[(&str, &str)] = &[
     (TOKENIZERS_MANIFEST_NAME, include_str!("../../manifests/data/tokenizers.toml")),
     ("eval-bundle", include_str!("../../manifests/data/eval_bundle.toml")),
     (CHAT_EXTRAS_MANIFEST_NAME, include_str!("../../manifests/data/chat_data.toml")),
 ];
 
-/// The HuggingFace datasets of the chat stages (NANOCHAT.md §5.2).
-pub const CHAT_DATASETS_TOML: &str = include_str!("../../manifests/data/chat_datasets.toml");
-
-/// The chat datasets' manifest compiled into the binary.
+/// The chat datasets' manifest compiled into the binary (NANOCHAT.md §5.2).
 pub fn bundled_chat_datasets() -> Result<HubDatasetManifest, ManifestError> {
-    HubDatasetManifest::parse(CHAT_DATASETS_TOML, "manifests/data/chat_datasets.toml")
+    let text = include_str!("../../manifests/data/chat_datasets.toml");
+    HubDatasetManifest::parse(text, "manifests/data/chat_datasets.toml")
 }
-
-/// The smoke corpus manifest (sources and the recorded shard sha256s).
-pub const SMOKE_CORPUS_TOML: &str = include_str!("../../manifests/data/smoke_corpus.toml");
-
-/// Stand-in origin of the smoke shards: they are built on this machine and served by
-/// [`LocalMirror`](super::local_mirror::LocalMirror) (or fetched from `data.mirror_url`), never from here.
-pub const SMOKE_SHARDS_ORIGIN: &str = "http://127.0.0.1/nanochat-smoke-corpus";
 
 /// Every manifest name `data pin` and the download plan know.
 pub fn known_manifest_names() -> Vec<&'static str> {
@@ -65,47 +72,69 @@ pub fn required_manifest(name: &str) -> Result<DataManifest, ManifestError> {
     })
 }
 
-/// The smoke corpus manifest compiled into the binary.
+/// The smoke corpus manifest compiled into the binary (sources and the recorded shard sha256s).
 pub fn bundled_smoke_corpus() -> Result<SmokeCorpusManifest, ManifestError> {
     let path = || PathBuf::from("manifests/data/smoke_corpus.toml");
-    let manifest: SmokeCorpusManifest =
-        toml::from_str(SMOKE_CORPUS_TOML).map_err(|e| ManifestError::Parse { path: path(), message: e.to_string() })?;
-    if manifest.corpus.shards == 0 || manifest.shards.len() != manifest.corpus.shards {
-        return Err(ManifestError::Parse {
-            path: path(),
-            message: format!(
-                "corpus.shards = {} but {} [[shard]] tables are recorded",
-                manifest.corpus.shards,
-                manifest.shards.len()
-            ),
-        });
+    let manifest: SmokeCorpusManifest = toml::from_str(include_str!("../../manifests/data/smoke_corpus.toml"))
+        .map_err(|e| ManifestError::Parse { path: path(), message: e.to_string() })?;
+    let layout = &manifest.corpus;
+    if layout.shards == 0 || layout.docs_per_row_group == 0 || manifest.shards.len() != layout.shards {
+        let message = format!(
+            "corpus.shards = {} and corpus.docs_per_row_group = {} must be positive, with {} [[shard]] tables \
+             recorded",
+            layout.shards,
+            layout.docs_per_row_group,
+            manifest.shards.len()
+        );
+        return Err(ManifestError::Parse { path: path(), message });
     }
     Ok(manifest)
 }
 
-/// The first `count` smoke shards as download entries, pinned to the recorded sha256s.
-pub fn smoke_shard_manifest(corpus: &SmokeCorpusManifest, count: usize) -> Result<DataManifest, ManifestError> {
-    let files = corpus
-        .shards
-        .iter()
-        .take(count)
-        .map(|shard| ManifestEntry {
-            name: shard.name.clone(),
-            url: format!("{SMOKE_SHARDS_ORIGIN}/{}", shard.name),
+/// File name of shard `index` (§2.1: `shard_{index:05d}.parquet`).
+pub fn fineweb_edu_shard_name(index: usize) -> String {
+    format!("shard_{index:05}.parquet")
+}
+
+/// Manifest of the first `count` shards (at most [`FINEWEB_EDU_SHARD_COUNT`]) at `revision` on the Hub
+/// at `endpoint`, all unpinned: sizes and checksums come from the server (`x-linked-size`,
+/// `x-linked-etag`) and the ledger.
+pub fn fineweb_edu_manifest(endpoint: &str, revision: &str, count: usize) -> Result<DataManifest, ManifestError> {
+    let files = (0..count.min(FINEWEB_EDU_SHARD_COUNT))
+        .map(|index| ManifestEntry {
+            name: fineweb_edu_shard_name(index),
+            url: format!("{endpoint}/datasets/{FINEWEB_EDU_REPO}/resolve/{revision}/{}", fineweb_edu_shard_name(index)),
             size: None,
-            sha256: Checksum::Pinned(shard.sha256.clone()),
-            license: "built from the pinned sdists of manifests/data/smoke_corpus.toml (their licenses apply)".into(),
+            sha256: Checksum::Unpinned,
+            license: FINEWEB_EDU_LICENSE.to_string(),
         })
         .collect();
-    DataManifest::new("offline smoke corpus shards (manifests/data/smoke_corpus.toml)", files)
+    DataManifest::new(format!("FineWeb-Edu 100B shuffle at revision {revision} (NANOCHAT.md §2.1)"), files)
 }
 
 /// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards; FineWeb-Edu
-/// URLs name `fineweb_revision` (see dataset_revision.rs) on the Hub at `hub_endpoint()`.
+/// URLs name `fineweb_revision` (see [`fineweb_edu_revision`](super::hub::fineweb_edu_revision)) on the
+/// Hub at `hub_endpoint()`; the smoke shards are pinned to the recorded sha256s and fetched from a
+/// [`LocalMirror`](super::local_mirror::LocalMirror) (or `data.mirror_url`), never from their stand-in URL.
 pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Result<DataManifest, ManifestError> {
     match name {
         FINEWEB_EDU_MANIFEST_NAME => fineweb_edu_manifest(&hub_endpoint(), fineweb_revision, count),
-        SMOKE_MANIFEST_NAME => smoke_shard_manifest(&bundled_smoke_corpus()?, count),
+        SMOKE_MANIFEST_NAME => {
+            let files = bundled_smoke_corpus()?
+                .shards
+                .iter()
+                .take(count)
+                .map(|shard| ManifestEntry {
+                    name: shard.name.clone(),
+                    url: format!("http://127.0.0.1/nanochat-smoke-corpus/{}", shard.name),
+                    size: None,
+                    sha256: Checksum::Pinned(shard.sha256.clone()),
+                    license: "built from the pinned sdists of manifests/data/smoke_corpus.toml (their licenses apply)"
+                        .into(),
+                })
+                .collect();
+            DataManifest::new("offline smoke corpus shards (manifests/data/smoke_corpus.toml)", files)
+        }
         other => Err(ManifestError::InvalidEntry {
             name: other.to_string(),
             reason: format!("unknown shard manifest (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})"),
@@ -138,10 +167,89 @@ pub fn with_mirror(manifest: &DataManifest, mirror_url: &str) -> DataManifest {
     mirrored
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusLayout {
+    /// Seed of the deterministic document shuffle.
+    pub seed: u64,
+    /// Number of shards; the last one is validation (NANOCHAT.md §2.1).
+    pub shards: usize,
+    pub docs_per_row_group: usize,
+    /// Sections shorter than this many characters are merged with the next one.
+    pub min_doc_chars: usize,
+}
+
+/// One sdist and the part of it that becomes text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePackage {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub filename: String,
+    pub url: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+    pub license: String,
+    /// The license text inside the archive, relative to `root`.
+    pub license_file: String,
+    /// Top folder of the archive.
+    pub root: String,
+    /// Directory prefixes (relative to `root`) whose files are read.
+    pub include: Vec<String>,
+    /// File extensions read (without the dot).
+    pub extensions: Vec<String>,
+    /// Files or directory prefixes (relative to `root`) skipped.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl SourcePackage {
+    /// The sdist as a download manifest entry.
+    pub fn download_entry(&self) -> ManifestEntry {
+        ManifestEntry {
+            name: self.filename.clone(),
+            url: self.url.clone(),
+            size: Some(self.size),
+            sha256: Checksum::Pinned(self.sha256.clone()),
+            license: format!("{} ({} {})", self.license, self.name, self.version),
+        }
+    }
+
+    /// The path relative to `root` if `archive_path` is a file this package contributes.
+    pub fn selects<'a>(&self, archive_path: &'a str) -> Option<&'a str> {
+        let relative = archive_path.strip_prefix(self.root.as_str())?.strip_prefix('/')?;
+        let included = self.include.iter().any(|prefix| relative.starts_with(prefix.as_str()));
+        let excluded = self.exclude.iter().any(|prefix| relative.starts_with(prefix.as_str()));
+        let extension = relative.rsplit_once('.').map(|(_, ext)| ext)?;
+        let wanted = self.extensions.iter().any(|e| e == extension);
+        (included && !excluded && wanted).then_some(relative)
+    }
+}
+
+/// A shard the builder produced, recorded so later builds can be checked against it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedShard {
+    pub name: String,
+    pub sha256: Sha256Digest,
+    pub documents: usize,
+    pub chars: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCorpusManifest {
+    pub corpus: CorpusLayout,
+    #[serde(rename = "package")]
+    pub packages: Vec<SourcePackage>,
+    #[serde(default, rename = "shard")]
+    pub shards: Vec<ExpectedShard>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::download::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
     use std::path::Path;
 
     #[test]
@@ -205,5 +313,20 @@ mod tests {
         let mirrored = with_mirror(&manifest, "http://127.0.0.1:8080/data/");
         assert_eq!(mirrored.files[1].url, "http://127.0.0.1:8080/data/shard_00001.parquet");
         assert_eq!(mirrored.files[1].sha256, manifest.files[1].sha256);
+    }
+
+    #[test]
+    fn generates_all_shards_at_the_pinned_revision() {
+        let manifest = fineweb_edu_manifest("https://huggingface.co", FINEWEB_EDU_REVISION, usize::MAX).unwrap();
+        assert_eq!(manifest.files.len(), 1823);
+        assert_eq!(manifest.files[0].name, "shard_00000.parquet");
+        assert_eq!(manifest.files[1822].name, "shard_01822.parquet");
+        assert_eq!(
+            manifest.files[7].url,
+            format!("https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/{FINEWEB_EDU_REVISION}/shard_00007.parquet")
+        );
+        assert!(manifest.files.iter().all(|f| !f.url.contains("/resolve/main/")));
+        assert!(!crate::download::hub::is_commit_hash(FINEWEB_EDU_REVISION), "still the placeholder");
+        assert_eq!(fineweb_edu_manifest("http://127.0.0.1:1", "x", 3).unwrap().files.len(), 3);
     }
 }

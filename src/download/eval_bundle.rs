@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Deserialize;
 
 use super::bundled_manifests::{required_manifest, with_mirror};
-use super::chat_smoke::StandInSource;
-use super::checksum_ledger::{ChecksumLedger, LedgerError, LEDGER_FILE_NAME};
-use super::download_error::DownloadError;
-use super::downloader::{ChecksumOrigin, DownloadOptions, ShardDownloader};
+use super::chat_data::StandInSource;
+use super::downloader::{ChecksumOrigin, DownloadError, DownloadOptions, ShardDownloader};
+use super::hub::StandInMismatch;
 use super::local_mirror::LocalMirror;
-use super::manifest::{Checksum, ManifestEntry, ManifestError};
-use super::sha256_digest::Sha256Digest;
+use super::manifest::{
+    Checksum, ChecksumLedger, LedgerError, ManifestEntry, ManifestError, Sha256Digest, LEDGER_FILE_NAME,
+};
 use crate::paths::Paths;
 use crate::progress::{Progress, Unit};
 
@@ -60,8 +60,8 @@ pub enum EvalBundleError {
     NotABundle { zip: PathBuf },
     #[error("{dir} exists but has no core.yaml: delete it, then run again")]
     Incomplete { dir: PathBuf },
-    #[error("{dir} holds {holds}, but this run wants {wants}: use another base dir (--base-dir) or delete {dir}")]
-    Mismatch { dir: PathBuf, holds: &'static str, wants: &'static str },
+    #[error(transparent)]
+    Mismatch(#[from] StandInMismatch),
     #[error("{CORE_SMOKE_SOURCES_FILE}: {0}")]
     StandIn(String),
     #[error("cannot serve the stand-in bundle from {root} on 127.0.0.1: {source}")]
@@ -105,7 +105,8 @@ pub fn ensure_eval_bundle(paths: &Paths, source: &BundleSource) -> Result<PathBu
         BundleSource::SmokeStandIn => {
             let root = paths.base().join("mirror").join("core-smoke");
             let sources = stand_in_sources()?;
-            write_if_changed(&root.join(EVAL_BUNDLE_ZIP), &stand_in_zip(&sources)?)?;
+            let zip = root.join(EVAL_BUNDLE_ZIP);
+            crate::fsutil::write_if_changed(&zip, &stand_in_zip(&sources)?).map_err(io_error(&zip))?;
             let server =
                 LocalMirror::serve(&root).map_err(|source| EvalBundleError::Serve { root: root.clone(), source })?;
             log::info!("serving the CORE smoke stand-in {} at {}", root.display(), server.url());
@@ -130,16 +131,9 @@ fn bundle_in_place(dir: &Path, stand_in: bool) -> Result<bool, EvalBundleError> 
     if !dir.join(CORE_YAML).is_file() {
         return Err(EvalBundleError::Incomplete { dir: dir.to_path_buf() });
     }
-    let (stand_in_text, real_text) = ("the CORE smoke stand-in", "the real eval bundle");
-    match (dir.join(STAND_IN_MARKER).exists(), stand_in) {
-        (true, false) => {
-            Err(EvalBundleError::Mismatch { dir: dir.to_path_buf(), holds: stand_in_text, wants: real_text })
-        }
-        (false, true) => {
-            Err(EvalBundleError::Mismatch { dir: dir.to_path_buf(), holds: real_text, wants: stand_in_text })
-        }
-        _ => Ok(true),
-    }
+    let texts = ["the CORE smoke stand-in", "the real eval bundle"];
+    StandInMismatch::check(dir, texts, dir.join(STAND_IN_MARKER).exists(), stand_in)?;
+    Ok(true)
 }
 
 /// Fetches `entry` into `dir` (kept there: a later run re-hashes instead of downloading again).
@@ -192,11 +186,7 @@ pub fn extract_bundle(zip: &Path, dest: &Path, stand_in: bool) -> Result<(), Eva
             std::fs::write(&marker, b"the smoke stand-in (manifests/data/core_smoke/), not the real bundle\n")
                 .map_err(io_error(&marker))?;
         }
-        if root == tmp {
-            std::fs::rename(&tmp, dest).map_err(io_error(dest))
-        } else {
-            std::fs::rename(&root, dest).map_err(io_error(dest))
-        }
+        std::fs::rename(&root, dest).map_err(io_error(dest))
     });
     if tmp.exists() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -298,13 +288,6 @@ fn write_zip<'a, W: Write + Seek>(
     }
     writer.finish().map_err(|e| err(&e))?;
     Ok(())
-}
-
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), EvalBundleError> {
-    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
-        return Ok(());
-    }
-    crate::fsutil::write_atomic(path, bytes).map_err(io_error(path))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,12 +19,10 @@ use std::time::Duration;
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest request head accepted (request line and headers).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-const COPY_BUFFER_BYTES: usize = 256 * 1024;
 
 /// A running server; dropping it stops accepting and joins the accept thread.
 pub struct LocalMirror {
     addr: SocketAddr,
-    root: PathBuf,
     shutdown: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -53,7 +51,7 @@ impl LocalMirror {
                 }
             })?
         };
-        Ok(Self { addr, root: root.to_path_buf(), shutdown, acceptor: Some(acceptor) })
+        Ok(Self { addr, shutdown, acceptor: Some(acceptor) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -63,10 +61,6 @@ impl LocalMirror {
     /// `http://127.0.0.1:PORT` (no trailing slash); a file is at `<url>/<name>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 
@@ -112,7 +106,7 @@ fn handle_connection(stream: TcpStream, root: &Path) {
         }
         Ok(None) => {}
         Err(_) => {
-            let _ = write_head(&mut writer, 400, "Bad Request", &[("Content-Length", "0".to_string())]);
+            let _ = write_head(&mut writer, "400 Bad Request", &[("Content-Length", "0".into())]);
         }
     }
     let _ = writer.flush();
@@ -229,62 +223,44 @@ fn respond(out: &mut TcpStream, request: &Request, root: &Path) -> io::Result<()
         _ => {
             return write_head(
                 out,
-                405,
-                "Method Not Allowed",
-                &[("Allow", "GET, HEAD".to_string()), ("Content-Length", "0".to_string())],
+                "405 Method Not Allowed",
+                &[("Allow", "GET, HEAD".into()), ("Content-Length", "0".into())],
             )
         }
     };
     let file = relative_path_of(&request.target).and_then(|relative| open_under(root, &relative));
     let Some((mut file, size)) = file else {
         let body = b"not found\n";
-        write_head(
-            out,
-            404,
-            "Not Found",
-            &[("Content-Type", "text/plain".to_string()), ("Content-Length", body.len().to_string())],
-        )?;
+        let headers = [("Content-Type", "text/plain".into()), ("Content-Length", body.len().to_string())];
+        write_head(out, "404 Not Found", &headers)?;
         return if head_only { Ok(()) } else { out.write_all(body) };
     };
-    let (status, reason, start, length, mut headers) = match resolve_range(request.range.as_deref(), size) {
-        RangeAnswer::Whole => (200, "OK", 0, size, Vec::new()),
+    let (status, start, length, mut headers) = match resolve_range(request.range.as_deref(), size) {
+        RangeAnswer::Whole => ("200 OK", 0, size, Vec::new()),
         RangeAnswer::Part { start, end } => (
-            206,
-            "Partial Content",
+            "206 Partial Content",
             start,
             end - start + 1,
             vec![("Content-Range", format!("bytes {start}-{end}/{size}"))],
         ),
         RangeAnswer::Unsatisfiable => {
-            return write_head(
-                out,
-                416,
-                "Range Not Satisfiable",
-                &[("Content-Range", format!("bytes */{size}")), ("Content-Length", "0".to_string())],
-            )
+            let headers = [("Content-Range", format!("bytes */{size}")), ("Content-Length", "0".into())];
+            return write_head(out, "416 Range Not Satisfiable", &headers);
         }
     };
     headers.push(("Content-Length", length.to_string()));
     headers.push(("Content-Type", "application/octet-stream".to_string()));
     headers.push(("Accept-Ranges", "bytes".to_string()));
-    write_head(out, status, reason, &headers)?;
+    write_head(out, status, &headers)?;
     if head_only || length == 0 {
         return Ok(());
     }
     file.seek(SeekFrom::Start(start))?;
-    let mut body = file.take(length);
-    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
-    loop {
-        let n = body.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        out.write_all(&buffer[..n])?;
-    }
+    io::copy(&mut file.take(length), out).map(drop)
 }
 
-fn write_head(out: &mut impl Write, status: u16, reason: &str, headers: &[(&str, String)]) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\nServer: nanochat-local-mirror\r\n");
+fn write_head(out: &mut impl Write, status: &str, headers: &[(&str, String)]) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nServer: nanochat-local-mirror\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -28,16 +28,21 @@ impl DeviceChoice {
     }
 }
 
+/// A `--device` that is none of auto, cpu and cuda.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a device: auto, cpu or cuda")]
+pub struct UnknownDevice(pub String);
+
 /// `auto`, `cpu` or `cuda` (the benchmarks' `--device`).
 impl std::str::FromStr for DeviceChoice {
-    type Err = String;
+    type Err = UnknownDevice;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownDevice> {
         match s {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda),
-            other => Err(format!("{other:?} is not a device: auto, cpu or cuda")),
+            other => Err(UnknownDevice(other.to_string())),
         }
     }
 }
@@ -104,7 +109,7 @@ mod tests {
         assert_eq!(DeviceChoice::from_preset("cuda"), DeviceChoice::Cuda);
         assert_eq!(select(DeviceChoice::Cpu, 3), Ok(Device::Cpu));
         assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda));
-        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("auto, cpu or cuda"));
+        assert!("gpu".parse::<DeviceChoice>().unwrap_err().to_string().contains("auto, cpu or cuda"));
     }
 
     #[test]

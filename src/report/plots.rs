@@ -380,11 +380,11 @@ pub fn find_metrics_logs(base_dir: &Path, depth: Option<u32>) -> BTreeMap<&'stat
 /// report). Failures are recorded in the outcome, never returned.
 pub fn render_plots(logs: &BTreeMap<&'static str, PathBuf>, out_dir: &Path) -> PlotOutcome {
     let mut outcome = PlotOutcome::default();
-    let mut parsed: BTreeMap<&str, Result<ParsedLog, String>> = BTreeMap::new();
+    let mut parsed: BTreeMap<&str, Result<ParsedLog, PlotError>> = BTreeMap::new();
     for (&phase, path) in logs {
         let log = std::fs::read_to_string(path)
             .map(|text| parse_metrics_log(&text))
-            .map_err(|source| PlotError::Read { path: path.clone(), source }.to_string());
+            .map_err(|source| PlotError::Read { path: path.clone(), source });
         if let Ok(log) = &log {
             if log.skipped_lines > 0 {
                 outcome.notes.push(format!("{}: {} unreadable line(s) skipped", path.display(), log.skipped_lines));
@@ -397,7 +397,7 @@ pub fn render_plots(logs: &BTreeMap<&'static str, PathBuf>, out_dir: &Path) -> P
         let log = match parsed.get(chart.phase) {
             Some(Ok(log)) => log,
             Some(Err(error)) => {
-                outcome.failed.push(FailedPlot { file: chart.file.into(), error: error.clone() });
+                outcome.failed.push(FailedPlot { file: chart.file.into(), error: error.to_string() });
                 continue;
             }
             None => {

@@ -20,6 +20,19 @@ enum Version {
     V2,
 }
 
+/// Why no memory cgroup can be made for the runs.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("reading /proc/self/cgroup: {0}")]
+    OwnCgroup(io::Error),
+    #[error("no cgroup v2 at {V2_ROOT} and no cgroup v1 memory hierarchy at {V1_MEMORY_ROOT}")]
+    NoHierarchy,
+    #[error("the cgroup v2 memory controller is not enabled in {} (for nanochat's cgroup {own})", control.display())]
+    NoMemoryController { control: PathBuf, own: String },
+    #[error(transparent)]
+    Probe(#[from] io::Error),
+}
+
 /// Where the runs' cgroups are made.
 #[derive(Debug)]
 pub(super) struct Hierarchy {
@@ -29,9 +42,8 @@ pub(super) struct Hierarchy {
 
 impl Hierarchy {
     /// The hierarchy nanochat can make memory cgroups in, checked by making one; else what is missing.
-    pub(super) fn find(tag: &str) -> Result<Hierarchy, String> {
-        let own =
-            std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    pub(super) fn find(tag: &str) -> Result<Hierarchy, CgroupError> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(CgroupError::OwnCgroup)?;
         let v2 = Path::new(V2_ROOT).join("cgroup.controllers").exists();
         let found = if v2 {
             let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
@@ -45,10 +57,10 @@ impl Hierarchy {
             let parent = Path::new(V1_MEMORY_ROOT).join(path.unwrap_or("/").trim_start_matches('/'));
             Ok(Hierarchy { version: Version::V1, parent })
         } else {
-            Err(format!("no cgroup v2 at {V2_ROOT} and no cgroup v1 memory hierarchy at {V1_MEMORY_ROOT}"))
+            Err(CgroupError::NoHierarchy)
         }?;
         super::remove_stale(&found.parent);
-        drop(found.create(&format!("{tag}-probe"), 64 << 20).map_err(|e| e.to_string())?);
+        drop(found.create(&format!("{tag}-probe"), 64 << 20)?);
         Ok(found)
     }
 
@@ -79,7 +91,7 @@ impl Hierarchy {
 
 /// The v2 cgroup whose children get the memory controller: the parent of nanochat's own (the root
 /// when nanochat is in the root), which enables it for them (the root is asked to when it does not).
-fn v2_parent(root: &Path, own: &str) -> Result<PathBuf, String> {
+fn v2_parent(root: &Path, own: &str) -> Result<PathBuf, CgroupError> {
     let own_dir = root.join(own.trim_start_matches('/'));
     let parent = if own_dir == root { root.to_path_buf() } else { own_dir.parent().unwrap_or(root).to_path_buf() };
     let control = parent.join("cgroup.subtree_control");
@@ -90,10 +102,7 @@ fn v2_parent(root: &Path, own: &str) -> Result<PathBuf, String> {
     if enabled(&control) {
         Ok(parent)
     } else {
-        Err(format!(
-            "the cgroup v2 memory controller is not enabled in {} (for nanochat's cgroup {own})",
-            control.display()
-        ))
+        Err(CgroupError::NoMemoryController { control, own: own.to_string() })
     }
 }
 
@@ -166,7 +175,7 @@ mod tests {
         std::fs::create_dir_all(root.join("system.slice/job.service")).unwrap();
         std::fs::write(root.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
         std::fs::write(root.join("system.slice/cgroup.subtree_control"), "cpu pids\n").unwrap();
-        let error = v2_parent(root, "/system.slice/job.service").unwrap_err();
+        let error = v2_parent(root, "/system.slice/job.service").unwrap_err().to_string();
         assert!(error.contains("memory controller is not enabled") && error.contains("system.slice"), "{error}");
         std::fs::write(root.join("system.slice/cgroup.subtree_control"), "cpu memory\n").unwrap();
         assert_eq!(v2_parent(root, "/system.slice/job.service").unwrap(), root.join("system.slice"));

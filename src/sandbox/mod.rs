@@ -150,7 +150,7 @@ pub enum SandboxError {
          as root on a host with cgroup v2 (or v1's memory controller) at /sys/fs/cgroup, or give it a \
          delegated cgroup v2 subtree (systemd-run --scope -p Delegate=yes), or pass --allow-unsandboxed"
     )]
-    NoMemoryBound { reason: String },
+    NoMemoryBound { reason: cgroup::CgroupError },
     #[error("sandbox set-up failed: {0}")]
     Setup(String),
 }

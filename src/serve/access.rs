@@ -47,13 +47,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The CORS layer: the origins given; else any origin without a key (as the reference), none with one.
-pub fn cors(origins: &[String], key_set: bool) -> Result<CorsLayer, String> {
+pub fn cors(origins: &[String], key_set: bool) -> Result<CorsLayer, super::ServeError> {
     if origins.iter().any(|o| o == "*") || (origins.is_empty() && !key_set) {
         return Ok(CorsLayer::permissive());
     }
     let values = origins
         .iter()
-        .map(|o| HeaderValue::from_str(o).map_err(|_| format!("--cors-origin {o:?} is not a valid origin")))
+        .map(|o| HeaderValue::from_str(o).map_err(|_| super::ServeError::CorsOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CorsLayer::new().allow_origin(AllowOrigin::list(values)).allow_methods(tower_http::cors::Any).allow_headers([
         header::AUTHORIZATION,
@@ -89,7 +89,7 @@ mod tests {
     fn bad_origins_are_named() {
         assert!(cors(&[], false).is_ok());
         assert!(cors(&["https://chat.example.org".into()], true).is_ok());
-        let err = cors(&["bad\norigin".into()], true).unwrap_err();
+        let err = cors(&["bad\norigin".into()], true).unwrap_err().to_string();
         assert!(err.contains("--cors-origin"), "{err}");
     }
 }

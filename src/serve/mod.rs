@@ -78,8 +78,33 @@ struct AppState {
 
 type Shared = Arc<AppState>;
 
+/// Why `nanochat serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Dtype(#[from] crate::model::precision::UnknownDtype),
+    #[error("loading the model on {device:?}: {source}")]
+    Load { device: tch::Device, source: crate::engine::loaded_model::LoadError },
+    #[error("continuous batching does not implement this model's {0} yet (`nanochat chat` runs it)")]
+    Unsupported(String),
+    #[error(transparent)]
+    KvCache(#[from] crate::engine::kv_arena::KvError),
+    #[error("the tokenizer has no chat tokens: {0}")]
+    ChatTokens(#[from] crate::tokenizer::TokenizerError),
+    #[error("a worker thread stopped while loading")]
+    WorkerStopped,
+    #[error("no device to serve on")]
+    NoDevice,
+    #[error("cannot listen on {host}:{port}: {source} (try another --port)")]
+    Listen { host: String, port: u16, source: std::io::Error },
+    #[error("--cors-origin {0:?} is not a valid origin")]
+    CorsOrigin(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Loads the workers, binds, and serves until Ctrl-C / SIGTERM.
-pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
+pub fn run(paths: &Paths, config: ServeConfig) -> Result<(), ServeError> {
     let pool = WorkerPool::start(
         paths,
         &config.model,
@@ -91,20 +116,20 @@ pub fn run(paths: &Paths, config: ServeConfig) -> anyhow::Result<()> {
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {}:{}: {e} (try another --port)", config.host, config.port)
-        })?;
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .map_err(|source| ServeError::Listen { host: config.host.clone(), port: config.port, source })?;
         let address = listener.local_addr()?;
         let model = pool.model.clone();
         let workers = pool.size();
         let limits = config.connections;
-        let app = router(Arc::new(AppState { pool, config })).map_err(anyhow::Error::msg)?;
+        let app = router(Arc::new(AppState { pool, config }))?;
         // The one line a script waits for (tests read the port from it).
         println!("nanochat serve: listening on http://{address} ({} on {workers} worker(s))", model.id);
         log::info!("model: {}", model.description);
         connections::serve(listener, app, limits, shutdown_signal()).await;
         log::info!("server stopped");
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, ServeError>(())
     })?;
     // Generations still running on the workers end with the process.
     runtime.shutdown_background();
@@ -128,7 +153,7 @@ async fn shutdown_signal() {
     ctrl_c.await.unwrap_or(());
 }
 
-fn router(state: Shared) -> Result<Router, String> {
+fn router(state: Shared) -> Result<Router, ServeError> {
     let mut api = Router::new()
         .route("/stats", get(stats))
         .route("/chat/completions", post(reference_completions))

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc as tokio_mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::request::{Role, Turn};
+use super::ServeError;
 use crate::chat::ChatTokens;
 use crate::engine::chat_engine::{CausalModel, Engine, GenerationSettings, SamplingRng};
 use crate::engine::kv_arena::{KvArena, BLOCK_TOKENS};
@@ -207,12 +208,12 @@ impl WorkerPool {
         batch: BatchConfig,
         queue_limit: usize,
         queue_timeout: Duration,
-    ) -> anyhow::Result<WorkerPool> {
+    ) -> Result<WorkerPool, ServeError> {
         let mut slots = Vec::with_capacity(devices.len());
         let mut ready = Vec::with_capacity(devices.len());
         for (gpu, &device) in devices.iter().enumerate() {
             let (jobs, inbox) = mpsc::channel::<Job>();
-            let (tell, loaded) = mpsc::channel::<Result<ModelInfo, String>>();
+            let (tell, loaded) = mpsc::channel::<Result<ModelInfo, ServeError>>();
             let (paths, spec) = (paths.clone(), spec.clone());
             let precision = Precision::resolve(dtype, device)?;
             let status = Arc::new(WorkerStatus::default());
@@ -225,10 +226,9 @@ impl WorkerPool {
         }
         let mut model = None;
         for loaded in ready {
-            let info = loaded.recv().map_err(|_| anyhow::anyhow!("a worker thread stopped while loading"))?;
-            model = Some(info.map_err(|e| anyhow::anyhow!(e))?);
+            model = Some(loaded.recv().map_err(|_| ServeError::WorkerStopped)??);
         }
-        let model = model.ok_or_else(|| anyhow::anyhow!("no device to serve on"))?;
+        let model = model.ok_or(ServeError::NoDevice)?;
         Ok(Self::over(slots, batch.max_batch, queue_limit, queue_timeout, model))
     }
 
@@ -356,27 +356,24 @@ fn worker_main(
     paths: &Paths,
     spec: &ModelSpec,
     inbox: mpsc::Receiver<Job>,
-    loaded: mpsc::Sender<Result<ModelInfo, String>>,
+    loaded: mpsc::Sender<Result<ModelInfo, ServeError>>,
 ) {
     let model = match LoadedModel::open_with(paths, spec, device, precision) {
         Ok(model) => model,
         Err(e) => {
-            let _ = loaded.send(Err(format!("loading the model on {device:?}: {e}")));
+            let _ = loaded.send(Err(ServeError::Load { device, source: e }));
             return;
         }
     };
     let unsupported = model.model.options_without_packed_decoding();
     if !unsupported.is_empty() {
-        let _ = loaded.send(Err(format!(
-            "continuous batching does not implement this model's {} yet (`nanochat chat` runs it)",
-            unsupported.join(", ")
-        )));
+        let _ = loaded.send(Err(ServeError::Unsupported(unsupported.join(", "))));
         return;
     }
     let arena = match KvArena::new(PackedModel::kv_shape(&model.model), worker.batch.kv_cache_mb) {
         Ok(arena) => arena,
         Err(e) => {
-            let _ = loaded.send(Err(e.to_string()));
+            let _ = loaded.send(Err(e.into()));
             return;
         }
     };
@@ -384,7 +381,7 @@ fn worker_main(
     let scheduler = match Scheduler::new(&model.model, &model.encoder, arena, limits) {
         Ok(scheduler) => scheduler,
         Err(e) => {
-            let _ = loaded.send(Err(format!("the tokenizer has no chat tokens: {e}")));
+            let _ = loaded.send(Err(e.into()));
             return;
         }
     };

@@ -13,11 +13,10 @@ use super::markup_cleaner::Markup;
 use super::section_splitter::split_into_documents;
 use crate::data::parquet_shards::ShardError;
 use crate::data::shard_writer::{ShardWriter, ShardWriterOptions, ZSTD_LEVEL};
-use crate::download::download_error::DownloadError;
-use crate::download::downloader::ShardDownloader;
-use crate::download::fineweb_edu_manifest::fineweb_edu_shard_name;
-use crate::download::sha256_digest::Sha256Digest;
-use crate::download::smoke_corpus_manifest::{CorpusLayout, ExpectedShard, SmokeCorpusManifest, SourcePackage};
+use crate::download::{
+    fineweb_edu_shard_name, CorpusLayout, DownloadError, ExpectedShard, Sha256Digest, ShardDownloader,
+    SmokeCorpusManifest, SourcePackage,
+};
 
 /// Where the manifest lives, relative to the repository root.
 pub const SMOKE_CORPUS_MANIFEST: &str = "manifests/data/smoke_corpus.toml";

@@ -24,10 +24,10 @@ use crate::download::bundled_manifests::{
     bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, shard_manifest, with_mirror,
     FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
 };
-use crate::download::chat_data::ChatDataError;
-use crate::download::checksum_ledger::ChecksumSource;
-use crate::download::dataset_revision::{fineweb_edu_revision, hub_endpoint, DatasetRevision, RevisionError};
-use crate::download::fineweb_edu_manifest::FINEWEB_EDU_REVISION;
+use crate::download::{
+    fineweb_edu_revision, hub_endpoint, ChatDataError, ChecksumSource, DatasetRevision, RevisionError,
+    FINEWEB_EDU_REVISION,
+};
 use crate::download::{
     pin_from_ledger, pin_from_server, stages_need_chat_data, ChatDownloads, ChecksumLedger, DataManifest,
     DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LedgerError, LocalMirror, ManifestEntry,

@@ -22,7 +22,7 @@ pub const COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Launches workers when asked for more than one process and not already a worker; otherwise joins.
 /// A preset that wants CUDA gets it or stops here with the reason (never the CPU instead).
 pub fn launch_or_join(global: &GlobalOptions, launch: &LaunchArgs, log_name: &str) -> anyhow::Result<Role> {
-    let ctx = DistContext::from_process_env().map_err(anyhow::Error::msg)?;
+    let ctx = DistContext::from_process_env()?;
     let already_worker = ctx.is_distributed() || std::env::var_os("RANK").is_some();
     // The preset's `hardware.device` decides: "cpu" runs on the CPU even where GPUs are visible (the
     // smoke preset), "cuda" on the visible GPUs.

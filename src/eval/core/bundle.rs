@@ -82,20 +82,40 @@ pub enum CoreExample {
     LanguageModeling { context: String, continuation: String },
 }
 
+/// What is wrong with one example of a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ExampleError {
+    #[error("no `{0}` field")]
+    Missing(String),
+    #[error("`{0}` is not a list")]
+    NotAList(String),
+    #[error("`{0}`: a list or object where text is expected")]
+    NotText(String),
+    #[error("`gold` is not a non-negative integer")]
+    BadGold,
+    #[error("`gold` is {gold} but there are {options} options")]
+    GoldOutOfRange { gold: u64, options: usize },
+    #[error("expected two prompts")]
+    NotTwoPrompts,
+    #[error("the tokens of the prompt without the continuation are not a strict prefix of those with it")]
+    NotAPrefix,
+}
+
 impl CoreExample {
     /// The example of a task of type `task_type` in one JSON object.
-    pub fn from_json(task_type: TaskType, item: &Value) -> Result<Self, String> {
-        let text = |key: &str| -> Result<String, String> {
-            python_str(item.get(key).ok_or_else(|| format!("no `{key}` field"))?).map_err(|e| format!("`{key}`: {e}"))
+    pub fn from_json(task_type: TaskType, item: &Value) -> Result<Self, ExampleError> {
+        let text = |key: &str| {
+            let value = item.get(key).ok_or_else(|| ExampleError::Missing(key.into()))?;
+            python_str(value).ok_or_else(|| ExampleError::NotText(key.into()))
         };
-        let texts = |key: &str| -> Result<Vec<String>, String> {
-            let list = item.get(key).and_then(Value::as_array).ok_or_else(|| format!("`{key}` is not a list"))?;
-            list.iter().map(|v| python_str(v).map_err(|e| format!("`{key}`: {e}"))).collect()
+        let texts = |key: &str| -> Result<Vec<String>, ExampleError> {
+            let list = item.get(key).and_then(Value::as_array).ok_or_else(|| ExampleError::NotAList(key.into()))?;
+            list.iter().map(|v| python_str(v).ok_or_else(|| ExampleError::NotText(key.into()))).collect()
         };
-        let gold = |options: usize| -> Result<usize, String> {
-            let gold = item.get("gold").and_then(Value::as_u64).ok_or("`gold` is not a non-negative integer")?;
+        let gold = |options: usize| {
+            let gold = item.get("gold").and_then(Value::as_u64).ok_or(ExampleError::BadGold)?;
             if gold as usize >= options {
-                return Err(format!("`gold` is {gold} but there are {options} options"));
+                return Err(ExampleError::GoldOutOfRange { gold, options });
             }
             Ok(gold as usize)
         };
@@ -216,7 +236,7 @@ fn parse_core_yaml(path: &Path, text: &str, baselines: &HashMap<String, f64>) ->
 
 /// Python's `str()` of a YAML scalar (what the template prints).
 fn yaml_str(value: &serde_yaml_ng::Value) -> Option<String> {
-    python_str(&serde_json::to_value(value).ok()?).ok()
+    python_str(&serde_json::to_value(value).ok()?)
 }
 
 /// `Random baseline` by `Eval Task` (csv.DictReader; a later row of the same task wins).
@@ -292,19 +312,19 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
 }
 
 /// Python's `str()` of a JSON value inside a template: strings unchanged, numbers as Python prints
-/// them, `True`, `False`, `None`. Lists and objects are refused.
-pub fn python_str(value: &Value) -> Result<String, String> {
+/// them, `True`, `False`, `None`. Lists and objects have none (`None`).
+pub fn python_str(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok("None".into()),
-        Value::Bool(b) => Ok(if *b { "True" } else { "False" }.into()),
-        Value::Number(n) => Ok(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => Some("None".into()),
+        Value::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
+        Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (_, Some(u), _) => u.to_string(),
             (_, _, Some(f)) => python_float_repr(f),
             _ => n.to_string(),
         }),
-        Value::Array(_) | Value::Object(_) => Err("a list or object where text is expected".into()),
+        Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -364,7 +384,7 @@ mod tests {
         assert_eq!(python_str(&serde_json::json!(7)).unwrap(), "7");
         assert_eq!(python_str(&serde_json::json!(true)).unwrap(), "True");
         assert_eq!(python_str(&serde_json::json!(null)).unwrap(), "None");
-        assert!(python_str(&serde_json::json!([1])).is_err());
+        assert!(python_str(&serde_json::json!([1])).is_none());
     }
 
     #[test]
@@ -406,8 +426,14 @@ mod tests {
             CoreExample::MultipleChoice { query: "Q".into(), choices: vec!["a".into(), "2".into()], gold: 1 }
         );
         let out_of_range = serde_json::json!({"query": "Q", "choices": ["a"], "gold": 1});
-        assert!(CoreExample::from_json(TaskType::MultipleChoice, &out_of_range).unwrap_err().contains("gold"));
+        assert!(CoreExample::from_json(TaskType::MultipleChoice, &out_of_range)
+            .unwrap_err()
+            .to_string()
+            .contains("gold"));
         let lm = serde_json::json!({"context": "c"});
-        assert!(CoreExample::from_json(TaskType::LanguageModeling, &lm).unwrap_err().contains("continuation"));
+        assert!(CoreExample::from_json(TaskType::LanguageModeling, &lm)
+            .unwrap_err()
+            .to_string()
+            .contains("continuation"));
     }
 }

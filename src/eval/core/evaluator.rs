@@ -135,7 +135,7 @@ pub fn evaluate_task(
         let shots = fewshot_indices(idx, n, task.num_fewshot).map_err(|e| example_error(idx, e.to_string()))?;
         let fewshot: Vec<&CoreExample> = shots.iter().map(|&i| &examples[i]).collect();
         let prompts = render_prompts(&examples[idx], &task.delimiter, &fewshot);
-        let tokens = tokenize(encoder, bos, task.task_type, &prompts).map_err(|m| example_error(idx, m))?;
+        let tokens = tokenize(encoder, bos, task.task_type, &prompts).map_err(|e| example_error(idx, e.to_string()))?;
         tokenized.push((idx, tokens));
     }
     // Longest first, so each batch pads to about its own length.

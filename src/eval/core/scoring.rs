@@ -9,7 +9,7 @@
 //! modeling is right when the greedy prediction at every span position is the next token.
 use tch::{Device, Kind, Tensor};
 
-use super::bundle::{CoreExample, TaskType};
+use super::bundle::{CoreExample, ExampleError, TaskType};
 use crate::model::Gpt;
 use crate::tokenizer::BpeEncoder;
 
@@ -35,7 +35,7 @@ pub fn tokenize(
     bos: u32,
     task_type: TaskType,
     prompts: &[String],
-) -> Result<TokenizedExample, String> {
+) -> Result<TokenizedExample, ExampleError> {
     let rows: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| {
@@ -56,12 +56,10 @@ pub fn tokenize(
             Ok(TokenizedExample { starts: ends.iter().map(|e| e - suffix).collect(), rows, ends })
         }
         TaskType::LanguageModeling => {
-            let [without, with] = <[Vec<u32>; 2]>::try_from(rows).map_err(|_| "expected two prompts".to_string())?;
+            let [without, with] = <[Vec<u32>; 2]>::try_from(rows).map_err(|_| ExampleError::NotTwoPrompts)?;
             let (start, end) = (without.len(), with.len());
             if start >= end || with[..start] != without[..] {
-                return Err(
-                    "the tokens of the prompt without the continuation are not a strict prefix of those with it".into(),
-                );
+                return Err(ExampleError::NotAPrefix);
             }
             Ok(TokenizedExample { rows: vec![with], starts: vec![start], ends: vec![end] })
         }
