@@ -406,7 +406,7 @@ fn writes_that_run_out_of_space_say_what_they_needed_keep_finished_files_and_a_r
     // A download: the limit lies between the sizes of the two shards the `data` stage fetches.
     let mut first: Vec<(u64, String)> = (0..2)
         .map(|i| {
-            let name = nanochat::download::fineweb_edu_shard_name(i);
+            let name = nanochat::download::shard_file_name(i);
             (file_size(&tiny.mirror_dir.join(&name)), name)
         })
         .collect();

@@ -541,7 +541,8 @@ pub struct DoctorArgs {
 pub enum DataCommand {
     /// Fetch the preset's shards (and the GPT-2/GPT-4 tokenizers, and the chat data when a chat stage is listed).
     #[command(long_about = "Fetch what the preset needs, verifying every file's sha256 before it gets its final \
-        name: the first data.train_shards shards of data.manifest (\"fineweb-edu-100b\": from HuggingFace; \
+        name: the first data.train_shards shards of data.manifest (\"fineweb-edu-100b\", \"climbmix-400b\": from \
+        HuggingFace; \
         \"smoke\": built offline from pinned PyPI sdists, then served on 127.0.0.1 and fetched through the same \
         downloader), the r50k_base/cl100k_base tiktoken files when tok_eval.compare_baselines is on, and, after \
         the shards, the chat data when run.stages lists mid-train, sft, chat-eval or chat-rl. Parallel \
@@ -639,7 +640,7 @@ pub enum PinSource {
 
 #[derive(Debug, Args)]
 pub struct DataPinArgs {
-    /// Manifest: fineweb-edu-100b (its first data.train_shards shards), smoke, tokenizers, eval-bundle,
+    /// Manifest: fineweb-edu-100b or climbmix-400b (its first data.train_shards shards), smoke, tokenizers, eval-bundle,
     /// chat-data, or a path to a manifest TOML file (default: the preset's data.manifest).
     #[arg(long, value_name = "NAME|FILE")]
     pub manifest: Option<String>,

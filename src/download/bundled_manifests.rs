@@ -1,9 +1,9 @@
 //! The data manifests shipped inside the binary (manifests/data/*.toml, via `include_str!`), so a
 //! copied binary or the container needs no checkout to know what to download and which sha256s to
-//! expect (DESIGN.md "Data and artifacts"). Also: the manifest of the pretraining shards, computed
-//! rather than typed (NANOCHAT.md §2.1: `karpathy/fineweb-edu-100b-shuffle`, `shard_{index:05d}.parquet`,
-//! `MAX_SHARD = 1822`; URLs name a fixed dataset revision instead of `main`, so a rewritten dataset can
-//! never change what a pinned run trains on); the offline smoke corpus manifest (which pinned PyPI
+//! expect (DESIGN.md "Data and artifacts"). Also: the manifests of the pretraining shards, computed
+//! rather than typed (`shard_{index:05d}.parquet` on the Hub: FineWeb-Edu, NANOCHAT.md §2.1, and
+//! 92d63d4's ClimbMix, §12; URLs name a fixed dataset revision instead of `main`, so a rewritten
+//! dataset can never change what a pinned run trains on); the offline smoke corpus manifest (which pinned PyPI
 //! sdists supply text, how documents are packed into shards, the shard sha256s a build produced) and
 //! the download list of its shards (built locally); the mirror rewrite (`data.mirror_url`: every file
 //! from `<mirror>/<file name>`); and where each manifest's files live under the base directory. The
@@ -17,21 +17,54 @@ use super::hub::{hub_endpoint, HubDatasetManifest};
 use super::manifest::{Checksum, DataManifest, ManifestEntry, ManifestError, Sha256Digest};
 use crate::paths::Paths;
 
-/// HuggingFace dataset repository of the shuffled, re-sharded FineWeb-Edu sample (§2.1).
-pub const FINEWEB_EDU_REPO: &str = "karpathy/fineweb-edu-100b-shuffle";
-/// Number of shards, `shard_00000.parquet` … `shard_01822.parquet` (§2.1, `MAX_SHARD = 1822`).
-pub const FINEWEB_EDU_SHARD_COUNT: usize = 1823;
-/// The dataset commit the URLs point at. Placeholder until someone with network access reads the
-/// dataset's commit hash (HuggingFace "Files and versions") and pins it here; until then each base
-/// dir resolves `main` once and records the commit (see [`fineweb_edu_revision`](super::hub::fineweb_edu_revision)),
-/// never following `main` from one shard to the next.
-pub const FINEWEB_EDU_REVISION: &str = "REVISION-NOT-PINNED-YET";
-/// License note carried by every shard entry (FineWeb-Edu is published under ODC-By 1.0).
-const FINEWEB_EDU_LICENSE: &str =
-    "ODC-By 1.0 (HuggingFaceFW/fineweb-edu, re-sharded by karpathy); subject to CommonCrawl terms of use";
+/// A pretraining dataset on the Hub: `shard_00000.parquet` … in one repository, the last shard present
+/// on disk the validation split (as the reference's `list_parquet_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardDataset {
+    /// What a preset's `data.manifest` says, and the folder under `data/`.
+    pub manifest_name: &'static str,
+    /// `owner/name` on the Hub.
+    pub repo: &'static str,
+    pub shard_count: usize,
+    /// The dataset commit the URLs point at. A placeholder until someone with network access reads the
+    /// dataset's commit hash (HuggingFace "Files and versions") and pins it here; until then each base
+    /// dir resolves `main` once and records the commit (see [`dataset_revision`](super::hub::dataset_revision)),
+    /// never following `main` from one shard to the next.
+    pub revision: &'static str,
+    /// License note carried by every shard entry.
+    pub license: &'static str,
+    pub description: &'static str,
+}
 
-/// Name of the data manifest of the generated FineWeb-Edu shard list (NANOCHAT.md §2.1).
-pub const FINEWEB_EDU_MANIFEST_NAME: &str = "fineweb-edu-100b";
+/// The shuffled, re-sharded FineWeb-Edu sample of the late-2025 presets (§2.1, `MAX_SHARD = 1822`).
+pub const FINEWEB_EDU: ShardDataset = ShardDataset {
+    manifest_name: "fineweb-edu-100b",
+    repo: "karpathy/fineweb-edu-100b-shuffle",
+    shard_count: 1823,
+    revision: "REVISION-NOT-PINNED-YET",
+    license: "ODC-By 1.0 (HuggingFaceFW/fineweb-edu, re-sharded by karpathy); subject to CommonCrawl terms of use",
+    description: "FineWeb-Edu 100B shuffle (NANOCHAT.md §2.1)",
+};
+
+/// NVIDIA's ClimbMix, decoded to text and re-sharded, of the gpt2 presets (92d63d4 `nanochat/dataset.py`,
+/// `MAX_SHARD = 6542`; §12 item 5).
+pub const CLIMBMIX: ShardDataset = ShardDataset {
+    manifest_name: "climbmix-400b",
+    repo: "karpathy/climbmix-400b-shuffle",
+    shard_count: 6543,
+    revision: "REVISION-NOT-PINNED-YET",
+    license: "the terms of nvidia/Nemotron-ClimbMix (see its dataset card), re-sharded by karpathy",
+    description: "ClimbMix 400B shuffle (NANOCHAT.md §12)",
+};
+
+/// The shard datasets on the Hub a preset can name.
+pub const SHARD_DATASETS: [ShardDataset; 2] = [FINEWEB_EDU, CLIMBMIX];
+
+/// The shard dataset a `data.manifest` names, if it is one of [`SHARD_DATASETS`].
+pub fn shard_dataset(manifest_name: &str) -> Option<&'static ShardDataset> {
+    SHARD_DATASETS.iter().find(|d| d.manifest_name == manifest_name)
+}
+
 /// Name of the data manifest of the offline smoke corpus shards.
 pub const SMOKE_MANIFEST_NAME: &str = "smoke";
 /// The GPT-2/GPT-4 tiktoken files of tok-eval (NANOCHAT.md §1.6).
@@ -54,8 +87,10 @@ pub fn bundled_chat_datasets() -> Result<HubDatasetManifest, ManifestError> {
 
 /// Every manifest name `data pin` and the download plan know.
 pub fn known_manifest_names() -> Vec<&'static str> {
-    [FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME]
-        .into_iter()
+    SHARD_DATASETS
+        .iter()
+        .map(|d| d.manifest_name)
+        .chain([SMOKE_MANIFEST_NAME])
         .chain(BUNDLED_MANIFESTS.iter().map(|(n, _)| *n))
         .collect()
 }
@@ -92,33 +127,37 @@ pub fn bundled_smoke_corpus() -> Result<SmokeCorpusManifest, ManifestError> {
 }
 
 /// File name of shard `index` (§2.1: `shard_{index:05d}.parquet`).
-pub fn fineweb_edu_shard_name(index: usize) -> String {
+pub fn shard_file_name(index: usize) -> String {
     format!("shard_{index:05}.parquet")
 }
 
-/// Manifest of the first `count` shards (at most [`FINEWEB_EDU_SHARD_COUNT`]) at `revision` on the Hub
-/// at `endpoint`, all unpinned: sizes and checksums come from the server (`x-linked-size`,
-/// `x-linked-etag`) and the ledger.
-pub fn fineweb_edu_manifest(endpoint: &str, revision: &str, count: usize) -> Result<DataManifest, ManifestError> {
-    let files = (0..count.min(FINEWEB_EDU_SHARD_COUNT))
-        .map(|index| ManifestEntry {
-            name: fineweb_edu_shard_name(index),
-            url: format!("{endpoint}/datasets/{FINEWEB_EDU_REPO}/resolve/{revision}/{}", fineweb_edu_shard_name(index)),
-            size: None,
-            sha256: Checksum::Unpinned,
-            license: FINEWEB_EDU_LICENSE.to_string(),
-        })
-        .collect();
-    DataManifest::new(format!("FineWeb-Edu 100B shuffle at revision {revision} (NANOCHAT.md §2.1)"), files)
+impl ShardDataset {
+    /// Manifest of the first `count` shards (at most [`ShardDataset::shard_count`]) at `revision` on the
+    /// Hub at `endpoint`, all unpinned: sizes and checksums come from the server (`x-linked-size`,
+    /// `x-linked-etag`) and the ledger.
+    pub fn manifest(&self, endpoint: &str, revision: &str, count: usize) -> Result<DataManifest, ManifestError> {
+        let files = (0..count.min(self.shard_count))
+            .map(|index| ManifestEntry {
+                name: shard_file_name(index),
+                url: format!("{endpoint}/datasets/{}/resolve/{revision}/{}", self.repo, shard_file_name(index)),
+                size: None,
+                sha256: Checksum::Unpinned,
+                license: self.license.to_string(),
+            })
+            .collect();
+        DataManifest::new(format!("{} at revision {revision}", self.description), files)
+    }
 }
 
-/// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards; FineWeb-Edu
-/// URLs name `fineweb_revision` (see [`fineweb_edu_revision`](super::hub::fineweb_edu_revision)) on the
+/// The shard manifest a preset's `data.manifest` names, limited to its first `count` shards; a Hub
+/// dataset's URLs name `revision` (see [`dataset_revision`](super::hub::dataset_revision)) on the
 /// Hub at `hub_endpoint()`; the smoke shards are pinned to the recorded sha256s and fetched from a
 /// [`LocalMirror`](super::local_mirror::LocalMirror) (or `data.mirror_url`), never from their stand-in URL.
-pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Result<DataManifest, ManifestError> {
+pub fn shard_manifest(name: &str, count: usize, revision: &str) -> Result<DataManifest, ManifestError> {
+    if let Some(dataset) = shard_dataset(name) {
+        return dataset.manifest(&hub_endpoint(), revision, count);
+    }
     match name {
-        FINEWEB_EDU_MANIFEST_NAME => fineweb_edu_manifest(&hub_endpoint(), fineweb_revision, count),
         SMOKE_MANIFEST_NAME => {
             let files = bundled_smoke_corpus()?
                 .shards
@@ -137,9 +176,15 @@ pub fn shard_manifest(name: &str, count: usize, fineweb_revision: &str) -> Resul
         }
         other => Err(ManifestError::InvalidEntry {
             name: other.to_string(),
-            reason: format!("unknown shard manifest (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME})"),
+            reason: format!("unknown shard manifest (known: {})", known_shard_manifests()),
         }),
     }
+}
+
+/// The shard manifests' names, for messages.
+pub fn known_shard_manifests() -> String {
+    let names: Vec<&str> = SHARD_DATASETS.iter().map(|d| d.manifest_name).chain([SMOKE_MANIFEST_NAME]).collect();
+    names.join(", ")
 }
 
 /// Directory the files of manifest `name` are downloaded into: the shard manifests under
@@ -302,13 +347,14 @@ mod tests {
             assert_eq!(entry.sha256, Checksum::Pinned(shard.sha256.clone()));
         }
         assert_eq!(shard_manifest(SMOKE_MANIFEST_NAME, 2, "").unwrap().files.len(), 2);
-        assert_eq!(shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 3, FINEWEB_EDU_REVISION).unwrap().files.len(), 3);
+        assert_eq!(shard_manifest(FINEWEB_EDU.manifest_name, 3, FINEWEB_EDU.revision).unwrap().files.len(), 3);
+        assert_eq!(shard_manifest("climbmix-400b", 170, CLIMBMIX.revision).unwrap().files.len(), 170);
         assert!(shard_manifest("imagenet", 3, "").is_err());
     }
 
     #[test]
     fn mirror_rewrites_urls_and_keeps_checksums() {
-        let manifest = shard_manifest(FINEWEB_EDU_MANIFEST_NAME, 2, FINEWEB_EDU_REVISION).unwrap();
+        let manifest = shard_manifest(FINEWEB_EDU.manifest_name, 2, FINEWEB_EDU.revision).unwrap();
         assert_eq!(with_mirror(&manifest, ""), manifest);
         let mirrored = with_mirror(&manifest, "http://127.0.0.1:8080/data/");
         assert_eq!(mirrored.files[1].url, "http://127.0.0.1:8080/data/shard_00001.parquet");
@@ -317,16 +363,27 @@ mod tests {
 
     #[test]
     fn generates_all_shards_at_the_pinned_revision() {
-        let manifest = fineweb_edu_manifest("https://huggingface.co", FINEWEB_EDU_REVISION, usize::MAX).unwrap();
-        assert_eq!(manifest.files.len(), 1823);
-        assert_eq!(manifest.files[0].name, "shard_00000.parquet");
-        assert_eq!(manifest.files[1822].name, "shard_01822.parquet");
-        assert_eq!(
-            manifest.files[7].url,
-            format!("https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/{FINEWEB_EDU_REVISION}/shard_00007.parquet")
-        );
-        assert!(manifest.files.iter().all(|f| !f.url.contains("/resolve/main/")));
-        assert!(!crate::download::hub::is_commit_hash(FINEWEB_EDU_REVISION), "still the placeholder");
-        assert_eq!(fineweb_edu_manifest("http://127.0.0.1:1", "x", 3).unwrap().files.len(), 3);
+        // (dataset, shards, the last one's name) as the references' MAX_SHARD says.
+        for (dataset, count, last) in
+            [(FINEWEB_EDU, 1823, "shard_01822.parquet"), (CLIMBMIX, 6543, "shard_06542.parquet")]
+        {
+            let manifest = dataset.manifest("https://huggingface.co", dataset.revision, usize::MAX).unwrap();
+            assert_eq!(manifest.files.len(), count);
+            assert_eq!(manifest.files[0].name, "shard_00000.parquet");
+            assert_eq!(manifest.files[count - 1].name, last);
+            assert_eq!(
+                manifest.files[7].url,
+                format!(
+                    "https://huggingface.co/datasets/{}/resolve/{}/shard_00007.parquet",
+                    dataset.repo, dataset.revision
+                )
+            );
+            assert!(manifest.files.iter().all(|f| !f.url.contains("/resolve/main/")));
+            assert!(!crate::download::hub::is_commit_hash(dataset.revision), "still the placeholder");
+            assert_eq!(dataset.manifest("http://127.0.0.1:1", "x", 3).unwrap().files.len(), 3);
+        }
+        assert_eq!(CLIMBMIX.repo, "karpathy/climbmix-400b-shuffle");
+        assert_eq!(shard_dataset("climbmix-400b"), Some(&CLIMBMIX));
+        assert_eq!(shard_dataset("smoke"), None);
     }
 }

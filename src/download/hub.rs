@@ -11,7 +11,7 @@
 //! until then the commit `main` points to when a base dir first downloads the dataset, recorded in
 //! `revision.json` in the dataset's directory, so every file of the run and of every later run on
 //! that base dir comes from that one commit (flagged in the report, like an unpinned checksum). Used
-//! for the FineWeb-Edu shards (`data/<manifest>/revision.json`) and the chat datasets
+//! for the pretraining shards on the Hub (`data/<manifest>/revision.json`) and the chat datasets
 //! (`data/hf/<owner>/<name>/revision.json`), whose record also lists the files the manifest's patterns
 //! select in the Hub's tree listing at that commit, with their sizes and LFS sha256s, so later runs
 //! ask the Hub nothing.
@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::bundled_manifests::{FINEWEB_EDU_REPO, FINEWEB_EDU_REVISION};
+use super::bundled_manifests::ShardDataset;
 use super::downloader::{build_agent, resolve_location};
 use super::manifest::{
     is_plain_relative_path, Checksum, DataManifest, ManifestEntry, ManifestError, Sha256Digest, LEDGER_FILE_NAME,
@@ -367,13 +367,17 @@ pub fn resolve_main(repo: &str, endpoint: &str) -> Result<String, RevisionError>
         .map_err(|source| RevisionError::Resolve { repo: repo.into(), source })
 }
 
-/// The FineWeb-Edu commit for the shards in `shard_dir`: the build's pin (when it is a commit), else
-/// the one recorded in `shard_dir/revision.json`, else `main` resolved now through the Hub at
+/// The commit of shard `dataset` for the shards in `shard_dir`: the build's pin (when it is a commit),
+/// else the one recorded in `shard_dir/revision.json`, else `main` resolved now through the Hub at
 /// `endpoint` (and recorded).
-pub fn fineweb_edu_revision(shard_dir: &Path, endpoint: &str) -> Result<DatasetRevision, RevisionError> {
-    let repo = FINEWEB_EDU_REPO;
-    if is_commit_hash(FINEWEB_EDU_REVISION) {
-        return Ok(DatasetRevision::Pinned { repo: repo.to_string(), commit: FINEWEB_EDU_REVISION.to_string() });
+pub fn dataset_revision(
+    dataset: &ShardDataset,
+    shard_dir: &Path,
+    endpoint: &str,
+) -> Result<DatasetRevision, RevisionError> {
+    let repo = dataset.repo;
+    if is_commit_hash(dataset.revision) {
+        return Ok(DatasetRevision::Pinned { repo: repo.to_string(), commit: dataset.revision.to_string() });
     }
     let path = shard_dir.join(REVISION_RECORD_FILE);
     if let Some(record) = read_revision_record(&path)? {
@@ -823,6 +827,7 @@ fn no_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::download::FINEWEB_EDU;
 
     const SHA_A: &str = "b2c7f0a3a0f7d9e4c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192";
 
@@ -973,23 +978,23 @@ license = "MIT"
         let dir = tempfile::tempdir().unwrap();
         let unreachable = "http://127.0.0.1:9";
         let record = RevisionRecord {
-            repo: FINEWEB_EDU_REPO.into(),
+            repo: FINEWEB_EDU.repo.into(),
             commit: "c".repeat(40),
             resolved_from: "main".into(),
             resolved_at: "2026-11-24 06:00:00".into(),
             ..RevisionRecord::default()
         };
         crate::fsutil::write_json_atomic(&dir.path().join(REVISION_RECORD_FILE), &record).unwrap();
-        let revision = fineweb_edu_revision(dir.path(), unreachable).unwrap();
+        let revision = dataset_revision(&FINEWEB_EDU, dir.path(), unreachable).unwrap();
         assert_eq!(revision, DatasetRevision::Recorded(record), "no Hub request needed");
         assert!(revision.describe().contains("**not pinned in this build**"));
 
         std::fs::write(dir.path().join(REVISION_RECORD_FILE), "{\"commit\": 3").unwrap();
-        let err = fineweb_edu_revision(dir.path(), unreachable).unwrap_err().to_string();
+        let err = dataset_revision(&FINEWEB_EDU, dir.path(), unreachable).unwrap_err().to_string();
         assert!(err.contains("is not a revision record") && err.contains("delete it"), "{err}");
         let not_a_commit = r#"{"repo":"r","commit":"main","resolved_from":"main","resolved_at":"x"}"#;
         std::fs::write(dir.path().join(REVISION_RECORD_FILE), not_a_commit).unwrap();
-        let err = fineweb_edu_revision(dir.path(), unreachable).unwrap_err().to_string();
+        let err = dataset_revision(&FINEWEB_EDU, dir.path(), unreachable).unwrap_err().to_string();
         assert!(err.contains("\"main\" is not a commit"), "{err}");
     }
 

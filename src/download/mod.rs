@@ -13,8 +13,8 @@ pub mod local_mirror;
 pub mod manifest;
 
 pub use bundled_manifests::{
-    fineweb_edu_manifest, fineweb_edu_shard_name, CorpusLayout, ExpectedShard, SmokeCorpusManifest, SourcePackage,
-    FINEWEB_EDU_REVISION, FINEWEB_EDU_SHARD_COUNT,
+    shard_dataset, shard_file_name, CorpusLayout, ExpectedShard, ShardDataset, SmokeCorpusManifest, SourcePackage,
+    CLIMBMIX, FINEWEB_EDU, SHARD_DATASETS,
 };
 pub use chat_data::{
     chat_data_dirs, chat_data_hint, stages_need_chat_data, ChatDataError, ChatDownloads, CHAT_DATASETS_MANIFEST_FILE,
@@ -25,8 +25,8 @@ pub use downloader::{
     RetryPolicy, ShardDownloader, VerifyReport,
 };
 pub use hub::{
-    dataset_snapshot, fineweb_edu_revision, hub_endpoint, DatasetRevision, DatasetSnapshot, HubDataset,
-    HubDatasetManifest, RevisionError, SnapshotSource,
+    dataset_revision, dataset_snapshot, hub_endpoint, DatasetRevision, DatasetSnapshot, HubDataset, HubDatasetManifest,
+    RevisionError, SnapshotSource,
 };
 pub use local_mirror::LocalMirror;
 pub use manifest::{

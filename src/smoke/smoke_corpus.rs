@@ -14,8 +14,8 @@ use super::section_splitter::split_into_documents;
 use crate::data::parquet_shards::ShardError;
 use crate::data::shard_writer::{ShardWriter, ShardWriterOptions, ZSTD_LEVEL};
 use crate::download::{
-    fineweb_edu_shard_name, CorpusLayout, DownloadError, ExpectedShard, Sha256Digest, ShardDownloader,
-    SmokeCorpusManifest, SourcePackage,
+    shard_file_name, CorpusLayout, DownloadError, ExpectedShard, Sha256Digest, ShardDownloader, SmokeCorpusManifest,
+    SourcePackage,
 };
 
 /// Where the manifest lives, relative to the repository root.
@@ -193,7 +193,7 @@ pub fn write_corpus_shards(
     for shard in 0..layout.shards {
         let first = shard * row_groups.len() / layout.shards;
         let end = (shard + 1) * row_groups.len() / layout.shards;
-        let name = fineweb_edu_shard_name(shard);
+        let name = shard_file_name(shard);
         let path = out_dir.join(&name);
         let mut writer = ShardWriter::create(&path, options.clone())?;
         for group in &row_groups[first..end] {

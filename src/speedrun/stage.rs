@@ -73,7 +73,7 @@ fn tokenizer_files(paths: &Paths) -> Vec<PathBuf> {
 /// The first `n` shard files of the preset's data manifest.
 fn shard_files(config: &RunConfig, paths: &Paths, n: u32) -> Vec<PathBuf> {
     let shards = paths.shards(&config.data.manifest);
-    (0..n).map(|i| shards.join(crate::download::fineweb_edu_shard_name(i as usize))).collect()
+    (0..n).map(|i| shards.join(crate::download::shard_file_name(i as usize))).collect()
 }
 
 /// Shards the "data" stage waits for: the tokenizer's, plus one more because tok-train needs a

@@ -21,13 +21,10 @@ use std::time::Duration;
 
 use crate::config::RunConfig;
 use crate::download::bundled_manifests::{
-    bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, shard_manifest, with_mirror,
-    FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
+    bundled_manifest, bundled_smoke_corpus, download_dir, known_manifest_names, known_shard_manifests, shard_dataset,
+    shard_manifest, with_mirror, SMOKE_MANIFEST_NAME, TOKENIZERS_MANIFEST_NAME,
 };
-use crate::download::{
-    fineweb_edu_revision, hub_endpoint, ChatDataError, ChecksumSource, DatasetRevision, RevisionError,
-    FINEWEB_EDU_REVISION,
-};
+use crate::download::{dataset_revision, hub_endpoint, ChatDataError, ChecksumSource, DatasetRevision, RevisionError};
 use crate::download::{
     pin_from_ledger, pin_from_server, stages_need_chat_data, ChatDownloads, ChecksumLedger, DataManifest,
     DownloadOptions, DownloadProgress, DownloadedFile, FileStatus, LedgerError, LocalMirror, ManifestEntry,
@@ -45,7 +42,7 @@ pub enum DataStageError {
     MissingManifest(&'static str),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("data.manifest = {name:?} (known: {FINEWEB_EDU_MANIFEST_NAME}, {SMOKE_MANIFEST_NAME}): {source}")]
+    #[error("data.manifest = {name:?} (known: {}): {source}", known_shard_manifests())]
     ShardManifest { name: String, source: ManifestError },
     #[error("unknown data manifest {name:?}: give one of {known} or a path to a manifest TOML file")]
     UnknownManifest { name: String, known: String },
@@ -348,7 +345,7 @@ impl ChatPlan {
     }
 }
 
-/// The first `count` shards of manifest `name`, and the FineWeb-Edu commit their URLs name when the URLs
+/// The first `count` shards of manifest `name`, and the Hub dataset commit their URLs name when the URLs
 /// are used (not for the smoke corpus or a mirror, whose URLs replace them).
 fn shard_manifest_at_revision(
     paths: &Paths,
@@ -356,12 +353,14 @@ fn shard_manifest_at_revision(
     count: u32,
     mirror_url: &str,
 ) -> Result<(DataManifest, Option<DatasetRevision>)> {
-    let revision = if name == FINEWEB_EDU_MANIFEST_NAME && mirror_url.is_empty() {
-        Some(fineweb_edu_revision(&paths.shards(name), &hub_endpoint())?)
-    } else {
-        None
+    let dataset = shard_dataset(name);
+    let revision = match dataset {
+        Some(dataset) if mirror_url.is_empty() => {
+            Some(dataset_revision(dataset, &paths.shards(name), &hub_endpoint())?)
+        }
+        _ => None,
     };
-    let commit = revision.as_ref().map_or(FINEWEB_EDU_REVISION, |r| r.commit());
+    let commit = revision.as_ref().map_or(dataset.map_or("", |d| d.revision), |r| r.commit());
     let manifest = shard_manifest(name, count as usize, commit)
         .map_err(|source| DataStageError::ShardManifest { name: name.to_string(), source })?;
     Ok((manifest, revision))
@@ -800,18 +799,17 @@ pub struct PinRequest {
 pub fn pin(config: &RunConfig, paths: &Paths, args: &PinRequest) -> Result<()> {
     let name = args.manifest.clone().unwrap_or_else(|| config.data.manifest.clone());
     let known = known_manifest_names();
-    let (mut manifest, file, default_ledger) =
-        if [FINEWEB_EDU_MANIFEST_NAME, SMOKE_MANIFEST_NAME].contains(&name.as_str()) {
-            let (manifest, _) = shard_manifest_at_revision(paths, &name, config.data.train_shards, "")?;
-            (manifest, None, Some(download_dir(paths, &name).join(LEDGER_FILE_NAME)))
-        } else if let Some(parsed) = bundled_manifest(&name) {
-            (parsed?, None, Some(download_dir(paths, &name).join(LEDGER_FILE_NAME)))
-        } else if name.ends_with(".toml") || Path::new(&name).is_file() {
-            let path = PathBuf::from(&name);
-            (DataManifest::load(&path)?, Some(path), None)
-        } else {
-            return Err(DataStageError::UnknownManifest { name, known: known.join(", ") });
-        };
+    let (mut manifest, file, default_ledger) = if shard_dataset(&name).is_some() || name == SMOKE_MANIFEST_NAME {
+        let (manifest, _) = shard_manifest_at_revision(paths, &name, config.data.train_shards, "")?;
+        (manifest, None, Some(download_dir(paths, &name).join(LEDGER_FILE_NAME)))
+    } else if let Some(parsed) = bundled_manifest(&name) {
+        (parsed?, None, Some(download_dir(paths, &name).join(LEDGER_FILE_NAME)))
+    } else if name.ends_with(".toml") || Path::new(&name).is_file() {
+        let path = PathBuf::from(&name);
+        (DataManifest::load(&path)?, Some(path), None)
+    } else {
+        return Err(DataStageError::UnknownManifest { name, known: known.join(", ") });
+    };
     if args.write && file.is_none() {
         return Err(DataStageError::CompiledManifest(name));
     }

@@ -38,7 +38,7 @@ impl TinySpeedrun {
         let docs = real_text::torch_sources(150);
         for i in 0..3 {
             let opts = nanochat::data::ShardWriterOptions { docs_per_row_group: 25, ..Default::default() };
-            let name = nanochat::download::fineweb_edu_shard_name(i);
+            let name = nanochat::download::shard_file_name(i);
             nanochat::data::write_shard(&mirror_dir.join(name), &docs[i * 50..(i + 1) * 50], opts).unwrap();
         }
         // The chat datasets on the same mirror, laid out as a base dir's data/hf/ (with each dataset's
