@@ -34,6 +34,8 @@ pub enum ChatBatchError {
     Tokenizer(#[from] TokenizerError),
     #[error("{task} has {len} examples, too few for data stream {stream} of {streams}; use fewer processes or less accumulation")]
     TooFewExamples { task: String, len: usize, stream: usize, streams: usize },
+    #[error("invalid SFT packing: {0}")]
+    InvalidPacking(String),
     #[error("a saved data position does not fit this task: {0}")]
     BadPosition(String),
 }
@@ -60,7 +62,11 @@ impl StreamSlot {
     }
 }
 
-fn render(encoder: &BpeEncoder, task: &SharedTask, index: usize) -> Result<super::render::Rendered, ChatBatchError> {
+pub(super) fn render(
+    encoder: &BpeEncoder,
+    task: &SharedTask,
+    index: usize,
+) -> Result<super::render::Rendered, ChatBatchError> {
     let conversation = task.get(index)?;
     ChatRenderer::new(encoder)?
         .render(&conversation, MAX_CONVERSATION_TOKENS)

@@ -4,6 +4,7 @@ pub mod batches;
 pub mod conversation;
 pub mod render;
 pub mod render_file;
+pub mod sft_bestfit;
 pub mod tasks;
 
 pub use conversation::{Content, Conversation, ConversationError, Message, Part, PartKind, Role};

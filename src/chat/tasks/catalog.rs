@@ -163,13 +163,41 @@ pub fn mid_train_mixture(paths: &Paths, c: &MidTrainConfig) -> Result<SharedTask
 
 /// §5.3 validation mixture: SmolTalk test, MMLU all/test[:mmlu_val_stop], GSM8K test[:gsm8k_val_stop].
 pub fn mid_val_mixture(paths: &Paths, c: &MidTrainConfig) -> Result<SharedTask, TaskError> {
-    let all = Slice::default();
+    shared(val_mixture(paths, c.mmlu_val_stop as usize, c.gsm8k_val_stop as usize)?, Slice::default())
+}
+
+fn val_mixture(paths: &Paths, mmlu_stop: usize, gsm8k_stop: usize) -> Result<TaskMixture, TaskError> {
     let tasks = vec![
-        shared(SmolTalk::load(paths, "test")?, all)?,
-        shared(Mmlu::load(paths, "all", "test")?, Slice::stop(c.mmlu_val_stop as usize))?,
-        shared(Gsm8k::load(paths, "main", "test")?, Slice::stop(c.gsm8k_val_stop as usize))?,
+        shared(SmolTalk::load(paths, "test")?, Slice::default())?,
+        shared(Mmlu::load(paths, "all", "test")?, Slice::stop(mmlu_stop))?,
+        shared(Gsm8k::load(paths, "main", "test")?, Slice::stop(gsm8k_stop))?,
     ];
-    shared(TaskMixture::new(tasks), all)
+    Ok(TaskMixture::new(tasks))
+}
+
+/// nanochat 92d63d4's SFT training mixture (scripts/chat_sft.py, §12): SmolTalk train, MMLU's
+/// auxiliary training rows `mmlu_epochs` times, GSM8K main train `gsm8k_epochs` times. The reference
+/// reads the auxiliary rows as cais/mmlu all/auxiliary_train; here they are the auxiliary_train
+/// subset's train split (each row nested in a `train` field, which [`Mmlu`] unwraps), taken to hold
+/// the same rows in the same order (the stand-in datasets have only this one).
+pub fn sft_train_mixture_92d63d4(
+    paths: &Paths,
+    mmlu_epochs: usize,
+    gsm8k_epochs: usize,
+) -> Result<TaskMixture, TaskError> {
+    let all = Slice::default();
+    let mmlu = shared(Mmlu::load(paths, "auxiliary_train", "train")?, all)?;
+    let gsm8k = shared(Gsm8k::load(paths, "main", "train")?, all)?;
+    let mut tasks = vec![shared(SmolTalk::load(paths, "train")?, all)?];
+    tasks.extend(std::iter::repeat_n(mmlu, mmlu_epochs));
+    tasks.extend(std::iter::repeat_n(gsm8k, gsm8k_epochs));
+    Ok(TaskMixture::new(tasks))
+}
+
+/// nanochat 92d63d4's SFT validation mixture: SmolTalk test, MMLU all/test[:5200], GSM8K
+/// main/test[:420] (the §5.3 validation mixture at the reference's sizes).
+pub fn sft_val_mixture_92d63d4(paths: &Paths) -> Result<TaskMixture, TaskError> {
+    val_mixture(paths, 5200, 420)
 }
 
 /// §5.4 training mixture: ARC-Easy and ARC-Challenge train, GSM8K main train,
