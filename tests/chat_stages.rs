@@ -365,3 +365,80 @@ fn mid_train_and_sft_fit_their_device_batch_and_carry_the_fit() {
     assert!(log.contains("chat_sft.device_batch_size lowered from 2 to 1 to fit"), "{log}");
     assert_eq!(recorded_batch(&fresh.dir.path().join("sft_d2")), (1, Some(1)));
 }
+
+/// 92d63d4's SFT (`chat_sft.recipe_92d63d4`, src/train/sft_92d63d4.rs) from a d2 base model with
+/// every 92d63d4 option and its optimizer state (one MuonAdamW step on a fixed batch, saved as base
+/// training saves it): the optimizer is warm-started, the best-fit rows train, the validation bpb
+/// falls, the schedule follows the progress, and the final checkpoint and report section are written.
+#[test]
+fn the_92d63d4_sft_trains_from_a_92d63d4_base_model() {
+    use nanochat::checkpoint::{CheckpointMeta, LoopState};
+    use nanochat::model::{Gpt, GptConfig};
+    use nanochat::optim::{OptimizerSettings, Optimizers};
+    use tch::{Device, Kind, Tensor};
+
+    let base = chat_base();
+    let base_dir = base.paths.checkpoints("base", 2);
+    std::fs::remove_dir_all(&base_dir).unwrap();
+    tch::manual_seed(7);
+    let config = GptConfig::from_depth_and_aspect(2, 64, 128, 2048, 256).with_92d63d4_options("SL".parse().unwrap());
+    let mut model = Gpt::new(config, Device::Cpu).unwrap();
+    model.init_weights();
+    let mut optimizers = Optimizers::new(&model, &OptimizerSettings::reference(), None).unwrap();
+    let idx = Tensor::randint(2048, [2, 64], (Kind::Int64, Device::Cpu));
+    model.train_loss(&idx, &idx.roll([-1], [1])).backward();
+    optimizers.set_schedule(1.0, 0.95, None);
+    optimizers.step(None).unwrap();
+    model.zero_grad();
+    let meta = CheckpointMeta::at(
+        1,
+        &model,
+        &serde_json::json!({"total_batch_size": 1024}),
+        2,
+        256,
+        serde_json::json!([]),
+        LoopState::default(),
+    );
+    checkpoint::save(&base_dir, &model, &optimizers.state_tensors(), &meta, 0).unwrap();
+
+    let args = [
+        "--preset",
+        "gpt2-smoke",
+        "--set",
+        "chat_sft.num_iterations=24",
+        "--set",
+        "chat_sft.eval_every=10",
+        "--set",
+        "chat_sft.recipe_92d63d4.max_seq_len=128",
+        "--set",
+        "chat_sft.recipe_92d63d4.eval_tokens=1024",
+        "--set",
+        "chat_sft.recipe_92d63d4.mmlu_epochs=1",
+        "sft",
+    ];
+    let out = run_ok(base.dir.path(), &args);
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("optimizer state from") && log.contains("LRs reset"), "{log}");
+    // 1024 tokens a step from the base checkpoint's meta: 4 micro-batches of 2 x 128; 24 batches are 6 steps.
+    assert!(log.contains("1024 tokens a step (4 micro-batch(es) of 2x128"), "{log}");
+    let sft_dir = base.paths.checkpoints("sft", 2);
+    assert_eq!(checkpoint::latest_step(&sft_dir), Some(6));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(sft_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let values = |key: &str| -> Vec<f64> { lines.iter().filter_map(|m| m[key].as_f64()).collect() };
+    let bpbs = values("val_bpb");
+    assert_eq!(bpbs.len(), 2, "validation at step 0 and at the last step (6): {bpbs:?}");
+    assert!(bpbs[1] < bpbs[0] * 0.9, "validation bpb should fall: {bpbs:?}");
+    let progress = values("progress");
+    assert_eq!(progress.len(), 6);
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+    // The LR: 1 through the first half of the data, then down towards 0.
+    let lrm = values("lrm");
+    assert_eq!(lrm[0], 1.0);
+    assert!(lrm[5] < 0.5, "{lrm:?}");
+    let section = std::fs::read_to_string(base.paths.report().join("chat-sft.json")).unwrap();
+    assert!(section.contains("Total batch size") && section.contains("Final validation bpb"), "{section}");
+}

@@ -63,7 +63,7 @@ fn doctor_without_a_gpu_refuses_gpu_presets_and_names_the_cpu_ones() {
         said.contains("preset `d20` needs CUDA and CUDA does not start here: no NVIDIA driver on this machine"),
         "{said}"
     );
-    assert!(said.contains("Presets that run on this machine: smoke"), "{said}");
+    assert!(said.contains("Presets that run on this machine: smoke, gpt2-smoke"), "{said}");
     let section = std::fs::read_to_string(dir.path().join("report/hardware-check.json")).unwrap();
     assert!(section.contains("refused"), "{section}");
 
@@ -72,7 +72,7 @@ fn doctor_without_a_gpu_refuses_gpu_presets_and_names_the_cpu_ones() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["passed"], false);
-    assert_eq!(json["fitting_presets"], serde_json::json!(["smoke"]));
+    assert_eq!(json["fitting_presets"], serde_json::json!(["smoke", "gpt2-smoke"]));
     assert!(json["cuda_backend"]["NoDriver"].is_object(), "{json}");
     assert!(json["cuda_unavailable"].as_str().unwrap().contains("install NVIDIA driver 580 or newer"), "{json}");
 

@@ -222,6 +222,36 @@ pub struct ChatSftConfig {
     /// Compute dtype, as `base_train.dtype`.
     #[serde(default = "auto_dtype")]
     pub dtype: String,
+    /// nanochat 92d63d4's `chat_sft.py` (the `gpt2` presets). Present: conversations packed into rows
+    /// by best fit with padding, its mixture, a token batch, the progress-based schedule, validation
+    /// bpb, and the optimizer warm-started from the source checkpoint; `target_examples_per_step`,
+    /// `num_epochs`, `eval_steps`, `eval_metrics_*`, `smoltalk_stop` and the spelling sizes are then
+    /// unused. Absent: late 2025's SFT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe_92d63d4: Option<SftRecipe92d63d4>,
+}
+
+/// chat_sft.py's arguments at 92d63d4 that late 2025 did not have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftRecipe92d63d4 {
+    /// Tokens per row.
+    pub max_seq_len: u32,
+    /// Tokens per optimizer step; 0: the source checkpoint's base training batch (the reference inherits it).
+    pub total_batch_size: u64,
+    /// (With this recipe `chat_sft.num_iterations` counts batches per process, micro-batches included,
+    /// as chat_sft.py's `--num-iterations` does; the progress is that count over it.)
+    /// Epochs of MMLU's auxiliary train split and of GSM8K's train split in the mixture (with SmolTalk's train).
+    pub mmlu_epochs: u32,
+    pub gsm8k_epochs: u32,
+    /// The LR schedule over the progress through the data (0 → 1).
+    pub warmup_ratio: f64,
+    pub warmdown_ratio: f64,
+    pub final_lr_frac: f64,
+    /// Validation tokens per evaluation.
+    pub eval_tokens: u64,
+    /// Start from the source checkpoint's optimizer state (momentum buffers; the LRs are this stage's).
+    pub load_optimizer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -258,7 +258,7 @@ mod tests {
         assert!(!passed(&f));
         assert!(f[0].found.contains("libnvidia-ml.so not found"));
         assert!(passed(&check(&expectation("smoke"), &none, ROOMY)));
-        assert_eq!(fitting_presets(&none, ROOMY), vec!["smoke".to_string()]);
+        assert_eq!(fitting_presets(&none, ROOMY), vec!["smoke".to_string(), "gpt2-smoke".to_string()]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod optimizer_step;
 pub mod rl;
 pub mod rl_loss;
 pub mod sft;
+pub mod sft_92d63d4;
 pub mod tokenizer;
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@
 //! (one example stream per data stream); optimizers; the loop (validation loss every `eval_every`
 //! steps, MMLU and ARC-Easy categorical accuracy every `eval_metrics_every` steps and at the end,
 //! the step); checkpoints (periodic for `--resume`, and the final model); the report section
-//! "Chat SFT".
+//! "Chat SFT". With `chat_sft.recipe_92d63d4` the stage is 92d63d4's instead (src/train/sft_92d63d4.rs).
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -143,6 +143,9 @@ pub fn run(
 ) -> Result<SftOutcome, TrainError> {
     // Settings.
     let c = &config.chat_sft;
+    if let Some(recipe) = &c.recipe_92d63d4 {
+        return super::sft_92d63d4::run(config, paths, cluster, options, recipe);
+    }
     let device = cluster.device;
 
     // The model, from the source phase's checkpoint; the tokenizer.
