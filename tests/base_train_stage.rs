@@ -304,4 +304,13 @@ fn the_92d63d4_recipe_trains_its_model_with_muon_adamw_on_best_fit_batches() {
     for key in ["Scaling parameters", "Total batch size", "Muon weight decay (scaled)"] {
         assert!(section.contains(key), "{key} in {section}");
     }
+    // fp8 matmuls need an sm89+ GPU: on the CPU the recipe's fp8 is refused with the way out.
+    let fp8 = [&args[..args.len() - 1], &["--set", "base_train.recipe_92d63d4.fp8=true", "base-train"]].concat();
+    let out = nanochat(dir.path(), &fp8).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("compute capability 8.9") && said.contains("the CPU") && said.contains("fp8=false"),
+        "{said}"
+    );
 }

@@ -119,7 +119,8 @@ fn check_fp8(device: Device, local_rank: usize) -> Result<(), TrainError> {
              run is on {}; use `--set base_train.recipe_92d63d4.fp8=false`",
             match found {
                 Some(gpu) => format!("{} ({}.{})", gpu.name, gpu.compute_capability.0, gpu.compute_capability.1),
-                None => format!("{device:?}"),
+                None if device.is_cuda() => format!("{device:?} (no GPU found at this rank's index)"),
+                None => "the CPU".to_string(),
             }
         ))),
     }
