@@ -423,6 +423,8 @@ fn the_92d63d4_sft_trains_from_a_92d63d4_base_model() {
     assert!(log.contains("1024 tokens a step (4 micro-batch(es) of 2x128"), "{log}");
     let sft_dir = base.paths.checkpoints("sft", 2);
     assert_eq!(checkpoint::latest_step(&sft_dir), Some(6));
+    // As chat_sft.py's meta: the model_config's sequence_len is the rows' max_seq_len, not the base's 256.
+    assert_eq!(checkpoint::load_meta(&sft_dir, 6).unwrap().model_config.sequence_len, 128);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(sft_dir.join("metrics.jsonl"))
         .unwrap()
         .lines()

@@ -3,15 +3,18 @@
 //! on CPU (fp32), using tests/golden/gpt2_tiny.safetensors made by tests/golden/make_gpt2_golden.py
 //! from karpathy/nanochat 92d63d4: identical initial weights for the same seed, the same logits and
 //! losses for the same weights and tokens, and the reference Engine's tokens from the KV-cached
-//! engine.
+//! engine. And a base checkpoint the reference's checkpoint_manager wrote (tests/golden/gpt2_sft/,
+//! tests/golden/make_gpt2_checkpoint_golden.py) opens as that model with the reference's logits.
 #[path = "support/golden_tensors.rs"]
 mod golden_tensors;
 
 use golden_tensors::{max_abs_diff, tensor_sha256, GoldenTensors};
+use nanochat::checkpoint;
+use nanochat::checkpoint::source::SourceCheckpoint;
 use nanochat::engine::chat_engine::{Engine, GenerationSettings, SamplingRng};
-use nanochat::model::{Gpt, GptConfig, KvCache};
+use nanochat::model::{Gpt, GptConfig, KvCache, Precision};
 use nanochat::tokenizer::{BpeEncoder, SPECIAL_TOKENS};
-use tch::{Device, Reduction, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 /// libtorch's generator is global: tests that seed it and draw from it take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -160,4 +163,33 @@ fn the_server_is_told_which_options_its_packed_forward_lacks() {
     assert!(late_2025.options_without_packed_decoding().is_empty());
     let lacking = dense_model(&golden).options_without_packed_decoding();
     assert_eq!(lacking, ["window_pattern", "value_embeds", "smear", "backout", "resid_x0_lambdas", "qk_scale"]);
+}
+
+#[test]
+fn a_checkpoint_the_reference_wrote_opens_as_its_model_with_its_logits() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gpt2_sft/base_d2");
+    let source = SourceCheckpoint::in_dir(&dir, None).unwrap();
+    // Its meta holds only GPTConfig's fields (dimensions, window_pattern): 92d63d4's model, every option on.
+    let expected = GptConfig::new(256, 2048, 2, 2, 1, 32).with_92d63d4_options("SSSL".parse().unwrap());
+    assert_eq!(source.model_config, expected);
+    let path = source.weights_path().unwrap();
+    let file = checkpoint::read_tensors(&path).unwrap();
+    let kinds = |name: &str| file[name].kind();
+    assert_eq!(
+        (kinds("transformer.wte.weight"), kinds("value_embeds.1.weight"), kinds("lm_head.weight")),
+        (Kind::BFloat16, Kind::BFloat16, Kind::Float),
+        "the embeddings in bf16 as 92d63d4 saves them on a GPU"
+    );
+    let model = source.load_model(Device::Cpu, Precision::Float32).unwrap();
+    let golden = GoldenTensors::load("gpt2_sft/forward.safetensors");
+    let tokens = golden.get("tokens");
+    let t = tokens.size()[1] - 1;
+    let (x, y) = (tokens.narrow(1, 0, t), tokens.narrow(1, 1, t));
+    let logits = tch::no_grad(|| model.forward(&x, None));
+    let columns = Tensor::arange_start_step(0, model.config.vocab_size, 16, (Kind::Int64, Device::Cpu));
+    let diff = max_abs_diff(&logits.index_select(2, &columns), golden.get("logits_every_16th"));
+    let losses = tch::no_grad(|| model.loss(&x, &y, Reduction::None));
+    let loss_diff = max_abs_diff(&losses.view_as(golden.get("loss_none")), golden.get("loss_none"));
+    eprintln!("reference checkpoint: logits differ by {diff:e}, losses by {loss_diff:e}");
+    assert!(diff < 1e-4 && loss_diff < 1e-5, "logits differ by {diff:e}, losses by {loss_diff:e}");
 }

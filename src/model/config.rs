@@ -11,8 +11,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The reference's `model_config` (checkpoint meta, §8.1), same field names; the options 92d63d4
-/// hard-codes are fields here, written only when they differ from late 2025.
+/// hard-codes are fields here. In JSON ([`GptConfigJson`]) a late-2025 configuration writes only
+/// its dimensions, as 10231df's GPTConfig; one with a window pattern writes every option, so that a
+/// `model_config` with a window pattern and no option at all is the reference's 92d63d4 GPTConfig
+/// (its options are the code, not the config) and reads as that model, every option on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "GptConfigJson", into = "GptConfigJson")]
 pub struct GptConfig {
     pub sequence_len: i64,
     pub vocab_size: i64,
@@ -22,33 +26,112 @@ pub struct GptConfig {
     pub n_embd: i64,
     /// Sliding-window attention: the pattern tiled over the layers, the last layer always long
     /// (92d63d4 `window_pattern`, §3.7). None: every layer attends to the whole context (late 2025).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_pattern: Option<WindowPattern>,
     /// Gated value embeddings (`value_embeds`, `attn.ve_gate`) on alternating layers, the last included.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub value_embeds: bool,
     /// Smear: the previous token's normed embedding mixed into each position (`smear_gate`, `smear_lambda`).
-    #[serde(default, skip_serializing_if = "is_false")]
     pub smear: bool,
     /// Backout: a learned fraction (`backout_lambda`) of the residual after layer n_layer/2 subtracted
     /// before the final norm.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub backout: bool,
     /// `resid_lambdas` and `x0_lambdas`: before block i, x = resid_lambdas[i]·x + x0_lambdas[i]·x0.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub resid_x0_lambdas: bool,
     /// The rotary base θ (10,000 in late 2025, 100,000 at 92d63d4).
-    #[serde(default = "default_rotary_base", skip_serializing_if = "is_default_rotary_base")]
     pub rotary_base: i64,
     /// q and k are multiplied by this after the QK-norm (1 in late 2025, 1.2 at 92d63d4).
-    #[serde(default = "default_qk_scale", skip_serializing_if = "is_default_qk_scale")]
     pub qk_scale: f64,
     /// How `init_weights` draws the weights.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub init: WeightInit,
     /// The dtype of the rotary cos/sin tables.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub rotary_dtype: RotaryDtype,
+}
+
+/// [`GptConfig`] as JSON: an absent option is its late-2025 value, except that a window pattern
+/// with no option present is 92d63d4's model (the reference's meta).
+#[derive(Serialize, Deserialize)]
+struct GptConfigJson {
+    sequence_len: i64,
+    vocab_size: i64,
+    n_layer: i64,
+    n_head: i64,
+    n_kv_head: i64,
+    n_embd: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_pattern: Option<WindowPattern>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value_embeds: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smear: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backout: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resid_x0_lambdas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotary_base: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qk_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init: Option<WeightInit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotary_dtype: Option<RotaryDtype>,
+}
+
+impl From<GptConfig> for GptConfigJson {
+    fn from(c: GptConfig) -> Self {
+        let late = GptConfig::new(c.sequence_len, c.vocab_size, c.n_layer, c.n_head, c.n_kv_head, c.n_embd);
+        // With a window pattern every option is written; without, those that differ from late 2025.
+        let all = c.window_pattern.is_some();
+        fn keep<T: PartialEq>(all: bool, value: T, late: T) -> Option<T> {
+            (all || value != late).then_some(value)
+        }
+        GptConfigJson {
+            sequence_len: c.sequence_len,
+            vocab_size: c.vocab_size,
+            n_layer: c.n_layer,
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+            n_embd: c.n_embd,
+            window_pattern: c.window_pattern,
+            value_embeds: keep(all, c.value_embeds, late.value_embeds),
+            smear: keep(all, c.smear, late.smear),
+            backout: keep(all, c.backout, late.backout),
+            resid_x0_lambdas: keep(all, c.resid_x0_lambdas, late.resid_x0_lambdas),
+            rotary_base: keep(all, c.rotary_base, late.rotary_base),
+            qk_scale: keep(all, c.qk_scale, late.qk_scale),
+            init: keep(all, c.init, late.init),
+            rotary_dtype: keep(all, c.rotary_dtype, late.rotary_dtype),
+        }
+    }
+}
+
+impl From<GptConfigJson> for GptConfig {
+    fn from(j: GptConfigJson) -> Self {
+        let late = GptConfig::new(j.sequence_len, j.vocab_size, j.n_layer, j.n_head, j.n_kv_head, j.n_embd);
+        let no_option = j.value_embeds.is_none()
+            && j.smear.is_none()
+            && j.backout.is_none()
+            && j.resid_x0_lambdas.is_none()
+            && j.rotary_base.is_none()
+            && j.qk_scale.is_none()
+            && j.init.is_none()
+            && j.rotary_dtype.is_none();
+        match j.window_pattern {
+            // The reference's 92d63d4 GPTConfig: dimensions and window_pattern.
+            Some(pattern) if no_option => late.with_92d63d4_options(pattern),
+            window_pattern => GptConfig {
+                window_pattern,
+                value_embeds: j.value_embeds.unwrap_or(late.value_embeds),
+                smear: j.smear.unwrap_or(late.smear),
+                backout: j.backout.unwrap_or(late.backout),
+                resid_x0_lambdas: j.resid_x0_lambdas.unwrap_or(late.resid_x0_lambdas),
+                rotary_base: j.rotary_base.unwrap_or(late.rotary_base),
+                qk_scale: j.qk_scale.unwrap_or(late.qk_scale),
+                init: j.init.unwrap_or(late.init),
+                rotary_dtype: j.rotary_dtype.unwrap_or(late.rotary_dtype),
+                ..late
+            },
+        }
+    }
 }
 
 /// `init_weights` of a reference version (§3.4).
@@ -73,25 +156,6 @@ pub enum RotaryDtype {
     Bfloat16,
     /// 92d63d4 (no autocast, §12.6): the compute dtype, so fp32 on the CPU.
     Compute,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-fn default_rotary_base() -> i64 {
-    ROTARY_BASE
-}
-fn is_default_rotary_base(base: &i64) -> bool {
-    *base == ROTARY_BASE
-}
-fn default_qk_scale() -> f64 {
-    1.0
-}
-fn is_default_qk_scale(scale: &f64) -> bool {
-    *scale == 1.0
-}
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
 }
 
 /// A `window_pattern` string of 'S' (short window) and 'L' (long window), tiled across the layers
@@ -451,8 +515,26 @@ mod tests {
         let bad = serde_json::json!({"sequence_len": 8, "vocab_size": 8, "n_layer": 1, "n_head": 1,
             "n_kv_head": 1, "n_embd": 8, "window_pattern": "SXL"});
         assert!(serde_json::from_value::<GptConfig>(bad).unwrap_err().to_string().contains("SXL"));
+        // A window pattern with options off writes them all, so it does not read back as 92d63d4's.
+        let windowed = GptConfig { window_pattern: Some("SL".parse().unwrap()), ..old };
+        let json = serde_json::to_value(windowed).unwrap();
+        assert_eq!((json["value_embeds"].as_bool(), json["rotary_base"].as_i64()), (Some(false), Some(10_000)));
+        assert_eq!(serde_json::from_value::<GptConfig>(json).unwrap(), windowed);
         let narrow = GptConfig::from_depth(1, 300, 16).with_92d63d4_options("L".parse().unwrap());
         let narrow = GptConfig { n_embd: 16, n_head: 1, n_kv_head: 1, ..narrow };
         assert_eq!(narrow.validate(), Err(ConfigError::TooNarrow { option: "smear", channels: 24, n_embd: 16 }));
+    }
+
+    #[test]
+    fn a_reference_92d63d4_model_config_is_the_model_with_every_option() {
+        // 92d63d4's GPTConfig as its checkpoint_manager writes it: dimensions and window_pattern.
+        let reference = serde_json::json!({"sequence_len": 2048, "vocab_size": 32_768, "n_layer": 24,
+            "n_head": 12, "n_kv_head": 12, "n_embd": 1536, "window_pattern": "SSSL"});
+        assert_eq!(serde_json::from_value::<GptConfig>(reference).unwrap(), gpt2(24));
+        // 10231df's GPTConfig has no window_pattern: the late-2025 model.
+        let late = serde_json::json!({"sequence_len": 2048, "vocab_size": 32_768, "n_layer": 24,
+            "n_head": 12, "n_kv_head": 12, "n_embd": 1536});
+        let late: GptConfig = serde_json::from_value(late).unwrap();
+        assert!(!late.has_92d63d4_parameters() && late.window_pattern.is_none() && late.rotary_base == ROTARY_BASE);
     }
 }

@@ -45,6 +45,26 @@ pub fn lr_multiplier(progress: f64, r: &SftRecipe92d63d4) -> f64 {
     }
 }
 
+/// The token batch base training used, which chat_sft.py inherits: the meta's `total_batch_size`
+/// (92d63d4's base_train.py writes the resolved batch there; its `user_config` holds the argument,
+/// -1 when automatic), else the `user_config`'s when positive (ours record the resolved batch there).
+fn inherited_total_batch_size(dir: &std::path::Path, step: u64) -> Result<u64, TrainError> {
+    let path = checkpoint::meta_path(dir, step);
+    let meta: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| TrainError::Config(format!("cannot read the source checkpoint's meta {}", path.display())))?;
+    let inherited = [&meta["total_batch_size"], &meta["user_config"]["total_batch_size"]]
+        .into_iter()
+        .find_map(|v| v.as_u64().filter(|&n| n > 0));
+    inherited.ok_or_else(|| {
+        TrainError::Config(format!(
+            "the source checkpoint {} records no total_batch_size; set chat_sft.recipe_92d63d4.total_batch_size",
+            dir.display()
+        ))
+    })
+}
+
 /// The packer over `task` for this process: rank r of W, as the reference's generator.
 fn packer(
     task: SharedTask,
@@ -95,15 +115,7 @@ pub fn run(
         },
     )?;
     let total_batch_size = match r.total_batch_size {
-        0 => {
-            let meta = checkpoint::load_meta(&source.dir, source.step)?;
-            meta.user_config["total_batch_size"].as_u64().ok_or_else(|| {
-                TrainError::Config(format!(
-                    "the source checkpoint {} records no total_batch_size; set chat_sft.recipe_92d63d4.total_batch_size",
-                    source.dir.display()
-                ))
-            })?
-        }
+        0 => inherited_total_batch_size(&source.dir, source.step)?,
         n => n,
     };
     let (b, t) = (batch.rows as usize, r.max_seq_len as usize);
@@ -227,8 +239,13 @@ pub fn run(
     }
 
     // The final checkpoint (every process writes its optimizer shard).
+    // As chat_sft.py's meta: the model_config's sequence_len is the SFT rows' max_seq_len (the
+    // windows and rotary tables of the stages that load it follow it).
+    let mut model_config = model.config;
+    model_config.sequence_len = i64::from(r.max_seq_len);
     let meta = CheckpointMeta {
         val_bpb,
+        model_config,
         fitted_device_batch_size: batch.fitted(),
         ..CheckpointMeta::at(
             step,
@@ -264,6 +281,20 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_batch_is_inherited_from_the_reference_meta_or_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let write =
+            |meta: serde_json::Value| std::fs::write(checkpoint::meta_path(dir.path(), 5), meta.to_string()).unwrap();
+        // 92d63d4's base_train.py: the resolved batch beside an automatic (-1) argument.
+        write(serde_json::json!({"total_batch_size": 524_288, "user_config": {"total_batch_size": -1}}));
+        assert_eq!(inherited_total_batch_size(dir.path(), 5).unwrap(), 524_288);
+        write(serde_json::json!({"user_config": {"total_batch_size": 4096}}));
+        assert_eq!(inherited_total_batch_size(dir.path(), 5).unwrap(), 4096);
+        write(serde_json::json!({"user_config": {"total_batch_size": -1}}));
+        assert!(inherited_total_batch_size(dir.path(), 5).unwrap_err().to_string().contains("total_batch_size"));
+    }
 
     #[test]
     fn the_lr_follows_the_progress_through_the_data() {
