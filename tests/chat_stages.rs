@@ -414,6 +414,12 @@ fn the_92d63d4_sft_trains_from_a_92d63d4_base_model() {
         "chat_sft.recipe_92d63d4.eval_tokens=1024",
         "--set",
         "chat_sft.recipe_92d63d4.mmlu_epochs=1",
+        "--set",
+        "chat_sft.recipe_92d63d4.chatcore_max_cat=4",
+        "--set",
+        "chat_sft.recipe_92d63d4.chatcore_max_sample=2",
+        "--set",
+        "chat_eval.max_new_tokens=8",
         "sft",
     ];
     let out = run_ok(base.dir.path(), &args);
@@ -441,6 +447,17 @@ fn the_92d63d4_sft_trains_from_a_92d63d4_base_model() {
     let lrm = values("lrm");
     assert_eq!(lrm[0], 1.0);
     assert!(lrm[5] < 0.5, "{lrm:?}");
+    // ChatCORE at the last step (gpt2-smoke: chatcore_every past the end): every task's accuracy and
+    // the categorical mean, which a random model puts near 0.
+    let chatcore = lines.iter().rfind(|m| m["metrics"].is_object()).expect("a ChatCORE record");
+    assert_eq!(chatcore["step"], 6, "{chatcore}");
+    for task in ["ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K"] {
+        let acc = chatcore["metrics"][task].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&acc), "{task} in {chatcore}");
+    }
+    let cat = chatcore["metrics"]["chatcore_cat"].as_f64().unwrap();
+    assert!((-1.0 / 3.0..=1.0).contains(&cat), "{chatcore}");
     let section = std::fs::read_to_string(base.paths.report().join("chat-sft.json")).unwrap();
     assert!(section.contains("Total batch size") && section.contains("Final validation bpb"), "{section}");
+    assert!(section.contains("ChatCORE (categorical)"), "{section}");
 }

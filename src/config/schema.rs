@@ -252,6 +252,11 @@ pub struct SftRecipe92d63d4 {
     pub eval_tokens: u64,
     /// Start from the source checkpoint's optimizer state (momentum buffers; the LRs are this stage's).
     pub load_optimizer: bool,
+    /// ChatCORE every this many steps and at the end (≤ 0: never), on at most `chatcore_max_cat`
+    /// problems of each categorical task and `chatcore_max_sample` of each generative one (< 0: all).
+    pub chatcore_every: i64,
+    pub chatcore_max_cat: i64,
+    pub chatcore_max_sample: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

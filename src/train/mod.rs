@@ -42,6 +42,8 @@ pub enum TrainError {
     ReadBack(#[from] tch::TchError),
     #[error("categorical evaluation: {0}")]
     Categorical(#[from] crate::eval::categorical::CategoricalError),
+    #[error(transparent)]
+    ChatEval(#[from] crate::eval::chat_eval::ChatEvalError),
     #[error("RL rollouts: {0}")]
     Rollouts(String),
     #[error(

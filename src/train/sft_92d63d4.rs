@@ -7,9 +7,8 @@
 //! Reads top to bottom like the reference's script: settings and the source model; the batch and its
 //! accumulation; optimizers (`MuonAdamW` at `init_lr_frac` of the stage's LRs, warm-started from the
 //! source's optimizer state); the data; the loop (validation bpb every `eval_every` steps and at the
-//! end, the step); the final checkpoint; the report section "Chat SFT". Not here: the reference's
-//! ChatCORE during training (the chat-eval stage measures the model afterwards) and mid-run
-//! checkpoints (the reference has none either).
+//! end, ChatCORE every `chatcore_every` steps and at the end, the step); the final checkpoint; the
+//! report section "Chat SFT". No mid-run checkpoints: the reference has none either.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,10 +21,15 @@ use crate::chat::batches::StreamSlot;
 use crate::chat::sft_bestfit::{SftBestFit, SftPackConfig, SFT_BUFFER_CONVERSATIONS};
 use crate::chat::tasks::catalog::{sft_train_mixture_92d63d4, sft_val_mixture_92d63d4, shared};
 use crate::chat::tasks::{SharedTask, Slice};
+use crate::chat::ChatRenderer;
 use crate::checkpoint::{self, CheckpointMeta, LoopState};
 use crate::config::{RunConfig, SftRecipe92d63d4};
 use crate::dist::{Cluster, ReduceOp};
+use crate::engine::chat_engine::Engine;
 use crate::eval::bpb::{self, BpbTotals};
+use crate::eval::categorical::categorical_accuracy;
+use crate::eval::chat_eval::{generative_accuracy, open_eval_task};
+use crate::model::Gpt;
 use crate::optim::{schedule, Optimizers};
 use crate::paths::Paths;
 use crate::progress::suspend_bars;
@@ -63,6 +67,64 @@ fn inherited_total_batch_size(dir: &std::path::Path, step: u64) -> Result<u64, T
             dir.display()
         ))
     })
+}
+
+/// chat_sft.py's ChatCORE tasks and their random-guess baselines, categorical ones first.
+const CHATCORE_TASKS: [(&str, f64, bool); 5] = [
+    ("ARC-Easy", 0.25, true),
+    ("ARC-Challenge", 0.25, true),
+    ("MMLU", 0.25, true),
+    ("GSM8K", 0.0, false),
+    ("HumanEval", 0.0, false),
+];
+
+/// chat_sft.py's ChatCORE during training: each task's accuracy (categorical ones on at most
+/// `chatcore_max_cat` problems in batches of the device batch, generative ones on at most
+/// `chatcore_max_sample`, sampled with the `chat_eval` settings), and the mean centered accuracy
+/// `(acc − b)/(1 − b)` over all five (`chatcore`) and over the categorical three (`chatcore_cat`).
+/// HumanEval runs generated code: without the sandbox it is left out, and `chatcore` with it.
+fn chatcore(
+    model: &Gpt,
+    encoder: &BpeEncoder,
+    paths: &Paths,
+    config: &RunConfig,
+    r: &SftRecipe92d63d4,
+    cluster: &Cluster<'_>,
+) -> Result<serde_json::Value, TrainError> {
+    let renderer = ChatRenderer::new(encoder)?;
+    let engine = Engine::new(model, encoder)?;
+    let limit = |max: i64| usize::try_from(max).ok();
+    let mut metrics = serde_json::Map::new();
+    let (mut all, mut categorical) = (Some(0.0), 0.0);
+    for (name, baseline, is_categorical) in CHATCORE_TASKS {
+        if name == "HumanEval" {
+            if let Err(reason) = crate::chat::tasks::humaneval::sandbox_available() {
+                log::warn!("ChatCORE: HumanEval is NOT evaluated: {reason}");
+                all = None;
+                continue;
+            }
+        }
+        let task = open_eval_task(paths, name)?;
+        let accuracy = match is_categorical {
+            true => {
+                let batch = config.chat_sft.device_batch_size as usize;
+                categorical_accuracy(model, &renderer, &task, batch, limit(r.chatcore_max_cat), cluster)?.0
+            }
+            false => {
+                let max = limit(r.chatcore_max_sample);
+                generative_accuracy(&engine, &renderer, &task, &config.chat_eval, max, cluster)?.0
+            }
+        };
+        let centered = (accuracy.fraction() - baseline) / (1.0 - baseline);
+        all = all.map(|sum| sum + centered);
+        if is_categorical {
+            categorical += centered;
+        }
+        metrics.insert(name.to_string(), accuracy.fraction().into());
+    }
+    metrics.insert("chatcore".into(), all.map(|sum| sum / 5.0).into());
+    metrics.insert("chatcore_cat".into(), (categorical / 3.0).into());
+    Ok(serde_json::Value::Object(metrics))
 }
 
 /// The packer over `task` for this process: rank r of W, as the reference's generator.
@@ -169,6 +231,7 @@ pub fn run(
     let mut smooth = SmoothedLoss::default();
     let mut losses = Vec::new();
     let mut val_bpb = None;
+    let mut chatcore_metrics = serde_json::Value::Null;
     let mut next = train.next_batch()?;
     let mut last_step = next.last_step;
     let mut progress = 0.0f64;
@@ -177,6 +240,16 @@ pub fn run(
         last_step = cluster.reduce(&[f64::from(u8::from(last_step))], ReduceOp::Max)?[0] > 0.0;
         if last_step || due(step, c.eval_every) {
             val_bpb = Some(record_bpb_evaluation(&mut metrics_log, step, &evaluate_bpb()?, &mut loop_state)?);
+        }
+        if r.chatcore_every > 0 && (last_step || (step > 0 && due(step, r.chatcore_every))) {
+            chatcore_metrics = chatcore(&model, &encoder, paths, config, r, cluster)?;
+            suspend_bars(|| log::info!("Step {step:05} | ChatCORE: {chatcore_metrics}"));
+            metrics_log.write(&StepRecord {
+                step,
+                metrics: Some(chatcore_metrics.clone()),
+                total_training_time: loop_state.total_training_time,
+                ..StepRecord::default()
+            })?;
         }
         if last_step {
             break;
@@ -247,6 +320,7 @@ pub fn run(
         val_bpb,
         model_config,
         fitted_device_batch_size: batch.fitted(),
+        metrics: (!chatcore_metrics.is_null()).then(|| chatcore_metrics.clone()),
         ..CheckpointMeta::at(
             step,
             &model,
@@ -271,10 +345,12 @@ pub fn run(
             .value("Total batch size", total_batch_size)
             .value("Minimum validation bpb", loop_state.min_val_bpb)
             .value("Final validation bpb", val_bpb.unwrap_or(f64::NAN))
+            .value("ChatCORE", chatcore_metrics["chatcore"].as_f64())
+            .value("ChatCORE (categorical)", chatcore_metrics["chatcore_cat"].as_f64())
             .write(&paths.report())
             .map_err(|source| TrainError::Write { path: paths.report(), source })?;
     }
-    let metrics = serde_json::json!({ "val_bpb": val_bpb });
+    let metrics = serde_json::json!({ "val_bpb": val_bpb, "chatcore": chatcore_metrics });
     Ok(SftOutcome { steps: step, val_loss: None, metrics, losses })
 }
 
@@ -309,6 +385,9 @@ mod tests {
             final_lr_frac: 0.0,
             eval_tokens: 1,
             load_optimizer: true,
+            chatcore_every: -1,
+            chatcore_max_cat: -1,
+            chatcore_max_sample: 24,
         };
         assert_eq!(lr_multiplier(0.0, &r), 1.0);
         assert_eq!(lr_multiplier(0.5, &r), 1.0);
