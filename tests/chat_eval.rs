@@ -97,6 +97,12 @@ fn the_report_section_has_every_task_and_chatcore() {
     }
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("ChatCORE: "), "{log}");
+    // The gpt2 presets evaluate 92d63d4's five tasks (no SpellingBee), and ChatCORE is theirs.
+    let out =
+        nanochat(base.dir.path(), &["--preset", "gpt2-smoke", "chat-eval", "-i", "base", "-x", "3", "-m", "8"], None);
+    stdout(&out);
+    let text = std::fs::read_to_string(base.paths.report().join("chat-evaluation-base.json")).unwrap();
+    assert!(!text.contains("\"SpellingBee\"") && text.contains("\"ChatCORE metric\""), "{text}");
     // An unknown task is an error naming the tasks.
     let out = nanochat(base.dir.path(), &["chat-eval", "-i", "base", "-a", "GSM8K|gsm"], None);
     assert!(!out.status.success());

@@ -301,6 +301,10 @@ pub struct ChatEvalConfig {
     pub batch_size: u32,
     /// -1 = all problems.
     pub max_problems: i64,
+    /// The tasks the chat-eval stages run and ChatCORE averages, `|`-separated as `chat-eval -a`
+    /// takes them. Absent: all six (late 2025); the gpt2 presets leave SpellingBee out, as 92d63d4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

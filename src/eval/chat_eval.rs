@@ -118,10 +118,12 @@ pub fn open_eval_task(paths: &Paths, name: &str) -> Result<SharedTask, ChatEvalE
     })
 }
 
-/// ChatCORE (§6.3) of per-task accuracies, when every task of [`CHAT_TASKS`] is among them.
-pub fn chatcore(results: &[(String, Accuracy)]) -> Option<f64> {
+/// ChatCORE (§6.3) of per-task accuracies over the tasks `over` (late 2025: all six of
+/// [`CHAT_TASKS`]; 92d63d4: all but SpellingBee), when every one of them is among the results.
+pub fn chatcore(results: &[(String, Accuracy)], over: &[String]) -> Option<f64> {
     let centered: Option<Vec<f64>> = CHAT_TASKS
         .iter()
+        .filter(|(name, _)| over.iter().any(|o| o == name))
         .map(|(name, baseline)| {
             let (_, acc) = results.iter().find(|(n, _)| n == name)?;
             Some((acc.fraction() - baseline) / (1.0 - baseline))
@@ -189,7 +191,8 @@ pub fn run(paths: &Paths, cluster: &Cluster<'_>, options: &ChatEvalOptions) -> R
         }
         results.push((name.clone(), accuracy));
     }
-    let chatcore = chatcore(&results);
+    // ChatCORE is over the preset's tasks (`chat_eval.tasks`), all of which must have run.
+    let chatcore = chatcore(&results, &ChatEvalOptions::task_list(s.tasks.as_deref())?);
     if let Some(score) = chatcore {
         log::info!("ChatCORE: {score:.4}");
     }
@@ -289,10 +292,15 @@ mod tests {
             ("GSM8K".into(), acc(1, 10)),
             ("HumanEval".into(), acc(0, 10)),
         ];
-        assert_eq!(chatcore(&results), None);
+        let all = ChatEvalOptions::task_list(None).unwrap();
+        assert_eq!(chatcore(&results, &all), None);
+        // 92d63d4's ChatCORE leaves SpellingBee out: the five are enough.
+        let five = ChatEvalOptions::task_list(Some("ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval")).unwrap();
+        let expected_five = (1.0 / 3.0 + 0.0 + 1.0 + 0.1 + 0.0) / 5.0;
+        assert!((chatcore(&results, &five).unwrap() - expected_five).abs() < 1e-12);
         results.push(("SpellingBee".into(), acc(5, 10)));
         // (1/3 + 0 + 1 + 0.1 + 0 + 0.5) / 6
         let expected = (1.0 / 3.0 + 0.0 + 1.0 + 0.1 + 0.0 + 0.5) / 6.0;
-        assert!((chatcore(&results).unwrap() - expected).abs() < 1e-12);
+        assert!((chatcore(&results, &all).unwrap() - expected).abs() < 1e-12);
     }
 }

@@ -28,7 +28,7 @@ use crate::dist::{Cluster, ReduceOp};
 use crate::engine::chat_engine::Engine;
 use crate::eval::bpb::{self, BpbTotals};
 use crate::eval::categorical::categorical_accuracy;
-use crate::eval::chat_eval::{generative_accuracy, open_eval_task};
+use crate::eval::chat_eval::{self, generative_accuracy, open_eval_task};
 use crate::model::Gpt;
 use crate::optim::{schedule, Optimizers};
 use crate::paths::Paths;
@@ -69,20 +69,15 @@ fn inherited_total_batch_size(dir: &std::path::Path, step: u64) -> Result<u64, T
     })
 }
 
-/// chat_sft.py's ChatCORE tasks and their random-guess baselines, categorical ones first.
-const CHATCORE_TASKS: [(&str, f64, bool); 5] = [
-    ("ARC-Easy", 0.25, true),
-    ("ARC-Challenge", 0.25, true),
-    ("MMLU", 0.25, true),
-    ("GSM8K", 0.0, false),
-    ("HumanEval", 0.0, false),
-];
+/// chat_sft.py's ChatCORE tasks, and its categorical ones.
+const CHATCORE_TASKS: [&str; 5] = ["ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval"];
+const CATEGORICAL_TASKS: [&str; 3] = ["ARC-Easy", "ARC-Challenge", "MMLU"];
 
 /// chat_sft.py's ChatCORE during training: each task's accuracy (categorical ones on at most
 /// `chatcore_max_cat` problems in batches of the device batch, generative ones on at most
-/// `chatcore_max_sample`, sampled with the `chat_eval` settings), and the mean centered accuracy
-/// `(acc − b)/(1 − b)` over all five (`chatcore`) and over the categorical three (`chatcore_cat`).
-/// HumanEval runs generated code: without the sandbox it is left out, and `chatcore` with it.
+/// `chatcore_max_sample`, sampled with the `chat_eval` settings), and ChatCORE over the five
+/// (`chatcore`) and over the categorical three (`chatcore_cat`). HumanEval runs generated code:
+/// without the sandbox it is left out, and `chatcore` with it.
 fn chatcore(
     model: &Gpt,
     encoder: &BpeEncoder,
@@ -94,18 +89,16 @@ fn chatcore(
     let renderer = ChatRenderer::new(encoder)?;
     let engine = Engine::new(model, encoder)?;
     let limit = |max: i64| usize::try_from(max).ok();
-    let mut metrics = serde_json::Map::new();
-    let (mut all, mut categorical) = (Some(0.0), 0.0);
-    for (name, baseline, is_categorical) in CHATCORE_TASKS {
+    let mut results = Vec::new();
+    for name in CHATCORE_TASKS {
         if name == "HumanEval" {
             if let Err(reason) = crate::chat::tasks::humaneval::sandbox_available() {
                 log::warn!("ChatCORE: HumanEval is NOT evaluated: {reason}");
-                all = None;
                 continue;
             }
         }
         let task = open_eval_task(paths, name)?;
-        let accuracy = match is_categorical {
+        let accuracy = match CATEGORICAL_TASKS.contains(&name) {
             true => {
                 let batch = config.chat_sft.device_batch_size as usize;
                 categorical_accuracy(model, &renderer, &task, batch, limit(r.chatcore_max_cat), cluster)?.0
@@ -115,15 +108,13 @@ fn chatcore(
                 generative_accuracy(&engine, &renderer, &task, &config.chat_eval, max, cluster)?.0
             }
         };
-        let centered = (accuracy.fraction() - baseline) / (1.0 - baseline);
-        all = all.map(|sum| sum + centered);
-        if is_categorical {
-            categorical += centered;
-        }
-        metrics.insert(name.to_string(), accuracy.fraction().into());
+        results.push((name.to_string(), accuracy));
     }
-    metrics.insert("chatcore".into(), all.map(|sum| sum / 5.0).into());
-    metrics.insert("chatcore_cat".into(), (categorical / 3.0).into());
+    let names = |tasks: &[&str]| tasks.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let mut metrics: serde_json::Map<String, serde_json::Value> =
+        results.iter().map(|(name, acc)| (name.clone(), acc.fraction().into())).collect();
+    metrics.insert("chatcore".into(), chat_eval::chatcore(&results, &names(&CHATCORE_TASKS)).into());
+    metrics.insert("chatcore_cat".into(), chat_eval::chatcore(&results, &names(&CATEGORICAL_TASKS)).into());
     Ok(serde_json::Value::Object(metrics))
 }
 

@@ -28,7 +28,7 @@ pub fn run(global: &GlobalOptions, args: &ChatEvalArgs) -> anyhow::Result<()> {
         source: args.source.clone(),
         step: args.step,
         checkpoint_dir: args.checkpoint.clone(),
-        tasks: ChatEvalOptions::task_list(args.task_name.as_deref())?,
+        tasks: ChatEvalOptions::task_list(args.task_name.as_deref().or(config.chat_eval.tasks.as_deref()))?,
         settings,
         details: args.details.clone(),
     };
