@@ -49,6 +49,8 @@ pub enum MuonAdamWError {
     MissingGradient(String),
     #[error("optimizer state lacks `{0}`")]
     MissingState(String),
+    #[error("optimizer state `{0}` is not this optimizer's (another optimizer's, or other parameter groups)")]
+    ForeignState(String),
     #[error("optimizer state `{name}` has shape {shape:?}, expected {expected:?}")]
     StateShape { name: String, shape: Vec<i64>, expected: Vec<i64> },
 }
@@ -583,6 +585,26 @@ impl MuonAdamW {
     /// that is absent stays unset (made at the next step). Tensors move to the parameters' device
     /// and dtype.
     pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>) -> Result<(), MuonAdamWError> {
+        // Parameters that never stepped have no entries, so absent names are fine; a name these
+        // groups could not have written means the state is another optimizer's.
+        let ours = |name: &str| {
+            let mut parts = name.split('.');
+            let (Some("muon_adamw"), Some(gi)) = (parts.next(), parts.next().and_then(|g| g.parse::<usize>().ok()))
+            else {
+                return false;
+            };
+            let rest: Vec<&str> = parts.collect();
+            match (self.groups.get(gi), rest.as_slice()) {
+                (Some(ParamGroup::AdamW(g)), [i, "step" | "exp_avg" | "exp_avg_sq"]) => {
+                    i.parse::<usize>().is_ok_and(|i| i < g.params.len())
+                }
+                (Some(ParamGroup::Muon(_)), ["momentum_buffer" | "second_momentum_buffer"]) => true,
+                _ => false,
+            }
+        };
+        if let Some(foreign) = state.keys().find(|name| !ours(name)) {
+            return Err(MuonAdamWError::ForeignState(foreign.clone()));
+        }
         let load = |name: String, like: &Tensor, shape: &[i64]| -> Result<Option<Tensor>, MuonAdamWError> {
             match state.get(&name) {
                 None => Ok(None),
@@ -822,6 +844,13 @@ mod tests {
         let mut wrong: HashMap<String, Tensor> = saved.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
         wrong.insert("muon_adamw.1.momentum_buffer".into(), Tensor::zeros([1, 6, 10], (Kind::Float, Device::Cpu)));
         assert!(matches!(other.load_state_tensors(&wrong), Err(MuonAdamWError::StateShape { .. })));
+        // Another optimizer's state, or a group these groups do not have, is refused by name.
+        for foreign in ["adamw.0.exp_avg", "muon_adamw.9.momentum_buffer", "muon_adamw.0.7.step", "muon_adamw.1.0.step"]
+        {
+            let (_, mut other) = build();
+            let state = HashMap::from([(foreign.to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))]);
+            assert!(matches!(other.load_state_tensors(&state), Err(MuonAdamWError::ForeignState(n)) if n == foreign));
+        }
     }
 
     #[test]
