@@ -460,4 +460,18 @@ fn the_92d63d4_sft_trains_from_a_92d63d4_base_model() {
     let section = std::fs::read_to_string(base.paths.report().join("chat-sft.json")).unwrap();
     assert!(section.contains("Total batch size") && section.contains("Final validation bpb"), "{section}");
     assert!(section.contains("ChatCORE (categorical)"), "{section}");
+
+    // Optimizer state that does not fit the model (here, another model's) is refused with the way out.
+    let other = Gpt::new(GptConfig::from_depth(1, 2048, 64), Device::Cpu).unwrap();
+    let mut other_optimizers = Optimizers::new(&other, &OptimizerSettings::reference(), None).unwrap();
+    let few = Tensor::randint(2048, [2, 32], (Kind::Int64, Device::Cpu));
+    other.train_loss(&few, &few.roll([-1], [1])).backward();
+    other_optimizers.set_schedule(1.0, 0.95, None);
+    other_optimizers.step(None).unwrap();
+    let state: Vec<(String, Tensor)> = other_optimizers.state_tensors();
+    Tensor::write_safetensors(&state, checkpoint::optim_path(&base_dir, 1, 0)).unwrap();
+    let out = nanochat(base.dir.path(), &args).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("warm-starting the optimizer from") && said.contains("load_optimizer=false"), "{said}");
 }

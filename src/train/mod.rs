@@ -87,6 +87,11 @@ pub enum TrainError {
     EvalBundle(#[from] crate::download::eval_bundle::EvalBundleError),
     #[error("--resume: {0}")]
     Resume(String),
+    #[error(
+        "warm-starting the optimizer from {path}: {source} (the source run's optimizer state does not fit this \
+         one; use `--set chat_sft.recipe_92d63d4.load_optimizer=false`)"
+    )]
+    WarmStart { path: PathBuf, source: DistOptimError },
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }

@@ -32,7 +32,7 @@ use crate::eval::chat_eval::{self, generative_accuracy, open_eval_task};
 use crate::model::Gpt;
 use crate::optim::{schedule, Optimizers};
 use crate::paths::Paths;
-use crate::progress::suspend_bars;
+use crate::progress::{suspend_bars, Progress, Unit};
 use crate::report_section::ReportSection;
 use crate::tokenizer::{artifacts, BpeEncoder};
 
@@ -181,7 +181,7 @@ pub fn run(
     if r.load_optimizer && source_state.is_file() {
         optimizers
             .load_state_tensors(&checkpoint::read_tensors(&source_state)?)
-            .map_err(|e| TrainError::Config(format!("warm-starting from {}: {e}", source_state.display())))?;
+            .map_err(|source| TrainError::WarmStart { path: source_state.clone(), source })?;
         log::info!("optimizer state from {} (moments only, LRs reset)", source_state.display());
     } else if r.load_optimizer {
         log::warn!("no optimizer state at {}: starting with fresh moments", source_state.display());
@@ -226,6 +226,7 @@ pub fn run(
     let mut next = train.next_batch()?;
     let mut last_step = next.last_step;
     let mut progress = 0.0f64;
+    let mut bar = Progress::new("SFT (% of the data)", 100, Unit::Items);
     let mut step = 0i64;
     loop {
         last_step = cluster.reduce(&[f64::from(u8::from(last_step))], ReduceOp::Max)?[0] > 0.0;
@@ -300,7 +301,9 @@ pub fn run(
             ..StepRecord::default()
         })?;
         step += 1;
+        bar.set_position((100.0 * progress).min(100.0) as u64);
     }
+    drop(bar);
 
     // The final checkpoint (every process writes its optimizer shard).
     // As chat_sft.py's meta: the model_config's sequence_len is the SFT rows' max_seq_len (the
