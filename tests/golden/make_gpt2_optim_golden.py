@@ -39,6 +39,7 @@ for stub in ("rustbpe", "tiktoken"):
     sys.modules.setdefault(stub, types.ModuleType(stub))
 import math
 import torch
+from reference_source import ScriptSource, dedent
 from safetensors_writer import cpu_model, write_safetensors
 from nanochat.common import COMPUTE_DTYPE
 from nanochat.gpt import GPT, GPTConfig
@@ -48,20 +49,10 @@ CFG = dict(sequence_len=256, vocab_size=128, n_layer=4, n_head=2, n_kv_head=1, n
 B, T, STEPS, SNAPSHOTS = 2, 160, 20, (1, 5, 20)
 SCHEDULE = dict(warmup_steps=3, warmdown_ratio=0.5, final_lr_frac=0.05, weight_decay=0.28)
 
-source = open(os.path.join(ref, "scripts", "base_train.py")).read()
+source = ScriptSource(ref, "base_train.py")
 
-def between(start, end):
-    """base_train.py's lines from the one containing `start` up to (excluding) the one containing `end`."""
-    i = source.rindex("\n", 0, source.index(start)) + 1
-    return source[i:source.index(end, i)]
-
-def dedent(code):
-    lines = code.splitlines()
-    indent = min(len(l) - len(l.lstrip()) for l in lines if l.strip())
-    return "\n".join(l[indent:] for l in lines)
-
-SCHEDULE_FUNCTIONS = between("def get_lr_multiplier(it):", "# Training loop")
-SET_GROUPS = dedent(between("    lrm = get_lr_multiplier(step)", "    if scaler is not None:"))
+SCHEDULE_FUNCTIONS = source.between("def get_lr_multiplier(it):", "# Training loop")
+SET_GROUPS = dedent(source.between("    lrm = get_lr_multiplier(step)", "    if scaler is not None:"))
 
 def initial_model():
     torch.manual_seed(42)

@@ -8,7 +8,7 @@ run eagerly), COMPUTE_DTYPE is fp32 on CPU. The model comes from the reference's
 checkpoint_manager.build_model (phase "train": the bf16 embeddings become fp32 on CPU); the tokenizer
 is tests/golden/chat/tokenizer.pkl; the datasets are chat_sft.py's train mixture (SmolTalk train +
 MMLU all/auxiliary_train x 3 + GSM8K main/train x 4) over the stand-ins in manifests/data/chat_smoke,
-loaded as tests/golden/make_sft_bestfit_golden.py loads them.
+loaded through reference_source.use_chat_standins, as make_sft_bestfit_golden.py loads them.
 From chat_sft.py's own source (executed, not copied) come: the init_lr_frac override of the groups'
 LRs, the data generator with its globals (`last_step = False` to the train_loader line), the LR and
 momentum schedules, and the training step (its micro-step loop through `model.zero_grad`). The
@@ -24,7 +24,7 @@ golden small). The float-noise envelope: the same run from base weights each mov
 in a third run, down), exact zeros kept; the largest difference from the recorded run, over the
 recorded weights and over the losses, goes into the metadata.
 """
-import glob, json, math, os, shutil, sys, tempfile, types
+import json, math, os, shutil, sys, tempfile, types
 
 ref = sys.argv[1]
 here = os.path.dirname(os.path.abspath(__file__))
@@ -33,15 +33,12 @@ out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "gpt2_sft", "sft4
 standins = os.path.join(root, "manifests", "data", "chat_smoke")
 sys.path.insert(0, ref)
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
-import tasks.common as common
-import tasks.gsm8k, tasks.mmlu, tasks.smoltalk
 from tasks.common import TaskMixture
 from tasks.gsm8k import GSM8K
 from tasks.mmlu import MMLU
 from tasks.smoltalk import SmolTalk
+from reference_source import ScriptSource, dedent, use_chat_standins
 from safetensors_writer import cpu_model, write_safetensors
 from nanochat.common import COMPUTE_DTYPE
 from nanochat.checkpoint_manager import build_model
@@ -54,39 +51,12 @@ ROW_SAMPLED = ("transformer.wte.weight", "lm_head.weight", "value_embeds.")
 ROW_STRIDE = 8
 
 
-def load_standin(repo_id, subset="default", split="train"):
-    flatten = repo_id == "cais/mmlu" and split == "auxiliary_train"
-    folder, name = ("auxiliary_train", "train") if flatten else ("data" if subset == "default" else subset, split)
-    files = sorted(glob.glob(os.path.join(standins, repo_id, folder, f"{name}-*.parquet")))
-    assert files, (repo_id, subset, split)
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    if flatten:
-        table = pa.Table.from_struct_array(table.column("train").combine_chunks())
-    return common.HubDataset(table)
-
-
-for module in (tasks.gsm8k, tasks.mmlu, tasks.smoltalk):
-    module.load_hub_dataset = load_standin
-
-source = open(os.path.join(ref, "scripts", "chat_sft.py")).read()
-
-
-def between(start, end):
-    """chat_sft.py's lines from the one containing `start` up to (excluding) the one containing `end`."""
-    i = source.rindex("\n", 0, source.index(start)) + 1
-    return source[i:source.index(end, i)]
-
-
-def dedent(code):
-    lines = code.splitlines()
-    indent = min(len(l) - len(l.lstrip()) for l in lines if l.strip())
-    return "\n".join(l[indent:] for l in lines)
-
-
-INIT_LR_FRAC = between("# Override the initial learning rate", "# SFT data mixture")
-GENERATOR = between("last_step = False", "train_loader = sft_data_generator_bos_bestfit")
-SCHEDULES = between("def get_lr_multiplier(progress):", "# Training loop")
-STEP = dedent(between("    for micro_step in range(grad_accum_steps):", "    synchronize()\n    t1 = time.time()"))
+use_chat_standins(standins)
+source = ScriptSource(ref, "chat_sft.py")
+INIT_LR_FRAC = source.between("# Override the initial learning rate", "# SFT data mixture")
+GENERATOR = source.between("last_step = False", "train_loader = sft_data_generator_bos_bestfit")
+SCHEDULES = source.between("def get_lr_multiplier(progress):", "# Training loop")
+STEP = dedent(source.between("    for micro_step in range(grad_accum_steps):", "    synchronize()\n    t1 = time.time()"))
 
 base = tempfile.mkdtemp()
 os.makedirs(os.path.join(base, "tokenizer"))

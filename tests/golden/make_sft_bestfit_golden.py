@@ -24,42 +24,25 @@ current_epoch, last_step; untouched for split "val"), and the first 2 batches in
 conversations, fewer than the buffer) cover the cursor wrapping while the buffer refills, epochs,
 `consumed >= len` and num_iterations. Also the three datasets' lengths and the head of their index_map.
 """
-import glob, hashlib, json, os, sys, types
+import hashlib, json, os, sys, types
 
 ref = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "sft_bestfit", "batches.json")
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 standins = os.path.join(root, "manifests", "data", "chat_smoke")
 sys.path.insert(0, ref)
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
-import tasks.common as common
-import tasks.gsm8k, tasks.mmlu, tasks.smoltalk
 from tasks.common import TaskMixture
 from tasks.gsm8k import GSM8K
 from tasks.mmlu import MMLU
 from tasks.smoltalk import SmolTalk
 from nanochat.tokenizer import RustBPETokenizer
+from reference_source import ScriptSource, use_chat_standins
 
 
-def load_standin(repo_id, subset="default", split="train"):
-    flatten = repo_id == "cais/mmlu" and split == "auxiliary_train"
-    folder, name = ("auxiliary_train", "train") if flatten else ("data" if subset == "default" else subset, split)
-    files = sorted(glob.glob(os.path.join(standins, repo_id, folder, f"{name}-*.parquet")))
-    assert files, (repo_id, subset, split)
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    if flatten:
-        table = pa.Table.from_struct_array(table.column("train").combine_chunks())
-    return common.HubDataset(table)
+use_chat_standins(standins)
 
-
-for module in (tasks.gsm8k, tasks.mmlu, tasks.smoltalk):
-    module.load_hub_dataset = load_standin
-
-source = open(os.path.join(ref, "scripts", "chat_sft.py")).read()
-start = source.index("last_step = False")
-GENERATOR = source[start:source.index("train_loader = sft_data_generator_bos_bestfit")]
+GENERATOR = ScriptSource(ref, "chat_sft.py").between("last_step = False", "train_loader = sft_data_generator_bos_bestfit")
 
 tokenizer = RustBPETokenizer.from_directory(os.path.join(root, "tests", "golden", "chat"))
 MMLU_EPOCHS, GSM8K_EPOCHS = 3, 4
