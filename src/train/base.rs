@@ -267,20 +267,20 @@ pub fn run(config: &RunConfig, paths: &Paths, cluster: &Cluster<'_>, options: &S
     };
     let source = Arc::new(ParquetDocuments);
     let best_fit = bt.recipe_92d63d4.is_some();
+    // `--resume`: each stream's stored position, in its loader's form.
+    let (mut flat_positions, mut best_fit_states) = (None, None);
+    if let Some(stored) = &resume_positions {
+        match best_fit {
+            false => flat_positions = Some(stream_positions::<LoaderPosition>(stored, &checkpoint_dir, rank_streams)?),
+            true => best_fit_states = Some(stream_positions::<BestFitState>(stored, &checkpoint_dir, rank_streams)?),
+        }
+    }
     let mut train: Vec<Box<dyn BatchSource>> = Vec::new();
     for (m, cfg) in loader_configs(train_shards).into_iter().enumerate() {
-        let stored = resume_positions.as_ref();
+        let (source, encoder) = (source.clone(), encoder.clone());
         train.push(match best_fit {
-            false => {
-                let position = stored.map(|p| stream_positions::<LoaderPosition>(p, &checkpoint_dir, rank_streams));
-                let position = position.transpose()?.map(|p| p[m]);
-                Box::new(DistributedLoader::new(cfg, source.clone(), encoder.clone(), position)?)
-            }
-            true => {
-                let state = stored.map(|p| stream_positions::<BestFitState>(p, &checkpoint_dir, rank_streams));
-                let state = state.transpose()?.map(|p| p[m]);
-                Box::new(BestFitLoader::new(cfg, source.clone(), encoder.clone(), state)?)
-            }
+            false => Box::new(DistributedLoader::new(cfg, source, encoder, flat_positions.as_ref().map(|p| p[m]))?),
+            true => Box::new(BestFitLoader::new(cfg, source, encoder, best_fit_states.as_ref().map(|s| s[m]))?),
         });
     }
     let make_val = {
