@@ -29,17 +29,10 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Tensor {
     let shape = x.size();
     let (rows, features) = (shape[..shape.len() - 1].iter().product::<i64>(), shape[shape.len() - 1]);
     let (mut x2, mut w) = (x.reshape([rows, features]), weight.shallow_clone());
-    let mut out: *mut C_tensor = std::ptr::null_mut();
     // SAFETY: two live tensors; the shim only reads them and writes a new tensor into `out`.
-    let done =
-        crate::shim::call(|err, len| unsafe { nc_fp8_matmul(x2.as_mut_ptr(), w.as_mut_ptr(), &mut out, err, len) });
-    let y = match done {
-        // Shapes and dtypes are the model's own: a failure here is a bug, not bad input.
-        Err(message) => panic!("fp8 matmul failed: {message}"),
-        Ok(()) if out.is_null() => panic!("fp8 matmul returned no tensor"),
-        // SAFETY: the shim returned a heap-allocated at::Tensor that nothing else owns.
-        Ok(()) => unsafe { Tensor::from_ptr(out) },
-    };
+    let y = super::fused_ops::call("fp8 matmul", |out, err, len| unsafe {
+        nc_fp8_matmul(x2.as_mut_ptr(), w.as_mut_ptr(), out, err, len)
+    });
     let mut out_shape = shape;
     *out_shape.last_mut().unwrap() = weight.size()[0];
     y.reshape(out_shape)

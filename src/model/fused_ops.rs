@@ -19,8 +19,9 @@ extern "C" {
     ) -> i32;
 }
 
-/// Runs one of the shim's functions, which writes a new tensor into `out` or an error into its buffer.
-fn call(name: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> i32) -> Tensor {
+/// Runs one of the model's C++ functions (here and src/model/fp8.rs), which writes a new tensor into
+/// `out` or an error into its buffer.
+pub(super) fn call(name: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> i32) -> Tensor {
     let mut out: *mut C_tensor = std::ptr::null_mut();
     let done = crate::shim::call(|err, len| f(&mut out, err, len));
     match done {
